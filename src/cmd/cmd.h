@@ -1,0 +1,37 @@
+/* cmd.h -- the hscale subcommands, one file each, and what they share:
+ * usage printing and the exit codes every command keeps to.
+ *
+ * Exit codes: 0 success, 1 failure at run time (a threshold failed, a
+ * check found a problem, a peer was unreachable), 2 bad usage (unknown
+ * command or flag, bad value), as git and curl do. */
+#ifndef HSCALE_CMD_CMD_H
+#define HSCALE_CMD_CMD_H
+
+#include <stdio.h>
+
+#define EXIT_USAGE 2
+
+typedef struct cmd {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);   /* argv[0] is the command name */
+} cmd;
+
+int cmd_gateway(int argc, char **argv);
+int cmd_app(int argc, char **argv);
+int cmd_up(int argc, char **argv);
+int cmd_control(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_deploy(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+
+/* Prints "hscale <cmd>: <msg>" and the command's usage to stderr; returns
+ * EXIT_USAGE so callers can `return cmd_usage_error(...)`. */
+int cmd_usage_error(const char *usage, const char *cmdname, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* True when argv holds -h or --help (before any "--"). */
+int cmd_wants_help(int argc, char **argv);
+
+#endif

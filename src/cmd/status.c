@@ -1,0 +1,17 @@
+/* status.c -- `hscale status`. Not built yet: this file says so plainly until
+ * its issue lands, so the command table is complete from day one. */
+#include <stdio.h>
+#include "cmd.h"
+
+static const char usage[] =
+    "usage: hscale status [options]\n\nThis command is not built yet.\n";
+
+int cmd_status(int argc, char **argv)
+{
+    if (cmd_wants_help(argc, argv)) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    fprintf(stderr, "hscale status: not built yet in this version\n");
+    return 1;
+}

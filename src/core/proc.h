@@ -1,0 +1,48 @@
+/* proc.h -- child processes: spawn with argv, environment and working
+ * directory; signal; reap without blocking; read this process's resource
+ * use (for the process_* metrics and the autoscaler's CPU %).
+ *
+ * Children are put in their own process group so a signal to the group
+ * reaches what they spawn too, and they receive SIGTERM if the parent dies
+ * (PR_SET_PDEATHSIG) so nothing is left behind by a crash of hscale. */
+#ifndef HSCALE_CORE_PROC_H
+#define HSCALE_CORE_PROC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct proc_spec {
+    char *const *argv;        /* argv[0] is looked up in PATH */
+    char *const *env_extra;   /* "K=V" added to (or replacing in) environ; may be NULL */
+    const char  *cwd;         /* may be NULL */
+    const char  *stdout_path; /* append stdout+stderr here; NULL inherits */
+} proc_spec;
+
+/* Starts the child. Returns its pid, or -1 with a message in err
+ * (exec failures are reported, not silently a dead child). */
+pid_t proc_spawn(const proc_spec *spec, char *err, size_t errlen);
+/* Sends sig to the child's process group. */
+int   proc_signal(pid_t pid, int sig);
+/* Non-blocking reap: 1 and *status when pid exited, 0 when still running,
+ * -1 when pid is not our child. */
+int   proc_reap(pid_t pid, int *status);
+/* SIGTERM, wait up to grace_ms, then SIGKILL and reap. Returns the status. */
+int   proc_stop(pid_t pid, int grace_ms);
+/* Splits a command line on spaces, honouring single and double quotes.
+ * Returns a NULL-terminated argv (free with proc_argv_free), NULL on error. */
+char **proc_argv_split(const char *cmdline, char *err, size_t errlen);
+void   proc_argv_free(char **argv);
+
+typedef struct proc_usage {
+    double   cpu_seconds;     /* user + system */
+    uint64_t rss_bytes;
+    uint64_t open_fds;
+    uint64_t max_fds;
+    double   start_time;      /* Unix seconds */
+} proc_usage;
+
+/* Reads /proc for pid (0: self). */
+int proc_usage_read(pid_t pid, proc_usage *out);
+
+#endif

@@ -1,0 +1,54 @@
+/* sock.h -- socket helpers: address parsing, listeners, non-blocking
+ * connects. Every socket made here is non-blocking and close-on-exec.
+ *
+ * Addresses are written "host:port", "[v6]:port" or ":port" (all IPv4
+ * interfaces); host names are resolved once, at parse time, never on a
+ * request path. */
+#ifndef HSCALE_CORE_SOCK_H
+#define HSCALE_CORE_SOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+typedef struct sock_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+} sock_addr;
+
+/* Parses "host:port". On error returns -1 and writes why into err. */
+int  sock_addr_parse(const char *text, sock_addr *out, char *err, size_t errlen);
+/* Formats as "host:port" ("[v6]:port" for IPv6). Returns out. */
+char *sock_addr_format(const sock_addr *a, char *out, size_t outlen);
+bool sock_addr_equal(const sock_addr *a, const sock_addr *b);
+/* The port, host order. */
+int  sock_addr_port(const sock_addr *a);
+
+typedef struct sock_listen_opts {
+    int  backlog;       /* default 4096 when 0 */
+    bool reuseport;     /* SO_REUSEPORT: one listener per worker thread */
+    bool defer_accept;  /* TCP_DEFER_ACCEPT: wake only when data arrives */
+} sock_listen_opts;
+
+/* Binds and listens. Returns the fd, or -1 with a message in err. */
+int  sock_listen(const sock_addr *a, const sock_listen_opts *o, char *err, size_t errlen);
+/* The address a listening socket is bound to (for port 0). */
+int  sock_local_addr(int fd, sock_addr *out);
+/* Accepts one connection, non-blocking and close-on-exec, TCP_NODELAY set.
+ * Returns the fd, or -1 with errno (EAGAIN when the queue is empty). */
+int  sock_accept(int lfd, sock_addr *peer);
+/* Starts a non-blocking connect with TCP_NODELAY. Returns the fd (connect
+ * in progress or done), or -1 with errno. */
+int  sock_connect(const sock_addr *a);
+/* After a non-blocking connect became writable: 0, or the socket error. */
+int  sock_connect_result(int fd);
+/* Blocking connect with a timeout, for tools and the control plane.
+ * Returns a blocking fd with TCP_NODELAY set, or -1 with errno. */
+int  sock_connect_blocking(const sock_addr *a, int timeout_ms);
+
+int  sock_set_nonblock(int fd, bool on);
+int  sock_set_nodelay(int fd);
+/* Finds a free loopback TCP port (bind to 0, read it, close). */
+int  sock_free_port(void);
+
+#endif

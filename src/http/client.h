@@ -1,0 +1,67 @@
+/* client.h -- HTTP/1.1 clients.
+ *
+ * http_fetch() is the blocking client of the control plane, the CLI and the
+ * tests' helpers: one request at a time, with a per-thread keep-alive pool
+ * so a collector that scrapes the same instances every two seconds reuses
+ * its connections.
+ *
+ * hc_pool is the non-blocking side: a per-thread (per-ev_loop) set of idle
+ * upstream connections keyed by an opaque pointer (a backend), with a cap
+ * per key and an idle timeout. An idle connection stays registered in the
+ * loop so a close by the peer is noticed and the fd dropped before anyone
+ * tries to reuse it. The gateway and the load generator build on it. */
+#ifndef HSCALE_HTTP_CLIENT_H
+#define HSCALE_HTTP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "../core/buf.h"
+#include "../core/ev.h"
+#include "../core/sock.h"
+
+typedef struct http_url {
+    char      host[256];
+    int       port;
+    char      path[2048];   /* path + query, "/" at least */
+    sock_addr addr;
+} http_url;
+
+/* Parses "http://host:port/path?query" (https is refused with a message). */
+int http_url_parse(const char *url, http_url *out, char *err, size_t errlen);
+
+typedef struct http_result {
+    int      status;
+    buf      headers;   /* raw header lines "Name: value\r\n..." */
+    buf      body;      /* whole body, chunked decoded */
+} http_result;
+
+void http_result_init(http_result *r);
+void http_result_free(http_result *r);
+/* Header value from a result, copied into out; returns false when absent. */
+bool http_result_header(const http_result *r, const char *name, char *out, size_t outlen);
+
+/* Sends one request and reads the whole response. extra_headers is raw
+ * "Name: value\r\n" lines or NULL. Returns 0, or -1 with err filled
+ * (connect refused, timeout, malformed response). */
+int http_fetch(const char *method, const char *url, const char *extra_headers,
+               const void *body, size_t len, int timeout_ms,
+               http_result *out, char *err, size_t errlen);
+/* Closes this thread's idle fetch connections. */
+void http_fetch_pool_clear(void);
+
+typedef struct hc_pool hc_pool;
+hc_pool *hc_pool_new(ev_loop *loop, unsigned max_idle_per_key, uint64_t idle_timeout_us);
+void     hc_pool_free(hc_pool *p);
+/* An idle connection for key, or -1 when there is none. The fd is removed
+ * from the pool and from the loop; the caller registers it again. */
+int      hc_pool_get(hc_pool *p, const void *key);
+/* Returns a healthy idle connection (response fully read). The pool
+ * registers it in the loop to notice a close. Closes it when the key's
+ * idle set is full. */
+void     hc_pool_put(hc_pool *p, const void *key, int fd);
+/* Closes every idle connection of key (a drained or removed backend). */
+void     hc_pool_drop_key(hc_pool *p, const void *key);
+unsigned hc_pool_idle_count(const hc_pool *p, const void *key);
+
+#endif

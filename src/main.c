@@ -1,0 +1,76 @@
+/* main.c -- the hscale command table: `hscale <command> [args]`, in the
+ * manner of git's builtins. Each command lives in src/cmd/<name>.c with its
+ * own --help; this file only dispatches and prints the overview. */
+#include <stdio.h>
+#include <string.h>
+#include "cmd/cmd.h"
+
+static int cmd_help(int argc, char **argv);
+
+static const cmd commands[] = {
+    {"gateway", "run the load balancer (data plane)",                 cmd_gateway},
+    {"app",     "run the reference case-management service",           cmd_app},
+    {"up",      "run gateway, control plane and app instances at once", cmd_up},
+    {"control", "run the control plane (autoscaler, deploys, API)",    cmd_control},
+    {"bench",   "generate load with SLO thresholds",                   cmd_bench},
+    {"status",  "show instances and scaling events",                   cmd_status},
+    {"deploy",  "roll out a new version (rolling, blue-green, canary)", cmd_deploy},
+    {"plan",    "capacity planning from figures or a bench report",     cmd_plan},
+    {"version", "print the version",                                   cmd_version},
+    {"help",    "show this overview, or a command's help",             cmd_help},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void print_overview(FILE *out)
+{
+    fprintf(out, "usage: hscale <command> [options]\n\n"
+                 "Horizontal scaling for any HTTP service.\n\ncommands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'hscale <command> --help' for a command's options.\n");
+}
+
+static const cmd *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_overview(stdout);
+        return 0;
+    }
+    const cmd *c = find_command(argv[1]);
+    if (!c) {
+        fprintf(stderr, "hscale help: unknown command '%s'\n\n", argv[1]);
+        print_overview(stderr);
+        return EXIT_USAGE;
+    }
+    char *sub[] = {argv[1], "--help", NULL};
+    return c->run(2, sub);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_overview(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        print_overview(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0)
+        return cmd_version(1, argv + 1);
+    const cmd *c = find_command(argv[1]);
+    if (!c) {
+        fprintf(stderr, "hscale: unknown command '%s'\n\n", argv[1]);
+        print_overview(stderr);
+        return EXIT_USAGE;
+    }
+    return c->run(argc - 1, argv + 1);
+}
