@@ -25,7 +25,22 @@
  *            Stored as char ** plus a size_t count at count_offset.
  *   object   a nested mapping described by `sub`, stored inline.
  *   list     a sequence of mappings described by `sub`: a malloc'd array of
- *            elem_size elements plus a size_t count at count_offset. */
+ *            elem_size elements plus a size_t count at count_offset.
+ *
+ * Details:
+ *   - int fields are stored as `int`; double and percent as `double`; bool
+ *     as `bool`.
+ *   - Bounds (min, max): both 0 means unbounded; max <= min means "at least
+ *     min". A percent without bounds is checked against 0..100.
+ *   - A list in a document replaces the whole list; every element starts
+ *     from its schema's defaults. Lists of objects have no env variables.
+ *   - A document whose first non-blank character is '{' is parsed as strict
+ *     JSON; anything else as YAML 1.2. YAML anchors/aliases are refused.
+ *   - cfg_set on a strlist replaces it from a comma-separated value ("a,b"),
+ *     like the environment; paths may index lists: "pools[1].name".
+ *   - Errors from the environment are file "<env>" with the variable named
+ *     in msg ("MIN_INSTANCES: expected an integer, got 'x'"); from cfg_set,
+ *     file "<flag>"; from defaults (a schema bug), "<default>". */
 #ifndef HSCALE_CORE_CONFIG_H
 #define HSCALE_CORE_CONFIG_H
 
@@ -68,7 +83,8 @@ struct cfg_schema {
     const char      *name;
     const cfg_field *fields;
     size_t           nfields;
-    /* Cross-field checks after a load; fills err->key and err->msg. */
+    /* Cross-field checks after a load; fills err->key (relative to obj, or
+     * empty for obj itself: the loader prefixes the path) and err->msg. */
     int (*validate)(void *obj, cfg_error *err);
 };
 
@@ -90,7 +106,9 @@ int  cfg_validate(const cfg_schema *s, void *obj, cfg_error *err);
 int  cfg_load(const cfg_schema *s, void *obj, const char *path, cfg_error *err);
 /* Frees strings, string lists and lists (recursively). */
 void cfg_free(const cfg_schema *s, void *obj);
-/* Deep copy (for handing a config to another thread). */
+/* Deep copy (for handing a config to another thread). Copies the schema's
+ * fields only; dst must hold nothing owned (zeroed or cfg_free'd). On
+ * failure (out of memory) dst is freed and -1 returned. */
 int  cfg_copy(const cfg_schema *s, void *dst, const void *src);
 
 /* "file:line:col: key: msg" (parts that are unknown are left out). */

@@ -56,9 +56,15 @@ void ev_stop(ev_loop *loop);
  * happens). Returns the number of events and timers handled, or -1. */
 int  ev_run_once(ev_loop *loop, int timeout_ms);
 
-/* Registers fd (edge-triggered) for the directions in `events`. */
+/* Registers fd (edge-triggered) for the directions in `events`. -1 with
+ * EEXIST when fd is already registered: call ev_io_del() before close(),
+ * or the next socket to get that number cannot be added.
+ * On EPOLLERR/EPOLLHUP the callback sees EV_ERROR plus every registered
+ * direction, so a handler that only reads or writes meets the error on its
+ * next syscall. */
 int  ev_io_add(ev_loop *loop, int fd, unsigned events, ev_io_fn *fn, void *arg);
-/* Changes the directions or the callback of a registered fd. */
+/* Changes the directions or the callback of a registered fd (no syscall
+ * when the directions are unchanged). -1 with ENOENT when not registered. */
 int  ev_io_mod(ev_loop *loop, int fd, unsigned events, ev_io_fn *fn, void *arg);
 /* Removes fd. Safe to call from inside its own callback; pending events for
  * it in the current batch are dropped. Does not close fd. */

@@ -18,6 +18,13 @@ void log_set_json(bool json);
 /* A short component name printed with every record ("gateway", "app"). */
 void log_set_component(const char *name);
 
+/* Applies HSCALE_LOG_LEVEL (debug|info|warn|error|off) and
+ * HSCALE_LOG_FORMAT (text|json) when set. Returns -1 (after logging a
+ * warning) when either holds an unknown value; the setting is then kept. */
+int  log_init_from_env(void);
+/* Where records go; stderr by default. For tests and log files. */
+void log_set_fd(int fd);
+
 void log_write(log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) do { if (log_get_level() <= LOG_DEBUG) log_write(LOG_DEBUG, __VA_ARGS__); } while (0)

@@ -20,14 +20,19 @@ typedef struct proc_spec {
 } proc_spec;
 
 /* Starts the child. Returns its pid, or -1 with a message in err
- * (exec failures are reported, not silently a dead child). */
+ * (exec failures are reported, not silently a dead child, and reaped).
+ * The child gets stdin from /dev/null, default signal dispositions and an
+ * empty signal mask. Call from a long-lived thread: PR_SET_PDEATHSIG fires
+ * when the spawning thread exits. */
 pid_t proc_spawn(const proc_spec *spec, char *err, size_t errlen);
 /* Sends sig to the child's process group. */
 int   proc_signal(pid_t pid, int sig);
 /* Non-blocking reap: 1 and *status when pid exited, 0 when still running,
  * -1 when pid is not our child. */
 int   proc_reap(pid_t pid, int *status);
-/* SIGTERM, wait up to grace_ms, then SIGKILL and reap. Returns the status. */
+/* SIGTERM to the group, wait up to grace_ms for the child, then SIGKILL
+ * and reap; whatever is left in its group is SIGKILLed too. Returns the
+ * wait status, or -1 when pid is not our (unreaped) child. */
 int   proc_stop(pid_t pid, int grace_ms);
 /* Splits a command line on spaces, honouring single and double quotes.
  * Returns a NULL-terminated argv (free with proc_argv_free), NULL on error. */

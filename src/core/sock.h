@@ -16,7 +16,9 @@ typedef struct sock_addr {
     socklen_t len;
 } sock_addr;
 
-/* Parses "host:port". On error returns -1 and writes why into err. */
+/* Parses "host:port", "[v6]:port", ":port" or "*:port" (0.0.0.0). A name
+ * resolving to both families picks IPv4 ("localhost" is 127.0.0.1). On
+ * error returns -1 and writes why into err, e.g. "missing port in 'x'". */
 int  sock_addr_parse(const char *text, sock_addr *out, char *err, size_t errlen);
 /* Formats as "host:port" ("[v6]:port" for IPv6). Returns out. */
 char *sock_addr_format(const sock_addr *a, char *out, size_t outlen);
