@@ -22,6 +22,7 @@ PACKAGES=(
   chromium
   # benchmarks: the seeds' stack
   python3-fastapi python3-uvicorn python3-locust
+  time
 )
 
 missing=()

@@ -46,10 +46,15 @@ metric_series *metrics_series(metric_family *f, const char *const *label_values)
  * longer be used. */
 void           metrics_series_remove(metric_family *f, const char *const *label_values);
 
-/* Hot-path updates. */
+/* Hot-path updates. All take NULL (a series that could not be created) as
+ * a no-op. Counters keep whole increments in an integer (one atomic add)
+ * and fractional ones in a CAS-updated double; negative or NaN adds to a
+ * counter are dropped. */
 void   metrics_add(metric_series *s, double v);          /* counter or gauge */
 void   metrics_inc(metric_series *s);                    /* += 1 */
 void   metrics_set(metric_series *s, double v);          /* gauge */
+/* Counter/gauge value (a callback gauge calls its callback); a
+ * histogram's observation count. Not for the hot path. */
 double metrics_get(const metric_series *s);
 /* Histogram: records a duration in microseconds, exported in seconds. */
 void   metrics_observe_us(metric_series *s, uint64_t us);
@@ -61,13 +66,18 @@ void   metrics_hist_snapshot(const metric_series *s, hist *out);
 void metrics_thread_bind(unsigned slot);
 unsigned metrics_thread_slot(void);
 
-/* A gauge whose value is read at render time (open fds, pool sizes). */
+/* A gauge whose value is read at render time (open fds, pool sizes). The
+ * callback runs under the registry mutex: it must not call metrics_*. */
 typedef double metrics_gauge_fn(void *arg);
 void metrics_gauge_fn_set(metric_series *s, metrics_gauge_fn *fn, void *arg);
 
-/* Renders every family, in declaration order, into out. Adds the standard
- * process_* metrics for this process when `with_process` is set. */
+/* Renders every family, in declaration order, into out (series in
+ * creation order). Adds the standard process_* metrics for this process
+ * when `with_process` is set. */
 void metrics_render(metrics_registry *r, buf *out, bool with_process);
+
+/* Declares hscale_build_info{version=...,component=...} 1. */
+void metrics_build_info(metrics_registry *r, const char *version, const char *component);
 
 /* The Prometheus `le` bucket bounds (seconds) used for every histogram. */
 extern const double metrics_le_seconds[];

@@ -43,7 +43,9 @@ bool http_result_header(const http_result *r, const char *name, char *out, size_
 
 /* Sends one request and reads the whole response. extra_headers is raw
  * "Name: value\r\n" lines or NULL. Returns 0, or -1 with err filled
- * (connect refused, timeout, malformed response). */
+ * (connect refused, timeout, malformed response). timeout_ms bounds the
+ * whole exchange (connect included); <= 0 means 10 s. A pooled connection
+ * the peer closed meanwhile is retried once on a fresh one. */
 int http_fetch(const char *method, const char *url, const char *extra_headers,
                const void *body, size_t len, int timeout_ms,
                http_result *out, char *err, size_t errlen);
@@ -51,6 +53,7 @@ int http_fetch(const char *method, const char *url, const char *extra_headers,
 void http_fetch_pool_clear(void);
 
 typedef struct hc_pool hc_pool;
+/* max_idle_per_key 0 keeps nothing idle; idle_timeout_us 0 means 60 s. */
 hc_pool *hc_pool_new(ev_loop *loop, unsigned max_idle_per_key, uint64_t idle_timeout_us);
 void     hc_pool_free(hc_pool *p);
 /* An idle connection for key, or -1 when there is none. The fd is removed

@@ -16,7 +16,11 @@
  * value; a bare CR or bare LF anywhere in the head; a missing or repeated
  * Host on HTTP/1.1; a version other than HTTP/1.x (505; 1.2+ reads as 1.1).
  * Limits answer 414 (request target), 431 (header bytes or count) and 413
- * (declared body size). */
+ * (declared body size). A malformed response always answers 502.
+ *
+ * On HTTP_ERROR a request should be answered with h.error_status and the
+ * connection closed: after a framing error the byte stream has no trusted
+ * message boundary left. */
 #ifndef HSCALE_HTTP_PARSER_H
 #define HSCALE_HTTP_PARSER_H
 
@@ -53,7 +57,7 @@ typedef struct http_limits {
     uint32_t max_request_line;   /* 414 beyond this (default 8 KiB) */
     uint32_t max_head;           /* 431 beyond this (default 32 KiB) */
     uint32_t max_headers;        /* 431 beyond this (default 64, <= HTTP_MAX_HEADERS) */
-    uint64_t max_body;           /* 413 when Content-Length exceeds it (0: no limit) */
+    uint64_t max_body;           /* 413 when Content-Length exceeds it (0: no limit; default 1 MiB) */
 } http_limits;
 
 void http_limits_default(http_limits *l);

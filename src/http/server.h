@@ -29,8 +29,9 @@ typedef void http_handler_fn(http_ctx *c, void *arg);
 http_router *http_router_new(void);
 void         http_router_free(http_router *r);
 /* method: "GET", "POST", ... or NULL for any. pattern: "/cases/{id}";
- * a trailing "/*" matches any rest (read it with param "*").
- * Returns -1 when the pattern is malformed. */
+ * a final "*" segment ("/static/" then "*") matches any rest (param "*").
+ * Returns -1 when the pattern is malformed. Register every route before a
+ * server using the router starts: the table is read without locks. */
 int http_route(http_router *r, const char *method, const char *pattern,
                http_handler_fn *fn, void *arg);
 
@@ -67,7 +68,8 @@ typedef struct http_server_opts {
     sock_addr    listen;
     unsigned     workers;         /* 0: number of cores */
     http_router *router;          /* owned by the caller; must outlive the server */
-    http_limits  limits;
+    http_limits  limits;          /* zero fields: parser defaults (max_body 0 = no limit,
+                                   * unless every field is 0) */
     uint64_t     header_timeout_us; /* 0: 10 s */
     uint64_t     idle_timeout_us;   /* 0: 60 s */
     uint32_t     max_conns;         /* 0: 10000 */

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# gateway_vs_peers.sh -- hscale gateway against nginx and HAProxy, same
+# static nginx backend, same machine, one run.
+#
+# For WORKERS in 1 and 2: starts the backend, `hscale gateway --workers N`,
+# nginx (N workers, upstream keep-alive) and HAProxy (nbthread N, http-reuse
+# always), then runs wrk at 50 and 200 connections against each target in
+# ROUNDS interleaved rounds (so drift hits every target alike) and prints
+# median req/s, p50 and p99, and the ratios hscale/HAProxy and hscale/nginx.
+# Then memory per idle keep-alive client (IDLE connections after one request
+# each): RSS growth of each proxy divided by the connection count.
+#
+# Every process is started with its own config under a temp dir and stopped
+# by PID. Env: HSCALE_BIN (default build/hscale), DURATION (s, default 8),
+# ROUNDS (3), IDLE (8000), WORKERS_LIST ("1 2").
+set -u
+cd "$(dirname "$0")/.."
+HSCALE_BIN=${HSCALE_BIN:-build/hscale}
+DURATION=${DURATION:-8}
+ROUNDS=${ROUNDS:-3}
+IDLE=${IDLE:-8000}
+WORKERS_LIST=${WORKERS_LIST:-"1 2"}
+DIR=$(mktemp -d /tmp/gwbench.XXXXXX)
+PIDS=()
+BACKEND=19001; P_HS=19100; P_NG=19101; P_HA=19102
+
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for f in "$DIR"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+    sleep 0.5
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+fill() {  # template workers port -> config path
+    local out="$DIR/$(basename "$1")"
+    sed -e "s|@DIR@|$DIR|g" -e "s|@PORT@|$3|g" -e "s|@WORKERS@|$2|g" \
+        -e "s|@BACKEND@|$BACKEND|g" "$1" > "$out"
+    echo "$out"
+}
+
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+stop_pidfile() { [ -f "$1" ] && kill "$(cat "$1")" 2>/dev/null; rm -f "$1"; sleep 0.3; }
+
+ulimit -n 20000 2>/dev/null || true
+nginx -c "$(fill bench/peers/gw_backend.conf 1 $BACKEND)" -p "$DIR" || exit 1
+wait_port $BACKEND || { echo "backend did not start"; exit 1; }
+
+# wrk output -> "rps p50_ms p99_ms"
+wrk_run() {
+    wrk -t1 -c"$2" -d"${DURATION}s" --latency "http://127.0.0.1:$1/" 2>/dev/null | awk '
+        function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+        /Requests\/sec/ { rps = $2 }
+        /^ +50%/ { p50 = ms($2) }
+        /^ +99%/ { p99 = ms($2) }
+        END { printf "%d %.2f %.2f\n", rps, p50, p99 }'
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
+
+rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+for W in $WORKERS_LIST; do
+    echo "== workers/threads: $W  (wrk -t1, ${DURATION}s x $ROUNDS rounds)"
+    nginx -c "$(fill bench/peers/gw_nginx.conf "$W" $P_NG)" -p "$DIR" && wait_port $P_NG
+    haproxy -D -f "$(fill bench/peers/gw_haproxy.cfg "$W" $P_HA)" && wait_port $P_HA
+    HS=""
+    if [ -x "$HSCALE_BIN" ]; then
+        "$HSCALE_BIN" gateway --listen 127.0.0.1:$P_HS --backend 127.0.0.1:$BACKEND \
+            --workers "$W" > "$DIR/hscale.log" 2>&1 &
+        HS=$!; PIDS+=("$HS")
+        wait_port $P_HS || { echo "hscale gateway did not start: $(tail -1 "$DIR/hscale.log")"; HS=""; }
+    else
+        echo "hscale binary $HSCALE_BIN not found"
+    fi
+    # Memory first, on fresh processes: after a load run, freed request
+    # buffers sit in the proxies' pools and would hide per-connection cost.
+    if [ "$W" = 1 ]; then
+        echo "-- memory per idle keep-alive client ($IDLE connections, one request each)"
+        for t in $([ -n "$HS" ] && echo "hscale:$P_HS:$HS") "nginx:$P_NG:nginx.pid" "haproxy:$P_HA:haproxy.pid"; do
+            IFS=: read -r n port pid <<< "$t"
+            case $pid in *.pid) pid=$(cat "$DIR/$pid") ;; esac
+            # nginx: measure its worker, not the master
+            [ "$n" = nginx ] && pid=$(pgrep -P "$pid" | head -1)
+            before=$(rss_kb "$pid"); [ -n "${BENCH_DEBUG:-}" ] && echo "pid=$pid rss=$before" >&2
+            /usr/bin/python3 bench/peers/gw_idleconns.py 127.0.0.1 "$port" "$IDLE" 4 > "$DIR/idle.out" 2>&1 &
+            ip=$!
+            for _ in $(seq 100); do grep -q open "$DIR/idle.out" && break; sleep 0.2; done
+            sleep 1
+            after=$(rss_kb "$pid")
+            opened=$(awk '/open/ { print $2 }' "$DIR/idle.out")
+            wait "$ip" 2>/dev/null
+            awk -v n="$n" -v b="$before" -v a="$after" -v c="${opened:-0}" \
+                'BEGIN { printf "%-8s %6d conns  %7.2f KB/conn\n", n, c, c ? (a-b)/c : 0 }'
+        done
+    fi
+    TARGETS="direct:$BACKEND nginx:$P_NG haproxy:$P_HA"
+    [ -n "$HS" ] && TARGETS="hscale:$P_HS $TARGETS"
+    for C in 50 200; do
+        for r in $(seq "$ROUNDS"); do
+            for t in $TARGETS; do
+                echo "$(wrk_run "${t#*:}" "$C")" >> "$DIR/res.${t%%:*}.$C"
+            done
+        done
+        printf "%-8s %5s %10s %9s %9s\n" target conns req/s p50_ms p99_ms
+        for t in $TARGETS; do
+            n=${t%%:*}; f="$DIR/res.$n.$C"
+            rps=$(cut -d' ' -f1 "$f" | median); p50=$(cut -d' ' -f2 "$f" | median)
+            p99=$(cut -d' ' -f3 "$f" | median)
+            printf "%-8s %5s %10s %9s %9s\n" "$n" "$C" "$rps" "$p50" "$p99"
+            eval "RPS_$n=$rps; P99_$n=$p99"
+        done
+        if [ -n "$HS" ]; then
+            awk -v h="$RPS_hscale" -v a="$RPS_haproxy" -v n="$RPS_nginx" -v hp="$P99_hscale" -v ap="$P99_haproxy" \
+                'BEGIN { printf "ratio hscale/haproxy %.2f  hscale/nginx %.2f  p99 hscale %.2f ms vs haproxy %.2f ms\n", h/a, h/n, hp, ap }'
+        fi
+        rm -f "$DIR"/res.*
+    done
+    [ -n "$HS" ] && kill "$HS" 2>/dev/null
+    stop_pidfile "$DIR/nginx.pid"; stop_pidfile "$DIR/haproxy.pid"
+done

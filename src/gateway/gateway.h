@@ -1,0 +1,130 @@
+/* gateway.h -- hscale's data plane load balancer: its configuration (the
+ * `gateway:` section of hscale.yaml) and its entry points.
+ *
+ * The configuration is plain data described by gw_config_schema (config.h),
+ * so the top-level hscale config embeds it as a CFG_OBJECT and every key
+ * gets YAML, JSON, environment and flag handling for free. gw_config_validate
+ * (the schema's hook) checks what the loader cannot: pool names unique,
+ * every route naming a pool that exists, backend addresses that parse,
+ * split weights that add up to something. */
+#ifndef HSCALE_GATEWAY_GATEWAY_H
+#define HSCALE_GATEWAY_GATEWAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+
+typedef struct gw_backend_cfg {
+    char *address;            /* "host:port" */
+    int   weight;             /* 1..1000 */
+    bool  backup;             /* only when every primary is down */
+} gw_backend_cfg;
+
+typedef struct gw_health_cfg {
+    bool     enabled;
+    char    *path;            /* default /health/ready */
+    uint64_t interval_us;     /* SurgiCase seed: 30 s */
+    uint64_t timeout_us;      /* 5 s */
+    int      rise;            /* 2 */
+    int      fall;            /* 3 */
+    int      status_min, status_max;   /* healthy status range, 200..399 */
+} gw_health_cfg;
+
+typedef struct gw_outlier_cfg {
+    int      consecutive;     /* failures in a row that eject; 0 disables */
+    uint64_t base_ejection_us;
+    uint64_t max_ejection_us;
+    double   max_ejection_percent;
+} gw_outlier_cfg;
+
+/* Index order matches the gw_algo enum in gw_lb.h. */
+enum { GW_CFG_ALGO_ROUND_ROBIN, GW_CFG_ALGO_LEAST_CONN, GW_CFG_ALGO_P2C, GW_CFG_ALGO_HASH };
+enum { GW_CFG_KEY_NONE, GW_CFG_KEY_HEADER, GW_CFG_KEY_COOKIE, GW_CFG_KEY_QUERY, GW_CFG_KEY_IP };
+
+typedef struct gw_pool_cfg {
+    char           *name;
+    int             algo;           /* round_robin | least_conn | p2c | hash */
+    int             hash_on;        /* none | header | cookie | query | ip */
+    char           *hash_key;       /* header/cookie/query name, e.g. user_id */
+    double          hash_epsilon;   /* bounded-load slack (0.25: 1.25x share) */
+    gw_backend_cfg *backends;
+    size_t          nbackends;
+    gw_health_cfg   health;
+    gw_outlier_cfg  outlier;
+    uint64_t        slow_start_us;
+    char           *sticky_cookie;  /* inserted cookie name; NULL: off */
+    uint64_t        sticky_max_age_us;   /* seeds: 86400 s */
+    int             max_conn;       /* per backend, 0: unlimited */
+    int             queue_size;     /* waiting requests per pool past max_conn */
+    uint64_t        queue_timeout_us;    /* then 503 */
+    int             max_idle;       /* idle upstream connections per backend per worker */
+    uint64_t        idle_timeout_us;
+} gw_pool_cfg;
+
+typedef struct gw_split_cfg {
+    char *pool;
+    int   weight;                   /* share of the route's traffic */
+} gw_split_cfg;
+
+typedef struct gw_route_cfg {
+    char         *prefix;           /* path prefix, "/" matches all */
+    char        **methods;          /* empty: any method */
+    size_t        nmethods;
+    char         *host;             /* NULL: any Host */
+    char         *pool;             /* default pool */
+    char         *read_pool;        /* GET/HEAD/OPTIONS, when set */
+    char         *write_pool;       /* everything else, when set */
+    gw_split_cfg *split;            /* weighted pools (canary, blue-green) */
+    size_t        nsplit;
+    char         *rate_limit;       /* name of a rate_limits entry */
+    bool          security_headers; /* HSTS, nosniff, frame DENY, referrer */
+    bool          retry_unsafe;     /* also retry PUT/DELETE */
+} gw_route_cfg;
+
+typedef struct gw_ratelimit_cfg {
+    char    *name;
+    int      limit;                 /* requests per period per client IP */
+    uint64_t period_us;
+} gw_ratelimit_cfg;
+
+typedef struct gw_config {
+    char    *listen;
+    int      workers;               /* 0: one per core */
+    char    *admin;                 /* admin API address, NULL: off */
+    char    *admin_token;           /* required when admin is not loopback */
+    /* timeouts */
+    uint64_t client_header_timeout_us;
+    uint64_t client_idle_timeout_us;
+    uint64_t connect_timeout_us;
+    uint64_t response_timeout_us;
+    uint64_t try_timeout_us;
+    uint64_t grace_us;              /* SIGTERM drain limit */
+    /* limits */
+    int      max_clients;           /* global client connections */
+    uint64_t max_body;
+    /* retries */
+    int      retries;               /* extra attempts per request */
+    double   retry_budget_percent;  /* of in-flight requests */
+    int      rate_limit_entries;    /* bounded memory of the limiter */
+    gw_pool_cfg      *pools;
+    size_t            npools;
+    gw_route_cfg     *routes;
+    size_t            nroutes;
+    gw_ratelimit_cfg *rate_limits;
+    size_t            nrate_limits;
+} gw_config;
+
+extern const cfg_schema gw_config_schema;
+
+/* Index of the pool named `name`, or -1. */
+int gw_config_find_pool(const gw_config *c, const char *name);
+
+/* Fills a config from flags alone: one pool "default" with these backends
+ * (round robin) and one route "/" to it. Backends are "host:port". Fields
+ * already set (listen, workers...) are kept. Returns -1 with err filled on
+ * a bad address. */
+int gw_config_from_backends(gw_config *c, char **backends, size_t n, cfg_error *err);
+
+#endif

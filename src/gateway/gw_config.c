@@ -1,0 +1,342 @@
+/* gw_config.c -- the `gateway:` configuration schema and its cross-field
+ * checks.
+ *
+ * Defaults follow the seeds: health checks every 30 s with a 5 s timeout,
+ * 2 passes to rise and 3 failures to fall (SurgiCase's ALB), sticky cookies
+ * for 86400 s, /health/ready as the check path. Validation runs after the
+ * whole document is read, so a route may name a pool defined below it; it
+ * names the offending key and what was expected, and the loader's
+ * all-or-nothing contract means a failed reload changes nothing. */
+#include "gateway/gateway.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/sock.h"
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static const cfg_field backend_fields[] = {
+    { .key = "address", .type = CFG_ADDR, .offset = offsetof(gw_backend_cfg, address),
+      .help = "backend host:port" },
+    { .key = "weight", .type = CFG_INT, .offset = offsetof(gw_backend_cfg, weight), .def = "1",
+      .min = 1, .max = 1000, .help = "relative share of the pool's traffic" },
+    { .key = "backup", .type = CFG_BOOL, .offset = offsetof(gw_backend_cfg, backup), .def = "false",
+      .help = "takes traffic only when every primary is down" },
+};
+static int backend_validate(void *obj, cfg_error *err)
+{
+    const gw_backend_cfg *b = obj;
+    if (!b->address) {
+        snprintf(err->key, sizeof err->key, "address");
+        snprintf(err->msg, sizeof err->msg, "expected host:port, got nothing");
+        return -1;
+    }
+    return 0;
+}
+static const cfg_schema backend_schema = { "backend", backend_fields, N(backend_fields), backend_validate };
+
+static const cfg_field health_fields[] = {
+    { .key = "enabled", .type = CFG_BOOL, .offset = offsetof(gw_health_cfg, enabled), .def = "true",
+      .help = "run active health checks" },
+    { .key = "path", .type = CFG_STRING, .offset = offsetof(gw_health_cfg, path), .def = "/health/ready",
+      .help = "path requested by the check" },
+    { .key = "interval", .type = CFG_DURATION, .offset = offsetof(gw_health_cfg, interval_us), .def = "30s",
+      .min = 0.01, .max = 3600, .help = "time between checks" },
+    { .key = "timeout", .type = CFG_DURATION, .offset = offsetof(gw_health_cfg, timeout_us), .def = "5s",
+      .min = 0.001, .max = 600, .help = "a check slower than this fails" },
+    { .key = "rise", .type = CFG_INT, .offset = offsetof(gw_health_cfg, rise), .def = "2",
+      .min = 1, .max = 100, .help = "passes in a row to mark healthy" },
+    { .key = "fall", .type = CFG_INT, .offset = offsetof(gw_health_cfg, fall), .def = "3",
+      .min = 1, .max = 100, .help = "failures in a row to mark unhealthy" },
+    { .key = "status_min", .type = CFG_INT, .offset = offsetof(gw_health_cfg, status_min), .def = "200",
+      .min = 100, .max = 599, .help = "lowest healthy status" },
+    { .key = "status_max", .type = CFG_INT, .offset = offsetof(gw_health_cfg, status_max), .def = "399",
+      .min = 100, .max = 599, .help = "highest healthy status" },
+};
+static int health_validate(void *obj, cfg_error *err)
+{
+    const gw_health_cfg *h = obj;
+    if (h->status_min > h->status_max) {
+        snprintf(err->key, sizeof err->key, "status_max");
+        snprintf(err->msg, sizeof err->msg, "expected >= status_min (%d), got %d",
+                 h->status_min, h->status_max);
+        return -1;
+    }
+    if (h->timeout_us > h->interval_us) {
+        snprintf(err->key, sizeof err->key, "timeout");
+        snprintf(err->msg, sizeof err->msg, "expected no longer than interval");
+        return -1;
+    }
+    return 0;
+}
+static const cfg_schema health_schema = { "health", health_fields, N(health_fields), health_validate };
+
+static const cfg_field outlier_fields[] = {
+    { .key = "consecutive_failures", .type = CFG_INT, .offset = offsetof(gw_outlier_cfg, consecutive),
+      .def = "5", .min = 0, .max = 1000, .help = "connect failures, resets, timeouts or 5xx in a row that eject (0: off)" },
+    { .key = "base_ejection", .type = CFG_DURATION, .offset = offsetof(gw_outlier_cfg, base_ejection_us),
+      .def = "30s", .min = 0.001, .max = 86400, .help = "first ejection time; doubles on each repeat" },
+    { .key = "max_ejection", .type = CFG_DURATION, .offset = offsetof(gw_outlier_cfg, max_ejection_us),
+      .def = "300s", .min = 0.001, .max = 86400, .help = "cap on one ejection" },
+    { .key = "max_ejection_percent", .type = CFG_PERCENT, .offset = offsetof(gw_outlier_cfg, max_ejection_percent),
+      .def = "50", .help = "most of a pool that may be ejected at once" },
+};
+static const cfg_schema outlier_schema = { "outlier", outlier_fields, N(outlier_fields), NULL };
+
+static const char *const algos[] = { "round_robin", "least_conn", "p2c", "hash", NULL };
+static const char *const hash_ons[] = { "none", "header", "cookie", "query", "ip", NULL };
+
+static const cfg_field pool_fields[] = {
+    { .key = "name", .type = CFG_STRING, .offset = offsetof(gw_pool_cfg, name), .help = "pool name, used by routes and the API" },
+    { .key = "algorithm", .type = CFG_ENUM, .offset = offsetof(gw_pool_cfg, algo), .def = "round_robin",
+      .choices = algos, .help = "round_robin (smooth weighted) | least_conn | p2c | hash" },
+    { .key = "hash_on", .type = CFG_ENUM, .offset = offsetof(gw_pool_cfg, hash_on), .def = "none",
+      .choices = hash_ons, .help = "request key for hash: header | cookie | query | ip" },
+    { .key = "hash_key", .type = CFG_STRING, .offset = offsetof(gw_pool_cfg, hash_key),
+      .help = "header, cookie or query parameter name (e.g. user_id)" },
+    { .key = "hash_epsilon", .type = CFG_DOUBLE, .offset = offsetof(gw_pool_cfg, hash_epsilon), .def = "0.25",
+      .min = 0.01, .max = 10, .help = "bounded loads: no backend above (1+e) times its share" },
+    { .key = "backends", .type = CFG_LIST, .offset = offsetof(gw_pool_cfg, backends), .sub = &backend_schema,
+      .elem_size = sizeof(gw_backend_cfg), .count_offset = offsetof(gw_pool_cfg, nbackends),
+      .help = "members of the pool" },
+    { .key = "health", .type = CFG_OBJECT, .offset = offsetof(gw_pool_cfg, health), .sub = &health_schema,
+      .help = "active health checks" },
+    { .key = "outlier", .type = CFG_OBJECT, .offset = offsetof(gw_pool_cfg, outlier), .sub = &outlier_schema,
+      .help = "passive outlier detection" },
+    { .key = "slow_start", .type = CFG_DURATION, .offset = offsetof(gw_pool_cfg, slow_start_us), .def = "0s",
+      .max = 3600, .help = "ramp a new or recovered backend's weight over this time" },
+    { .key = "sticky_cookie", .type = CFG_STRING, .offset = offsetof(gw_pool_cfg, sticky_cookie),
+      .help = "name of an inserted sticky-session cookie (unset: off)" },
+    { .key = "sticky_max_age", .type = CFG_DURATION, .offset = offsetof(gw_pool_cfg, sticky_max_age_us),
+      .def = "86400s", .min = 1, .max = 31536000, .help = "Max-Age of the sticky cookie" },
+    { .key = "max_conn", .type = CFG_INT, .offset = offsetof(gw_pool_cfg, max_conn), .def = "0",
+      .min = 0, .max = 1000000, .help = "in-flight requests per backend (0: unlimited)" },
+    { .key = "queue_size", .type = CFG_INT, .offset = offsetof(gw_pool_cfg, queue_size), .def = "1024",
+      .min = 0, .max = 1000000, .help = "requests waiting for a backend slot" },
+    { .key = "queue_timeout", .type = CFG_DURATION, .offset = offsetof(gw_pool_cfg, queue_timeout_us),
+      .def = "5s", .max = 3600, .help = "a queued request is answered 503 after this" },
+    { .key = "max_idle", .type = CFG_INT, .offset = offsetof(gw_pool_cfg, max_idle), .def = "64",
+      .min = 0, .max = 100000, .help = "idle upstream connections kept per backend per worker" },
+    { .key = "idle_timeout", .type = CFG_DURATION, .offset = offsetof(gw_pool_cfg, idle_timeout_us),
+      .def = "60s", .max = 86400, .help = "idle upstream connections close after this" },
+};
+static int pool_validate(void *obj, cfg_error *err)
+{
+    const gw_pool_cfg *p = obj;
+    if (!p->name || !p->name[0]) {
+        snprintf(err->key, sizeof err->key, "name");
+        snprintf(err->msg, sizeof err->msg, "expected a pool name, got nothing");
+        return -1;
+    }
+    if (p->algo == GW_CFG_ALGO_HASH && p->hash_on != GW_CFG_KEY_IP
+        && (p->hash_on == GW_CFG_KEY_NONE || !p->hash_key)) {
+        snprintf(err->key, sizeof err->key, "hash_key");
+        snprintf(err->msg, sizeof err->msg,
+                 "algorithm hash needs hash_on (header|cookie|query|ip) and hash_key");
+        return -1;
+    }
+    if (p->nbackends > 256) {
+        snprintf(err->key, sizeof err->key, "backends");
+        snprintf(err->msg, sizeof err->msg, "expected at most 256, got %zu", p->nbackends);
+        return -1;
+    }
+    return 0;
+}
+static const cfg_schema pool_schema = { "pool", pool_fields, N(pool_fields), pool_validate };
+
+static const cfg_field split_fields[] = {
+    { .key = "pool", .type = CFG_STRING, .offset = offsetof(gw_split_cfg, pool), .help = "pool name" },
+    { .key = "weight", .type = CFG_INT, .offset = offsetof(gw_split_cfg, weight), .def = "1",
+      .min = 0, .max = 10000, .help = "share of the route's traffic" },
+};
+static const cfg_schema split_schema = { "split", split_fields, N(split_fields), NULL };
+
+static const cfg_field route_fields[] = {
+    { .key = "prefix", .type = CFG_STRING, .offset = offsetof(gw_route_cfg, prefix), .def = "/",
+      .help = "path prefix the route matches" },
+    { .key = "methods", .type = CFG_STRLIST, .offset = offsetof(gw_route_cfg, methods),
+      .count_offset = offsetof(gw_route_cfg, nmethods), .help = "methods matched (empty: all)" },
+    { .key = "host", .type = CFG_STRING, .offset = offsetof(gw_route_cfg, host), .help = "Host matched (unset: any)" },
+    { .key = "pool", .type = CFG_STRING, .offset = offsetof(gw_route_cfg, pool), .help = "pool for all requests" },
+    { .key = "read_pool", .type = CFG_STRING, .offset = offsetof(gw_route_cfg, read_pool),
+      .help = "pool for GET/HEAD/OPTIONS" },
+    { .key = "write_pool", .type = CFG_STRING, .offset = offsetof(gw_route_cfg, write_pool),
+      .help = "pool for other methods" },
+    { .key = "split", .type = CFG_LIST, .offset = offsetof(gw_route_cfg, split), .sub = &split_schema,
+      .elem_size = sizeof(gw_split_cfg), .count_offset = offsetof(gw_route_cfg, nsplit),
+      .help = "weighted pools (canary, blue-green)" },
+    { .key = "rate_limit", .type = CFG_STRING, .offset = offsetof(gw_route_cfg, rate_limit),
+      .help = "name of a rate_limits class" },
+    { .key = "security_headers", .type = CFG_BOOL, .offset = offsetof(gw_route_cfg, security_headers),
+      .def = "false", .help = "add HSTS, X-Content-Type-Options, X-Frame-Options, Referrer-Policy" },
+    { .key = "retry_unsafe", .type = CFG_BOOL, .offset = offsetof(gw_route_cfg, retry_unsafe),
+      .def = "false", .help = "also retry PUT and DELETE" },
+};
+static const cfg_schema route_schema = { "route", route_fields, N(route_fields), NULL };
+
+static const cfg_field rl_fields[] = {
+    { .key = "name", .type = CFG_STRING, .offset = offsetof(gw_ratelimit_cfg, name), .help = "class name" },
+    { .key = "limit", .type = CFG_INT, .offset = offsetof(gw_ratelimit_cfg, limit), .def = "100",
+      .min = 1, .max = 100000000, .help = "requests per period per client IP" },
+    { .key = "period", .type = CFG_DURATION, .offset = offsetof(gw_ratelimit_cfg, period_us), .def = "60s",
+      .min = 0.001, .max = 86400, .help = "refill period" },
+};
+static const cfg_schema rl_schema = { "rate_limit", rl_fields, N(rl_fields), NULL };
+
+static const cfg_field gw_fields[] = {
+    { .key = "listen", .type = CFG_ADDR, .offset = offsetof(gw_config, listen), .def = "127.0.0.1:8080",
+      .env = "HSCALE_GATEWAY_LISTEN", .help = "client listener" },
+    { .key = "workers", .type = CFG_INT, .offset = offsetof(gw_config, workers), .def = "0",
+      .env = "HSCALE_GATEWAY_WORKERS", .min = 0, .max = 256, .help = "worker threads (0: one per core)" },
+    { .key = "admin", .type = CFG_ADDR, .offset = offsetof(gw_config, admin),
+      .env = "HSCALE_GATEWAY_ADMIN", .help = "admin API listener (unset: off)" },
+    { .key = "admin_token", .type = CFG_STRING, .offset = offsetof(gw_config, admin_token),
+      .env = "HSCALE_GATEWAY_ADMIN_TOKEN", .help = "bearer token for the admin API" },
+    { .key = "client_header_timeout", .type = CFG_DURATION, .offset = offsetof(gw_config, client_header_timeout_us),
+      .def = "10s", .min = 0.001, .max = 3600, .help = "whole request head must arrive within this (slowloris)" },
+    { .key = "client_idle_timeout", .type = CFG_DURATION, .offset = offsetof(gw_config, client_idle_timeout_us),
+      .def = "60s", .min = 0.001, .max = 86400, .help = "idle keep-alive client connections close after this" },
+    { .key = "connect_timeout", .type = CFG_DURATION, .offset = offsetof(gw_config, connect_timeout_us),
+      .def = "2s", .min = 0.001, .max = 600, .help = "upstream connect" },
+    { .key = "response_timeout", .type = CFG_DURATION, .offset = offsetof(gw_config, response_timeout_us),
+      .def = "60s", .min = 0.001, .max = 86400, .help = "whole upstream exchange, retries included" },
+    { .key = "try_timeout", .type = CFG_DURATION, .offset = offsetof(gw_config, try_timeout_us),
+      .def = "15s", .min = 0.001, .max = 86400, .help = "one attempt's wait for the response head" },
+    { .key = "grace", .type = CFG_DURATION, .offset = offsetof(gw_config, grace_us),
+      .def = "30s", .max = 3600, .help = "SIGTERM: time allowed for in-flight requests" },
+    { .key = "max_clients", .type = CFG_INT, .offset = offsetof(gw_config, max_clients), .def = "20000",
+      .min = 1, .max = 10000000, .help = "client connections, all workers" },
+    { .key = "max_body", .type = CFG_SIZE, .offset = offsetof(gw_config, max_body), .def = "10MiB",
+      .help = "request body limit (413 beyond; 0: none)" },
+    { .key = "retries", .type = CFG_INT, .offset = offsetof(gw_config, retries), .def = "2",
+      .min = 0, .max = 10, .help = "extra attempts for a failed idempotent request" },
+    { .key = "retry_budget", .type = CFG_PERCENT, .offset = offsetof(gw_config, retry_budget_percent),
+      .def = "20", .help = "retries as a share of in-flight requests" },
+    { .key = "rate_limit_entries", .type = CFG_INT, .offset = offsetof(gw_config, rate_limit_entries),
+      .def = "65536", .min = 1024, .max = 16777216, .help = "client buckets kept (bounded memory)" },
+    { .key = "pools", .type = CFG_LIST, .offset = offsetof(gw_config, pools), .sub = &pool_schema,
+      .elem_size = sizeof(gw_pool_cfg), .count_offset = offsetof(gw_config, npools), .help = "backend pools" },
+    { .key = "routes", .type = CFG_LIST, .offset = offsetof(gw_config, routes), .sub = &route_schema,
+      .elem_size = sizeof(gw_route_cfg), .count_offset = offsetof(gw_config, nroutes),
+      .help = "routes, first match wins" },
+    { .key = "rate_limits", .type = CFG_LIST, .offset = offsetof(gw_config, rate_limits), .sub = &rl_schema,
+      .elem_size = sizeof(gw_ratelimit_cfg), .count_offset = offsetof(gw_config, nrate_limits),
+      .help = "token-bucket classes" },
+};
+
+int gw_config_find_pool(const gw_config *c, const char *name)
+{
+    for (size_t i = 0; name && i < c->npools; i++)
+        if (c->pools[i].name && strcmp(c->pools[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int bad(cfg_error *err, const char *key, const char *fmt, const char *arg)
+{
+    snprintf(err->key, sizeof err->key, "%s", key);
+    snprintf(err->msg, sizeof err->msg, fmt, arg);
+    return -1;
+}
+
+static int need_pool(const gw_config *c, const char *name, size_t ri, const char *field,
+                     cfg_error *err)
+{
+    if (!name || gw_config_find_pool(c, name) >= 0)
+        return 0;
+    char key[64];
+    snprintf(key, sizeof key, "routes[%zu].%s", ri, field);
+    return bad(err, key, "no pool named '%s'", name);
+}
+
+static int gw_validate(void *obj, cfg_error *err)
+{
+    const gw_config *c = obj;
+    char key[64];
+    for (size_t i = 0; i < c->npools; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(c->pools[i].name, c->pools[j].name) == 0) {
+                snprintf(key, sizeof key, "pools[%zu].name", i);
+                return bad(err, key, "duplicate pool name '%s'", c->pools[i].name);
+            }
+    for (size_t i = 0; i < c->nrate_limits; i++)
+        if (!c->rate_limits[i].name) {
+            snprintf(key, sizeof key, "rate_limits[%zu].name", i);
+            return bad(err, key, "expected a class name, got %s", "nothing");
+        }
+    for (size_t i = 0; i < c->nroutes; i++) {
+        const gw_route_cfg *r = &c->routes[i];
+        if (!r->prefix || r->prefix[0] != '/') {
+            snprintf(key, sizeof key, "routes[%zu].prefix", i);
+            return bad(err, key, "expected a path starting with '/', got '%s'",
+                       r->prefix ? r->prefix : "");
+        }
+        if (!r->pool && !r->read_pool && !r->write_pool && r->nsplit == 0) {
+            snprintf(key, sizeof key, "routes[%zu].pool", i);
+            return bad(err, key, "expected pool, read_pool/write_pool or split, got %s", "none");
+        }
+        if (!r->pool && r->nsplit == 0 && (!r->read_pool || !r->write_pool)) {
+            snprintf(key, sizeof key, "routes[%zu].%s", i, r->read_pool ? "write_pool" : "read_pool");
+            return bad(err, key, "expected both read_pool and write_pool (or pool), got %s", "one");
+        }
+        if (need_pool(c, r->pool, i, "pool", err) || need_pool(c, r->read_pool, i, "read_pool", err)
+            || need_pool(c, r->write_pool, i, "write_pool", err))
+            return -1;
+        int wsum = 0;
+        for (size_t k = 0; k < r->nsplit; k++) {
+            snprintf(key, sizeof key, "split[%zu].pool", k);
+            if (need_pool(c, r->split[k].pool, i, key, err))
+                return -1;
+            if (!r->split[k].pool)
+                return need_pool(c, "", i, key, err);
+            wsum += r->split[k].weight;
+        }
+        if (r->nsplit && wsum == 0) {
+            snprintf(key, sizeof key, "routes[%zu].split", i);
+            return bad(err, key, "expected weights adding up to more than 0, got %s", "0");
+        }
+        if (r->rate_limit) {
+            size_t k = 0;
+            while (k < c->nrate_limits && strcmp(c->rate_limits[k].name, r->rate_limit) != 0)
+                k++;
+            if (k == c->nrate_limits) {
+                snprintf(key, sizeof key, "routes[%zu].rate_limit", i);
+                return bad(err, key, "no rate_limits class named '%s'", r->rate_limit);
+            }
+        }
+    }
+    return 0;
+}
+
+const cfg_schema gw_config_schema = { "gateway", gw_fields, N(gw_fields), gw_validate };
+
+int gw_config_from_backends(gw_config *c, char **backends, size_t n, cfg_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        sock_addr a;
+        if (sock_addr_parse(backends[i], &a, err->msg, sizeof err->msg) < 0) {
+            snprintf(err->file, sizeof err->file, "<flag>");
+            snprintf(err->key, sizeof err->key, "--backend");
+            return -1;
+        }
+    }
+    /* Build the document as YAML and let the loader own every allocation,
+     * so flags and files produce identical structures (and cfg_free works). */
+    size_t cap = 128;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(backends[i]) + 32;
+    char *doc = malloc(cap);
+    if (!doc)
+        return bad(err, "--backend", "%s", "out of memory");
+    size_t len = (size_t)snprintf(doc, cap, "pools:\n  - name: default\n    backends:\n");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(doc + len, cap - len, "      - address: \"%s\"\n", backends[i]);
+    len += (size_t)snprintf(doc + len, cap - len, "routes:\n  - prefix: /\n    pool: default\n");
+    int rc = cfg_load_text(&gw_config_schema, c, doc, len, "<flag>", err);
+    free(doc);
+    if (rc == 0)
+        rc = cfg_validate(&gw_config_schema, c, err);
+    return rc;
+}

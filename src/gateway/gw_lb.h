@@ -1,0 +1,169 @@
+/* gw_lb.h -- the gateway's decision logic, kept apart from sockets so every
+ * rule can be tested alone: backend selection (smooth weighted round-robin,
+ * weighted least-connections, power of two choices, consistent hashing with
+ * bounded loads, sticky cookies, backups, slow start), active health rise/fall,
+ * passive outlier ejection, the retry budget and the shared rate limiter.
+ *
+ * Internal to src/gateway (the public API is gateway.h).
+ *
+ * Threading model: a gw_pool and its members are shared by every worker.
+ * Identity fields (address, backup flag) are immutable once the pool is
+ * published; runtime fields (weight, state, health, in-flight, ejection) are
+ * atomics so workers and the health thread update them without locks.
+ * Per-worker mutable selection state (SWRR current weights, RNG) lives in
+ * gw_lb_cursor, owned by one worker, so the hot path never contends.
+ * Nothing on a pick path allocates: candidate lists live on the stack,
+ * bounded by GW_MAX_MEMBERS. */
+#ifndef HSCALE_GATEWAY_GW_LB_H
+#define HSCALE_GATEWAY_GW_LB_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include "core/sock.h"
+
+#define GW_MAX_MEMBERS 256
+#define GW_NAME_MAX    64
+
+typedef enum { GW_ALGO_SWRR, GW_ALGO_LEASTCONN, GW_ALGO_P2C, GW_ALGO_HASH } gw_algo;
+
+/* Administrative state, set through the API. Health is separate: a `ready`
+ * member may still be unhealthy or ejected. */
+typedef enum { GW_ST_READY, GW_ST_DRAINING, GW_ST_MAINT, GW_ST_DOWN } gw_state;
+
+typedef struct gw_member {
+    /* immutable once published */
+    sock_addr addr;
+    char      name[GW_NAME_MAX];     /* "host:port", also the API id */
+    bool      backup;
+    uint64_t  id_hash;               /* stable hash of name: ring points, cookie */
+    /* runtime */
+    _Atomic uint32_t weight;         /* 1..1000; the API may change it in place */
+    _Atomic uint32_t refs;           /* snapshots and requests holding it */
+    _Atomic int      state;          /* gw_state */
+    _Atomic bool     healthy;        /* active checks; true until proven otherwise */
+    _Atomic uint64_t up_since_us;    /* start of slow start (0: no ramp) */
+    _Atomic uint64_t ejected_until_us;
+    _Atomic uint32_t ejections;      /* times ejected, grows the ejection time */
+    _Atomic uint32_t consec_fail;
+    _Atomic uint32_t inflight;
+    _Atomic uint64_t total;
+} gw_member;
+
+typedef struct gw_ring_point { uint64_t h; uint32_t member; } gw_ring_point;
+
+typedef struct gw_pool {
+    char        name[GW_NAME_MAX];
+    gw_algo     algo;
+    gw_member  *members[GW_MAX_MEMBERS];
+    uint32_t    n;
+    uint64_t    slow_start_us;       /* 0: none */
+    double      hash_epsilon;        /* bounded-load slack, e.g. 0.25 */
+    gw_ring_point *ring;             /* GW_ALGO_HASH only; built by gw_pool_build_ring */
+    uint32_t    nring;
+    /* outlier detection */
+    uint32_t    outlier_consec;      /* failures in a row that eject (0: off) */
+    uint64_t    outlier_base_us;     /* first ejection time; doubles each repeat */
+    uint64_t    outlier_max_us;      /* cap on one ejection */
+    uint32_t    outlier_max_pct;     /* at most this share of the pool ejected */
+} gw_pool;
+
+/* One worker's private selection state for one pool. */
+typedef struct gw_lb_cursor {
+    int64_t  cw[GW_MAX_MEMBERS];     /* SWRR current weights */
+    uint32_t rr;                     /* tie-break rotation */
+    uint64_t rng;                    /* xorshift state, never 0 */
+} gw_lb_cursor;
+
+void gw_lb_cursor_init(gw_lb_cursor *c, uint64_t seed);
+
+/* Pool setup (off the hot path). gw_member_init fills the immutable part
+ * and resets runtime state; weight 0 is refused (returns -1). */
+int  gw_member_init(gw_member *m, const char *addr, uint32_t weight, bool backup,
+                    char *err, size_t errlen);
+void gw_pool_init(gw_pool *p, const char *name, gw_algo algo);
+int  gw_pool_add(gw_pool *p, gw_member *m);      /* -1 when full */
+/* Builds the consistent-hash ring: 64 points per unit of weight share.
+ * Returns -1 on allocation failure. */
+int  gw_pool_build_ring(gw_pool *p);
+void gw_pool_free_ring(gw_pool *p);
+
+/* Whether a member may take a new request now. */
+bool gw_member_eligible(const gw_member *m, uint64_t now_us);
+/* Weight in effect now (slow start ramps it from 1 to weight). */
+uint32_t gw_member_eff_weight(const gw_pool *p, const gw_member *m, uint64_t now_us);
+
+/* Picks a member index, or -1 when none is available. Primaries first;
+ * backups only when no primary is eligible. `key`/`klen` feed GW_ALGO_HASH
+ * (a NULL key falls back to P2C). `exclude` (index or -1) is skipped, for
+ * retries on a different backend. */
+int gw_lb_pick(const gw_pool *p, gw_lb_cursor *c, const void *key, size_t klen,
+               int exclude, uint64_t now_us);
+
+/* Sticky sessions: the cookie value naming a member, and the reverse. */
+void gw_sticky_value(const gw_member *m, char out[17]);
+int  gw_sticky_find(const gw_pool *p, const char *val, size_t len, uint64_t now_us);
+
+uint64_t gw_hash64(const void *data, size_t len);
+
+/* --- health ------------------------------------------------------------- */
+
+/* Active check rise/fall: `rise` passes in a row mark a member healthy,
+ * `fall` failures in a row unhealthy. Owned by the health thread. */
+typedef struct gw_health_sm { uint16_t rise, fall, oks, fails; bool up; } gw_health_sm;
+void gw_health_init(gw_health_sm *h, uint16_t rise, uint16_t fall, bool start_up);
+/* Feeds one check result; returns +1 on a down->up transition, -1 on
+ * up->down, 0 otherwise. */
+int  gw_health_observe(gw_health_sm *h, bool ok);
+
+/* Passive outlier detection: report each upstream outcome (ok false for a
+ * connect failure, reset, timeout or 5xx). Returns true when this report
+ * ejected the member. The ejection lasts base * 2^(ejections-1), capped;
+ * it is refused when it would eject more than outlier_max_pct of the pool
+ * (at least one member may always be ejected, as Envoy does). */
+bool gw_outlier_report(gw_pool *p, gw_member *m, bool ok, uint64_t now_us);
+
+/* --- retry budget ------------------------------------------------------- */
+
+/* Retries may be at most `ratio` of in-flight requests, with a floor of
+ * `min_retries` so a quiet gateway can still retry. Shared by workers. */
+typedef struct gw_retry_budget {
+    _Atomic uint32_t active;     /* requests in flight, retries included */
+    _Atomic uint32_t retries;    /* retries in flight */
+    double   ratio;
+    uint32_t min_retries;
+} gw_retry_budget;
+void gw_retry_budget_init(gw_retry_budget *b, double ratio, uint32_t min_retries);
+void gw_retry_request_begin(gw_retry_budget *b);
+void gw_retry_request_end(gw_retry_budget *b);
+/* True and counted when a retry fits; pair with gw_retry_end. */
+bool gw_retry_try_begin(gw_retry_budget *b);
+void gw_retry_end(gw_retry_budget *b);
+
+/* --- rate limiter ------------------------------------------------------- */
+
+/* A token-bucket class: `limit` requests per `period_us`, burst `limit`. */
+typedef struct gw_rl_class { uint32_t limit; uint64_t period_us; } gw_rl_class;
+
+typedef struct gw_rl_result {
+    bool     allowed;
+    uint32_t limit;
+    uint32_t remaining;
+    uint32_t retry_after_s;      /* when refused: seconds until one token */
+} gw_rl_result;
+
+typedef struct gw_rl gw_rl;
+/* A table of `capacity` buckets (rounded up to a power of two), split into
+ * locked shards. Memory is fixed at creation: when a key is new and its
+ * probe window is full, the least recently used bucket there is reused, so
+ * idle clients expire and a flood of addresses cannot grow the table. */
+gw_rl *gw_rl_new(uint32_t capacity);
+void   gw_rl_free(gw_rl *rl);
+/* Takes one token for (class_id, key). Thread-safe, no allocation. */
+void   gw_rl_take(gw_rl *rl, uint32_t class_id, const gw_rl_class *cls,
+                  const void *key, size_t klen, uint64_t now_us, gw_rl_result *out);
+
+#endif

@@ -1,0 +1,240 @@
+/* client_pool.c -- hc_pool: idle upstream connections of one ev_loop,
+ * grouped by an opaque key (a backend).
+ *
+ * Each idle socket stays registered for EV_READ: an idle HTTP/1.1
+ * connection has nothing to say, so readiness means the peer closed it or
+ * sent junk, and either way it is closed at once instead of failing the
+ * next request that would have picked it. Each also carries its own idle
+ * timer. Reuse is LIFO (the most recently used socket is the warmest and
+ * the least likely to have been timed out by the peer).
+ *
+ * Invariants: an fd is either in the pool (registered, timer armed) or the
+ * caller's; entries and key slots are recycled, so put/get allocate only
+ * while the pool grows to its high-water mark. Key slots are never removed
+ * (an empty slot costs a few bytes), which keeps probing simple. */
+#include "client.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct hc_idle hc_idle;
+typedef struct hc_key  hc_key;
+
+struct hc_idle {
+    int       fd;
+    hc_pool  *p;
+    hc_key   *k;      /* slot index is stable only until a rehash: see key_of */
+    const void *key;
+    ev_timer  timer;
+    hc_idle  *prev, *next;
+};
+
+struct hc_key {
+    const void *key;
+    hc_idle    *head;
+    unsigned    n;
+};
+
+struct hc_pool {
+    ev_loop  *loop;
+    unsigned  max_idle;
+    uint64_t  idle_us;
+    hc_key   *keys;
+    size_t    kcap, kused;
+    hc_idle  *free;
+};
+
+hc_pool *hc_pool_new(ev_loop *loop, unsigned max_idle_per_key, uint64_t idle_timeout_us)
+{
+    hc_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->loop = loop;
+    p->max_idle = max_idle_per_key;
+    p->idle_us = idle_timeout_us ? idle_timeout_us : 60000000ull;
+    p->kcap = 16;
+    p->keys = calloc(p->kcap, sizeof *p->keys);
+    if (!p->keys) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static size_t key_hash(const void *key, size_t cap)
+{
+    uintptr_t v = (uintptr_t)key;
+    v ^= v >> 17;
+    v *= 0x9E3779B97F4A7C15ull;
+    return (size_t)(v >> 20) & (cap - 1);
+}
+
+static hc_key *key_find(const hc_pool *p, const void *key)
+{
+    if (!key)
+        return NULL;    /* NULL marks an empty slot */
+    for (size_t i = key_hash(key, p->kcap);; i = (i + 1) & (p->kcap - 1)) {
+        hc_key *k = &p->keys[i];
+        if (k->key == key)
+            return k;
+        if (!k->key)
+            return NULL;
+    }
+}
+
+static int key_grow(hc_pool *p)
+{
+    size_t ncap = p->kcap * 2;
+    hc_key *nk = calloc(ncap, sizeof *nk);
+    if (!nk)
+        return -1;
+    for (size_t i = 0; i < p->kcap; i++) {
+        hc_key *o = &p->keys[i];
+        if (!o->key)
+            continue;
+        size_t j = key_hash(o->key, ncap);
+        while (nk[j].key)
+            j = (j + 1) & (ncap - 1);
+        nk[j] = *o;
+        for (hc_idle *e = nk[j].head; e; e = e->next)
+            e->k = &nk[j];
+    }
+    free(p->keys);
+    p->keys = nk;
+    p->kcap = ncap;
+    return 0;
+}
+
+static hc_key *key_get(hc_pool *p, const void *key)
+{
+    hc_key *k = key_find(p, key);
+    if (k)
+        return k;
+    if ((p->kused + 1) * 2 > p->kcap && key_grow(p) < 0)
+        return NULL;
+    size_t i = key_hash(key, p->kcap);
+    while (p->keys[i].key)
+        i = (i + 1) & (p->kcap - 1);
+    p->keys[i].key = key;
+    p->kused++;
+    return &p->keys[i];
+}
+
+/* Unlinks e and returns it to the free list; the fd is left to the caller. */
+static void idle_remove(hc_pool *p, hc_idle *e)
+{
+    hc_key *k = e->k;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        k->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    k->n--;
+    ev_io_del(p->loop, e->fd);
+    ev_timer_stop(p->loop, &e->timer);
+    e->next = p->free;
+    p->free = e;
+}
+
+static void idle_io(ev_loop *loop, int fd, unsigned events, void *arg)
+{
+    hc_idle *e = arg;
+    /* Any readiness on an idle connection is EOF, an error or junk. */
+    idle_remove(e->p, e);
+    close(fd);
+}
+
+static void idle_timeout(ev_loop *loop, ev_timer *t)
+{
+    hc_idle *e = t->arg;
+    int fd = e->fd;
+    idle_remove(e->p, e);
+    close(fd);
+}
+
+int hc_pool_get(hc_pool *p, const void *key)
+{
+    hc_key *k = key_find(p, key);
+    if (!k || !k->head)
+        return -1;
+    hc_idle *e = k->head;
+    int fd = e->fd;
+    idle_remove(p, e);
+    return fd;
+}
+
+void hc_pool_put(hc_pool *p, const void *key, int fd)
+{
+    if (fd < 0)
+        return;
+    ev_io_del(p->loop, fd);    /* the caller's registration, if any */
+    hc_key *k = key ? key_get(p, key) : NULL;
+    if (!k || k->n >= p->max_idle) {
+        close(fd);
+        return;
+    }
+    hc_idle *e = p->free;
+    if (e) {
+        p->free = e->next;
+    } else if (!(e = calloc(1, sizeof *e))) {
+        close(fd);
+        return;
+    }
+    e->fd = fd;
+    e->p = p;
+    e->k = k;
+    e->key = key;
+    if (ev_io_add(p->loop, fd, EV_READ, idle_io, e) < 0) {
+        close(fd);
+        e->next = p->free;
+        p->free = e;
+        return;
+    }
+    ev_timer_init(&e->timer, idle_timeout, e);
+    ev_timer_start(p->loop, &e->timer, p->idle_us);
+    e->prev = NULL;
+    e->next = k->head;
+    if (k->head)
+        k->head->prev = e;
+    k->head = e;
+    k->n++;
+}
+
+void hc_pool_drop_key(hc_pool *p, const void *key)
+{
+    hc_key *k = key_find(p, key);
+    while (k && k->head) {
+        hc_idle *e = k->head;
+        int fd = e->fd;
+        idle_remove(p, e);
+        close(fd);
+    }
+}
+
+unsigned hc_pool_idle_count(const hc_pool *p, const void *key)
+{
+    const hc_key *k = key_find(p, key);
+    return k ? k->n : 0;
+}
+
+void hc_pool_free(hc_pool *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->kcap; i++)
+        while (p->keys[i].head) {
+            hc_idle *e = p->keys[i].head;
+            int fd = e->fd;
+            idle_remove(p, e);
+            close(fd);
+        }
+    while (p->free) {
+        hc_idle *e = p->free;
+        p->free = e->next;
+        free(e);
+    }
+    free(p->keys);
+    free(p);
+}

@@ -1,0 +1,320 @@
+/* test_gw_lb.c -- gateway decision logic: balancing algorithms, backups,
+ * slow start, sticky cookies, health rise/fall, outlier ejection, retry
+ * budget and the shared rate limiter. */
+#include <criterion/criterion.h>
+#include <string.h>
+#include <stdio.h>
+
+#include "gateway/gw_lb.h"
+
+static gw_member M[8];
+static gw_pool P;
+static gw_lb_cursor C;
+
+static void mkpool(gw_algo algo, int n, const uint32_t *w)
+{
+    gw_pool_init(&P, "p", algo);
+    gw_lb_cursor_init(&C, 42);
+    for (int i = 0; i < n; i++) {
+        char a[32], err[128];
+        snprintf(a, sizeof a, "127.0.0.1:%d", 9001 + i);
+        cr_assert_eq(gw_member_init(&M[i], a, w ? w[i] : 1, false, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(gw_pool_add(&P, &M[i]), 0);
+    }
+}
+
+Test(gw_lb, member_init_errors)
+{
+    char err[128];
+    cr_assert_eq(gw_member_init(&M[0], "127.0.0.1:9000", 0, false, err, sizeof err), -1);
+    cr_assert(strstr(err, "weight"), "%s", err);
+    cr_assert_eq(gw_member_init(&M[0], "nope", 1, false, err, sizeof err), -1);
+    cr_assert(strstr(err, "address"), "%s", err);
+}
+
+Test(gw_lb, swrr_smooth_sequence)
+{
+    uint32_t w[3] = { 5, 1, 1 };
+    mkpool(GW_ALGO_SWRR, 3, w);
+    /* nginx's documented sequence for 5:1:1 */
+    int want[7] = { 0, 0, 1, 0, 2, 0, 0 };
+    for (int i = 0; i < 7; i++)
+        cr_assert_eq(gw_lb_pick(&P, &C, NULL, 0, -1, 1), want[i], "pick %d", i);
+    int cnt[3] = { 0 };
+    for (int i = 0; i < 700; i++)
+        cnt[gw_lb_pick(&P, &C, NULL, 0, -1, 1)]++;
+    cr_assert_eq(cnt[0], 500);
+    cr_assert_eq(cnt[1], 100);
+    cr_assert_eq(cnt[2], 100);
+}
+
+Test(gw_lb, skips_ineligible_and_exclude)
+{
+    mkpool(GW_ALGO_SWRR, 3, NULL);
+    atomic_store(&M[0].state, GW_ST_DRAINING);
+    atomic_store(&M[1].healthy, false);
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(gw_lb_pick(&P, &C, NULL, 0, -1, 1), 2);
+    cr_assert_eq(gw_lb_pick(&P, &C, NULL, 0, 2, 1), -1);
+    atomic_store(&M[2].ejected_until_us, 100);
+    cr_assert_eq(gw_lb_pick(&P, &C, NULL, 0, -1, 50), -1);
+    cr_assert_eq(gw_lb_pick(&P, &C, NULL, 0, -1, 100), 2);   /* ejection over */
+}
+
+Test(gw_lb, backups_only_when_primaries_down)
+{
+    mkpool(GW_ALGO_SWRR, 3, NULL);
+    M[2].backup = true;
+    for (int i = 0; i < 20; i++)
+        cr_assert_neq(gw_lb_pick(&P, &C, NULL, 0, -1, 1), 2);
+    atomic_store(&M[0].healthy, false);
+    atomic_store(&M[1].state, GW_ST_MAINT);
+    cr_assert_eq(gw_lb_pick(&P, &C, NULL, 0, -1, 1), 2);
+    atomic_store(&M[0].healthy, true);
+    cr_assert_eq(gw_lb_pick(&P, &C, NULL, 0, -1, 1), 0);
+}
+
+Test(gw_lb, leastconn_weighted)
+{
+    uint32_t w[3] = { 1, 2, 1 };
+    mkpool(GW_ALGO_LEASTCONN, 3, w);
+    atomic_store(&M[0].inflight, 3);
+    atomic_store(&M[1].inflight, 4);    /* 4/2 = 2 per weight: lightest */
+    atomic_store(&M[2].inflight, 3);
+    cr_assert_eq(gw_lb_pick(&P, &C, NULL, 0, -1, 1), 1);
+    atomic_store(&M[1].inflight, 8);
+    atomic_store(&M[2].inflight, 1);
+    cr_assert_eq(gw_lb_pick(&P, &C, NULL, 0, -1, 1), 2);
+    /* ties rotate rather than always hitting the first */
+    for (int i = 0; i < 3; i++)
+        atomic_store(&M[i].inflight, 0);
+    M[1].weight = 1;
+    int seen[3] = { 0 };
+    for (int i = 0; i < 30; i++)
+        seen[gw_lb_pick(&P, &C, NULL, 0, -1, 1)]++;
+    cr_assert(seen[0] > 0 && seen[1] > 0 && seen[2] > 0);
+}
+
+Test(gw_lb, p2c_avoids_loaded)
+{
+    mkpool(GW_ALGO_P2C, 4, NULL);
+    atomic_store(&M[3].inflight, 100);
+    int cnt[4] = { 0 };
+    for (int i = 0; i < 4000; i++)
+        cnt[gw_lb_pick(&P, &C, NULL, 0, -1, 1)]++;
+    /* the loaded member only wins when it is not drawn at all: never */
+    cr_assert_eq(cnt[3], 0);
+    for (int i = 0; i < 3; i++)
+        cr_assert(cnt[i] > 1000 && cnt[i] < 1700, "member %d got %d", i, cnt[i]);
+}
+
+Test(gw_lb, hash_stable_and_bounded)
+{
+    mkpool(GW_ALGO_HASH, 5, NULL);
+    cr_assert_eq(gw_pool_build_ring(&P), 0);
+    int home[100];
+    for (int k = 0; k < 100; k++) {
+        char key[32];
+        int n = snprintf(key, sizeof key, "user_id=%d", k);
+        home[k] = gw_lb_pick(&P, &C, key, (size_t)n, -1, 1);
+        cr_assert_eq(gw_lb_pick(&P, &C, key, (size_t)n, -1, 1), home[k]);
+    }
+    /* removing one member moves only its keys */
+    atomic_store(&M[0].healthy, false);
+    for (int k = 0; k < 100; k++) {
+        char key[32];
+        int n = snprintf(key, sizeof key, "user_id=%d", k);
+        int now = gw_lb_pick(&P, &C, key, (size_t)n, -1, 1);
+        if (home[k] != 0)
+            cr_assert_eq(now, home[k], "key %d moved", k);
+        else
+            cr_assert_neq(now, 0);
+    }
+    atomic_store(&M[0].healthy, true);
+    /* one hot key with requests held in flight: no member above (1+eps)x share */
+    for (int i = 0; i < 200; i++) {
+        int m = gw_lb_pick(&P, &C, "hot", 3, -1, 1);
+        atomic_fetch_add(&M[m].inflight, 1);
+    }
+    for (int i = 0; i < 5; i++) {
+        uint32_t in = atomic_load(&M[i].inflight);
+        cr_assert(in <= 50 + 1, "member %d holds %u of 200", i, in);  /* 1.25 * 40 */
+    }
+    gw_pool_free_ring(&P);
+}
+
+Test(gw_lb, slow_start_ramps)
+{
+    uint32_t w[2] = { 10, 10 };
+    mkpool(GW_ALGO_SWRR, 2, w);
+    P.slow_start_us = 1000;
+    atomic_store(&M[1].up_since_us, 1000);
+    cr_assert_eq(gw_member_eff_weight(&P, &M[1], 1000), 1);
+    cr_assert_eq(gw_member_eff_weight(&P, &M[1], 1500), 5);
+    cr_assert_eq(gw_member_eff_weight(&P, &M[1], 2000), 10);
+    cr_assert_eq(gw_member_eff_weight(&P, &M[0], 1000), 10);
+    int c1 = 0;
+    for (int i = 0; i < 110; i++)
+        c1 += gw_lb_pick(&P, &C, NULL, 0, -1, 1000) == 1;
+    cr_assert_eq(c1, 10);   /* 1 : 10 at the start of the ramp */
+}
+
+Test(gw_lb, sticky_cookie_roundtrip)
+{
+    mkpool(GW_ALGO_SWRR, 3, NULL);
+    char v[17];
+    gw_sticky_value(&M[1], v);
+    cr_assert_eq(strlen(v), 16);
+    cr_assert_eq(gw_sticky_find(&P, v, 16, 1), 1);
+    cr_assert_eq(gw_sticky_find(&P, v, 15, 1), -1);
+    cr_assert_eq(gw_sticky_find(&P, "zzzzzzzzzzzzzzzz", 16, 1), -1);
+    atomic_store(&M[1].state, GW_ST_DOWN);
+    cr_assert_eq(gw_sticky_find(&P, v, 16, 1), -1);   /* re-pick when down */
+}
+
+Test(gw_health, rise_fall)
+{
+    gw_health_sm h;
+    gw_health_init(&h, 2, 3, true);
+    cr_assert_eq(gw_health_observe(&h, false), 0);
+    cr_assert_eq(gw_health_observe(&h, false), 0);
+    cr_assert_eq(gw_health_observe(&h, true), 0);     /* resets the streak */
+    cr_assert_eq(gw_health_observe(&h, false), 0);
+    cr_assert_eq(gw_health_observe(&h, false), 0);
+    cr_assert_eq(gw_health_observe(&h, false), -1);
+    cr_assert_not(h.up);
+    cr_assert_eq(gw_health_observe(&h, false), 0);
+    cr_assert_eq(gw_health_observe(&h, true), 0);
+    cr_assert_eq(gw_health_observe(&h, true), 1);
+    cr_assert(h.up);
+}
+
+Test(gw_health, outlier_eject_backoff_and_cap)
+{
+    mkpool(GW_ALGO_SWRR, 4, NULL);
+    P.outlier_consec = 3;
+    P.outlier_base_us = 100;
+    P.outlier_max_us = 350;
+    P.outlier_max_pct = 50;
+    cr_assert_not(gw_outlier_report(&P, &M[0], false, 10));
+    cr_assert_not(gw_outlier_report(&P, &M[0], true, 10));   /* success resets */
+    cr_assert_not(gw_outlier_report(&P, &M[0], false, 10));
+    cr_assert_not(gw_outlier_report(&P, &M[0], false, 10));
+    cr_assert(gw_outlier_report(&P, &M[0], false, 10));
+    cr_assert_eq(atomic_load(&M[0].ejected_until_us), 110);
+    cr_assert_not(gw_member_eligible(&M[0], 50));
+    /* second member may go (2 of 4 = 50%), a third may not */
+    for (int i = 0; i < 2; i++)
+        gw_outlier_report(&P, &M[1], false, 10);
+    cr_assert(gw_outlier_report(&P, &M[1], false, 10));
+    for (int i = 0; i < 2; i++)
+        gw_outlier_report(&P, &M[2], false, 10);
+    cr_assert_not(gw_outlier_report(&P, &M[2], false, 10));
+    /* repeat ejection doubles, capped */
+    for (int i = 0; i < 2; i++)
+        gw_outlier_report(&P, &M[0], false, 200);
+    cr_assert(gw_outlier_report(&P, &M[0], false, 200));
+    cr_assert_eq(atomic_load(&M[0].ejected_until_us), 400);
+    for (int i = 0; i < 2; i++)
+        gw_outlier_report(&P, &M[0], false, 1000);
+    cr_assert(gw_outlier_report(&P, &M[0], false, 1000));
+    cr_assert_eq(atomic_load(&M[0].ejected_until_us), 1350);   /* 400 capped to 350 */
+}
+
+Test(gw_retry, budget)
+{
+    gw_retry_budget b;
+    gw_retry_budget_init(&b, 0.2, 1);
+    cr_assert(gw_retry_try_begin(&b));          /* floor of one */
+    cr_assert_not(gw_retry_try_begin(&b));
+    gw_retry_end(&b);
+    for (int i = 0; i < 20; i++)
+        gw_retry_request_begin(&b);
+    int ok = 0;
+    for (int i = 0; i < 10; i++)
+        ok += gw_retry_try_begin(&b);
+    cr_assert_eq(ok, 4);                         /* 20% of 20 */
+    for (int i = 0; i < 4; i++)
+        gw_retry_end(&b);
+    for (int i = 0; i < 20; i++)
+        gw_retry_request_end(&b);
+    cr_assert_eq(atomic_load(&b.retries), 0);
+    cr_assert_eq(atomic_load(&b.active), 0);
+}
+
+Test(gw_rl, bucket_refill_and_headers)
+{
+    gw_rl *rl = gw_rl_new(1024);
+    cr_assert_not_null(rl);
+    gw_rl_class per_min = { 100, 60ULL * 1000000 };   /* TutorMax: 100/min/IP */
+    gw_rl_result r;
+    for (int i = 0; i < 100; i++) {
+        gw_rl_take(rl, 0, &per_min, "10.0.0.1", 8, 1000, &r);
+        cr_assert(r.allowed, "request %d", i);
+        cr_assert_eq(r.remaining, (uint32_t)(99 - i));
+        cr_assert_eq(r.limit, 100);
+    }
+    gw_rl_take(rl, 0, &per_min, "10.0.0.1", 8, 1000, &r);
+    cr_assert_not(r.allowed);
+    cr_assert_eq(r.retry_after_s, 1);                  /* 0.6 s to a token */
+    /* another IP and another class are independent */
+    gw_rl_take(rl, 0, &per_min, "10.0.0.2", 8, 1000, &r);
+    cr_assert(r.allowed);
+    gw_rl_take(rl, 1, &per_min, "10.0.0.1", 8, 1000, &r);
+    cr_assert(r.allowed);
+    /* 0.6 s later one token is back, not two */
+    gw_rl_take(rl, 0, &per_min, "10.0.0.1", 8, 1000 + 600000, &r);
+    cr_assert(r.allowed);
+    gw_rl_take(rl, 0, &per_min, "10.0.0.1", 8, 1000 + 600000, &r);
+    cr_assert_not(r.allowed);
+    gw_rl_free(rl);
+}
+
+Test(gw_rl, bounded_memory_evicts_idle)
+{
+    gw_rl *rl = gw_rl_new(16);          /* tiny: 16 slots per shard */
+    gw_rl_class c = { 1, 1000000 };
+    gw_rl_result r;
+    gw_rl_take(rl, 0, &c, "victim", 6, 1, &r);
+    cr_assert(r.allowed);
+    gw_rl_take(rl, 0, &c, "victim", 6, 2, &r);
+    cr_assert_not(r.allowed);
+    /* a flood of new keys completes without growth or failure */
+    char k[32];
+    for (int i = 0; i < 100000; i++) {
+        int n = snprintf(k, sizeof k, "ip%d", i);
+        gw_rl_take(rl, 0, &c, k, (size_t)n, 10 + (uint64_t)i, &r);
+        cr_assert(r.allowed);
+    }
+    gw_rl_free(rl);
+}
+
+#include <pthread.h>
+static gw_rl *shared_rl;
+static void *rl_thread(void *arg)
+{
+    gw_rl_class c = { 1000, 3600ULL * 1000000 };
+    gw_rl_result r;
+    long ok = 0;
+    for (int i = 0; i < 1000; i++) {
+        gw_rl_take(shared_rl, 0, &c, "same", 4, 5, &r);
+        ok += r.allowed;
+    }
+    return (void *)ok;
+}
+
+Test(gw_rl, shared_across_threads)
+{
+    shared_rl = gw_rl_new(1024);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, rl_thread, NULL);
+    long total = 0;
+    for (int i = 0; i < 4; i++) {
+        void *v;
+        pthread_join(t[i], &v);
+        total += (long)v;
+    }
+    cr_assert_eq(total, 1000);           /* exactly the bucket, no more */
+    gw_rl_free(shared_rl);
+}
