@@ -4,6 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 #include "cmd/cmd.h"
+#include "core/buf.h"
+#include "core/config.h"
+#include "gateway/gateway.h"
+#include "store/store.h"
 
 static int cmd_help(int argc, char **argv);
 
@@ -27,7 +31,8 @@ static void print_overview(FILE *out)
                  "Horizontal scaling for any HTTP service.\n\ncommands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\nRun 'hscale <command> --help' for a command's options.\n");
+    fprintf(out, "\nRun 'hscale <command> --help' for a command's options,\n"
+                 "'hscale help config' for every configuration key.\n");
 }
 
 static const cmd *find_command(const char *name)
@@ -38,12 +43,30 @@ static const cmd *find_command(const char *name)
     return NULL;
 }
 
+/* `hscale help config`: the reference of every configuration key, made
+ * from the same schema tables the loader uses, so docs/configuration.md is
+ * generated from it and cannot drift (a test compares the two). */
+static int print_config_reference(void)
+{
+    buf out;
+    buf_init(&out);
+    buf_append_str(&out, "## gateway\n\n");
+    cfg_doc_markdown(&gw_config_schema, "gateway", &out);
+    buf_append_str(&out, "\n## store\n\n");
+    cfg_doc_markdown(&st_config_schema, "store", &out);
+    fwrite(buf_head(&out), 1, out.len, stdout);
+    buf_free(&out);
+    return 0;
+}
+
 static int cmd_help(int argc, char **argv)
 {
     if (argc < 2) {
         print_overview(stdout);
         return 0;
     }
+    if (strcmp(argv[1], "config") == 0)
+        return print_config_reference();
     const cmd *c = find_command(argv[1]);
     if (!c) {
         fprintf(stderr, "hscale help: unknown command '%s'\n\n", argv[1]);
