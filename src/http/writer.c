@@ -1,7 +1,7 @@
 /* writer.c -- HTTP/1.1 serialisation into a buf.
  *
  * Everything is a plain append: status lines for the codes we actually send
- * are built once from http_status_reason-like tables, numbers go through a
+ * take their reason from http_status_reason (parser.h), numbers go through a
  * small itoa, and the Date header is formatted at most once per second per
  * thread. No call allocates beyond growing the output buffer.
  *
@@ -9,57 +9,10 @@
  * (out of memory) with the buffer possibly holding a partial piece; callers
  * treat -1 as fatal for the connection. */
 #include "writer.h"
+#include "parser.h"
 
 #include <string.h>
 #include <time.h>
-
-static const char *reason_of(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 425: return "Too Early";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default:  return NULL;
-    }
-}
 
 /* Writes v in decimal into p (at least 20 bytes); returns the length. */
 static size_t u64_to_dec(char *p, uint64_t v)
@@ -79,11 +32,7 @@ int http_write_status_line(buf *out, int status)
 {
     if (status < 100 || status > 999)
         status = 500;
-    const char *reason = reason_of(status);
-    if (!reason)
-        reason = status < 200 ? "Informational" : status < 300 ? "Success"
-               : status < 400 ? "Redirection" : status < 500 ? "Client Error"
-               : "Server Error";
+    const char *reason = http_status_reason(status);
     size_t rlen = strlen(reason);
     if (buf_reserve(out, 9 + 4 + rlen + 2) < 0)
         return -1;
