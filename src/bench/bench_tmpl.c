@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "bench/bench.h"
+#include "core/buf.h"
 
 /* ---- PRNG: xorshift64*, one per thread ---- */
 
@@ -196,23 +197,6 @@ void bench_tmpl_free(bench_tmpl *t)
 
 size_t bench_tmpl_max_len(const bench_tmpl *t) { return t->max_len; }
 
-static size_t put_i64(char *out, int64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    size_t w = 0;
-    if (v < 0)
-        out[w++] = '-';
-    while (n)
-        out[w++] = tmp[--n];
-    return w;
-}
-
 size_t bench_tmpl_render(const bench_tmpl *t, bench_rng *r, char *out)
 {
     size_t w = 0;
@@ -226,11 +210,11 @@ size_t bench_tmpl_render(const bench_tmpl *t, bench_rng *r, char *out)
         case BENCH_SEG_RAND: {
             uint64_t span = (uint64_t)s->hi - (uint64_t)s->lo + 1;   /* 0: the full range */
             uint64_t x = span ? bench_rng_below(r, span) : bench_rng_next(r);
-            w += put_i64(out + w, (int64_t)((uint64_t)s->lo + x));
+            w += fmt_i64(out + w, (int64_t)((uint64_t)s->lo + x));
             break;
         }
         case BENCH_SEG_SEQ:
-            w += put_i64(out + w, (int64_t)r->seq);
+            w += fmt_i64(out + w, (int64_t)r->seq);
             break;
         case BENCH_SEG_PICK: {
             uint64_t k = bench_rng_below(r, s->npick);

@@ -10,6 +10,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct buf {
@@ -34,6 +35,12 @@ static inline char  *buf_head(const buf *b) { return b->data + b->off; }
 static inline char  *buf_tail(const buf *b) { return b->data + b->off + b->len; }
 static inline size_t buf_room(const buf *b) { return b->cap - b->off - b->len; }
 static inline void   buf_commit(buf *b, size_t n) { b->len += n; }
+
+/* Decimal forms of v into out (at least 20 bytes for u64, 21 for i64);
+ * return the length written, no NUL. snprintf costs a tenth of a cached
+ * query and more than a whole status line, so hot paths use these. */
+size_t fmt_u64(char *out, uint64_t v);
+size_t fmt_i64(char *out, int64_t v);
 
 /* Reads once from fd into the free room (reserving `want` bytes first).
  * Returns bytes read, 0 on EOF, -1 with errno (EAGAIN included). */

@@ -60,55 +60,55 @@ static const char *skip_ws(const char *p)
     return p;
 }
 
-int cfg_parse_duration(const char *text, uint64_t *us, char *err, size_t errlen)
+typedef struct unit_scale { const char *name; uint64_t mul; } unit_scale;
+
+/* A decimal number followed by an optional unit from `units` (bare: `bare`
+ * multiplier), scaled exactly; surrounding blanks are allowed. */
+static int parse_scaled(const char *text, const unit_scale *units, size_t nunits, uint64_t bare,
+                        bool fold_case, uint64_t *out)
 {
-    static const struct { const char *u; uint64_t mul; } units[] = {
-        { "us", 1 }, { "ms", 1000 }, { "s", 1000000 }, { "m", 60000000 },
-        { "h", 3600000000ULL },
-    };
     const char *p = skip_ws(text ? text : ""), *end;
-    /* Parse the number once per candidate unit: the unit decides the scale. */
     const char *q = p;
     while (isdigit((unsigned char)*q) || *q == '.') q++;
     const char *u = skip_ws(q);
     size_t ulen = strlen(u);
     while (ulen && (u[ulen - 1] == ' ' || u[ulen - 1] == '\t')) ulen--;
-    uint64_t mul = 0;
-    if (ulen == 0) mul = 1000000;
-    for (size_t i = 0; !mul && i < sizeof units / sizeof units[0]; i++)
-        if (strlen(units[i].u) == ulen && strncmp(u, units[i].u, ulen) == 0) mul = units[i].mul;
+    uint64_t mul = ulen == 0 ? bare : 0;
+    for (size_t i = 0; !mul && i < nunits; i++)
+        if (strlen(units[i].name) == ulen &&
+            (fold_case ? strncasecmp(u, units[i].name, ulen) : strncmp(u, units[i].name, ulen)) == 0)
+            mul = units[i].mul;
     uint64_t v;
-    if (!mul || dec_scale(p, &end, mul, &v) < 0 || end != q) {
+    if (!mul || dec_scale(p, &end, mul, &v) < 0 || end != q)
+        return -1;
+    *out = v;   /* only on success: a failed parse leaves the field as it was */
+    return 0;
+}
+
+int cfg_parse_duration(const char *text, uint64_t *us, char *err, size_t errlen)
+{
+    static const unit_scale units[] = {
+        { "us", 1 }, { "ms", 1000 }, { "s", 1000000 }, { "m", 60000000 },
+        { "h", 3600000000ULL },
+    };
+    if (parse_scaled(text, units, sizeof units / sizeof units[0], 1000000, false, us) < 0) {
         if (err) snprintf(err, errlen, "expected a duration like 30s, 250ms or 5m, got '%s'", text ? text : "");
         return -1;
     }
-    *us = v;
     return 0;
 }
 
 int cfg_parse_size(const char *text, uint64_t *bytes, char *err, size_t errlen)
 {
-    static const struct { const char *u; uint64_t mul; } units[] = {
+    static const unit_scale units[] = {
         { "B", 1 }, { "KB", 1000 }, { "KiB", 1024 }, { "MB", 1000000 },
         { "MiB", 1048576 }, { "GB", 1000000000 }, { "GiB", 1073741824 },
         { "K", 1024 }, { "M", 1048576 }, { "G", 1073741824 },
     };
-    const char *p = skip_ws(text ? text : ""), *end;
-    const char *q = p;
-    while (isdigit((unsigned char)*q) || *q == '.') q++;
-    const char *u = skip_ws(q);
-    size_t ulen = strlen(u);
-    while (ulen && (u[ulen - 1] == ' ' || u[ulen - 1] == '\t')) ulen--;
-    uint64_t mul = 0;
-    if (ulen == 0) mul = 1;
-    for (size_t i = 0; !mul && i < sizeof units / sizeof units[0]; i++)
-        if (strlen(units[i].u) == ulen && strncasecmp(u, units[i].u, ulen) == 0) mul = units[i].mul;
-    uint64_t v;
-    if (!mul || dec_scale(p, &end, mul, &v) < 0 || end != q) {
+    if (parse_scaled(text, units, sizeof units / sizeof units[0], 1, true, bytes) < 0) {
         if (err) snprintf(err, errlen, "expected a size like 64KiB, 1MB or 4096, got '%s'", text ? text : "");
         return -1;
     }
-    *bytes = v;
     return 0;
 }
 

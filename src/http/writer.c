@@ -14,20 +14,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Writes v in decimal into p (at least 20 bytes); returns the length. */
-static size_t u64_to_dec(char *p, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        p[i] = tmp[n - 1 - i];
-    return n;
-}
-
 int http_write_status_line(buf *out, int status)
 {
     if (status < 100 || status > 999)
@@ -71,7 +57,7 @@ int http_write_header(buf *out, const char *name, const char *value)
 int http_write_header_u64(buf *out, const char *name, uint64_t v)
 {
     char num[24];
-    size_t n = u64_to_dec(num, v);
+    size_t n = fmt_u64(num, v);
     return http_write_header_n(out, name, strlen(name), num, n);
 }
 
@@ -176,7 +162,7 @@ int http_write_error(buf *out, int status, const char *field, const char *msg,
         http_write_json_string(out, msg ? msg : "", msg ? strlen(msg) : 0) < 0 ||
         buf_append(out, ",\"status\":", 10) < 0)
         return -1;
-    size_t n = u64_to_dec(num, (uint64_t)(status < 0 ? 0 : status));
+    size_t n = fmt_u64(num, (uint64_t)(status < 0 ? 0 : status));
     if (buf_append(out, num, n) < 0)
         return -1;
     if (field && (buf_append(out, ",\"field\":", 9) < 0 ||
@@ -186,7 +172,7 @@ int http_write_error(buf *out, int status, const char *field, const char *msg,
         return -1;
     /* Patch the length left-aligned; trailing spaces before CRLF would be
      * OWS that some peers dislike, so shift the rest of the head left. */
-    n = u64_to_dec(num, out->len - body_start);
+    n = fmt_u64(num, out->len - body_start);
     char *base = out->data + out->off;
     memcpy(base + len_pos, num, n);
     memmove(base + len_pos + n, base + len_pos + 10, out->len - (len_pos + 10));

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/buf.h"
 #include "store/store_int.h"
 
 typedef struct st_cell {
@@ -144,25 +145,6 @@ int st_res_add_row(st_res *r)
     memset(r->cells + r->rows * r->cols, 0, r->cols * sizeof *r->cells);
     r->rows++;
     return 0;
-}
-
-/* Decimal form of v into out (>= 21 bytes); returns its length. snprintf
- * was a tenth of a cached query's cost. */
-static size_t fmt_i64(char *out, int64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    size_t len = 0;
-    if (v < 0)
-        out[len++] = '-';
-    while (n)
-        out[len++] = tmp[--n];
-    return len;
 }
 
 int st_res_put(st_res *r, size_t col, st_type t, int64_t i, const char *s, size_t len)

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -211,4 +212,24 @@ Test(log, level_parse_and_env)
     unsetenv("HSCALE_LOG_FORMAT");
     log_set_json(false);
     log_set_level(LOG_INFO);
+}
+
+Test(buf, decimal_formatting_matches_printf_at_the_edges)
+{
+    const int64_t is[] = {0, 1, -1, 9, 10, -10, 123456789, INT64_MAX, INT64_MIN};
+    for (size_t k = 0; k < sizeof is / sizeof is[0]; k++) {
+        char got[32], want[32];
+        size_t n = fmt_i64(got, is[k]);
+        got[n] = 0;
+        snprintf(want, sizeof want, "%lld", (long long)is[k]);
+        cr_assert_str_eq(got, want);
+    }
+    const uint64_t us[] = {0, 7, 1000, UINT64_MAX};
+    for (size_t k = 0; k < sizeof us / sizeof us[0]; k++) {
+        char got[32], want[32];
+        size_t n = fmt_u64(got, us[k]);
+        got[n] = 0;
+        snprintf(want, sizeof want, "%llu", (unsigned long long)us[k]);
+        cr_assert_str_eq(got, want);
+    }
 }
