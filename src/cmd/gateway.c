@@ -7,11 +7,9 @@
  * The configuration is fully validated before anything listens, so a typo
  * exits 2 with the key named rather than half-starting.
  *
- * State of this version: the configuration, balancing, health, outlier,
- * retry-budget and rate-limit logic exist (src/gateway); the proxy loop
- * waits on the HTTP parser. `--check` validates and prints the effective
- * configuration as JSON; running without it says plainly that the data
- * plane is not built yet. */
+ * `--check` validates and prints the effective configuration as JSON.
+ * SIGHUP re-reads the file and environment and re-applies the same flags,
+ * so a reload sees exactly what a restart would. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +17,7 @@
 #include "cmd.h"
 #include "core/buf.h"
 #include "core/config.h"
+#include "core/log.h"
 #include "gateway/gateway.h"
 
 static const char usage[] =
@@ -39,6 +38,13 @@ static const char usage[] =
     "HSCALE_GATEWAY_ADMIN, HSCALE_GATEWAY_ADMIN_TOKEN.\n";
 
 typedef struct gw_file { gw_config gateway; } gw_file;
+
+/* What the command line said, kept for SIGHUP. */
+typedef struct gw_args {
+    const char *listen, *workers, *admin, *config;
+    char      **backends;
+    size_t      nback;
+} gw_args;
 
 static const cfg_field file_fields[] = {
     { .key = "gateway", .type = CFG_OBJECT, .offset = offsetof(gw_file, gateway),
@@ -70,6 +76,40 @@ static int cfg_fail(const cfg_error *e, int code)
     cfg_error_format(e, msg, sizeof msg);
     fprintf(stderr, "hscale gateway: %s\n", msg);
     return code;
+}
+
+static int cfg_fail(const cfg_error *e, int code);
+
+/* defaults < file < environment < flags, then validation. */
+static int load_all(const gw_args *a, gw_file *f, cfg_error *err)
+{
+    memset(f, 0, sizeof *f);
+    if (cfg_load(&file_schema, f, a->config, err) < 0)
+        return -1;
+    struct { const char *path, *val; } sets[] = {
+        { "gateway.listen", a->listen }, { "gateway.workers", a->workers },
+        { "gateway.admin", a->admin },
+    };
+    for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++)
+        if (sets[k].val && cfg_set(&file_schema, f, sets[k].path, sets[k].val, err) < 0)
+            return -1;
+    if (a->nback && gw_config_from_backends(&f->gateway, a->backends, a->nback, err) < 0)
+        return -1;
+    return cfg_validate(&file_schema, f, err);
+}
+
+static int reload(gw_config *out, void *arg, char *errbuf, size_t errlen)
+{
+    gw_file f;
+    cfg_error err;
+    memset(&err, 0, sizeof err);
+    if (load_all(arg, &f, &err) < 0) {
+        cfg_error_format(&err, errbuf, errlen);
+        cfg_free(&file_schema, &f);
+        return -1;
+    }
+    *out = f.gateway;     /* moved: the wrapper holds nothing else */
+    return 0;
 }
 
 int cmd_gateway(int argc, char **argv)
@@ -109,26 +149,10 @@ int cmd_gateway(int argc, char **argv)
 
     gw_file f;
     cfg_error err;
-    memset(&f, 0, sizeof f);
     memset(&err, 0, sizeof err);
+    gw_args args = { listen, workers, admin, config, backends, nback };
     int rc = 0;
-    if (cfg_load(&file_schema, &f, config, &err) < 0) {
-        rc = cfg_fail(&err, EXIT_USAGE);
-        goto out;
-    }
-    struct { const char *path, *val; } sets[] = {
-        { "gateway.listen", listen }, { "gateway.workers", workers }, { "gateway.admin", admin },
-    };
-    for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++)
-        if (sets[k].val && cfg_set(&file_schema, &f, sets[k].path, sets[k].val, &err) < 0) {
-            rc = cfg_fail(&err, EXIT_USAGE);
-            goto out;
-        }
-    if (nback && gw_config_from_backends(&f.gateway, backends, nback, &err) < 0) {
-        rc = cfg_fail(&err, EXIT_USAGE);
-        goto out;
-    }
-    if (cfg_validate(&file_schema, &f, &err) < 0) {
+    if (load_all(&args, &f, &err) < 0) {
         rc = cfg_fail(&err, EXIT_USAGE);
         goto out;
     }
@@ -145,10 +169,9 @@ int cmd_gateway(int argc, char **argv)
         buf_free(&b);
         goto out;
     }
-    fprintf(stderr, "hscale gateway: configuration valid (%zu pools, %zu routes); "
-            "the proxy data plane is not built in this version\n",
-            f.gateway.npools, f.gateway.nroutes);
-    rc = 1;
+    log_init_from_env();
+    log_set_component("gateway");
+    rc = gw_run(&f.gateway, config ? reload : NULL, &args);
 out:
     cfg_free(&file_schema, &f);
     free(backends);

@@ -127,4 +127,15 @@ int gw_config_find_pool(const gw_config *c, const char *name);
  * a bad address. */
 int gw_config_from_backends(gw_config *c, char **backends, size_t n, cfg_error *err);
 
+/* Re-reads the configuration for SIGHUP into *out (zeroed by the caller).
+ * Returns -1 with err filled when it is invalid: the running one stays. */
+typedef int gw_reload_fn(gw_config *out, void *arg, char *err, size_t errlen);
+
+/* Runs the gateway until SIGTERM or SIGINT: binds the client listener on
+ * every worker, the admin API when configured, health checks; reloads on
+ * SIGHUP through `reload` (NULL: SIGHUP is logged and ignored). Prints
+ * "gateway: listening on ADDR" to stdout once serving. Returns the exit
+ * code (0 after a clean drain, 1 when it could not start). */
+int gw_run(const gw_config *cfg, gw_reload_fn *reload, void *arg);
+
 #endif

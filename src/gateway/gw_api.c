@@ -259,3 +259,63 @@ int gw_api_remove_backend(const gw_config *cur, const char *pool, const char *id
     p->nbackends--;
     return validate(out, res, 200);
 }
+
+/* The configuration as a jansson object (through its own JSON form, so
+ * the API shows exactly the keys a config file takes). */
+static json_t *config_json(const gw_config *cur)
+{
+    buf b;
+    buf_init(&b);
+    cfg_to_json(&gw_config_schema, cur, &b);
+    json_t *j = json_loadb(buf_head(&b), b.len, 0, NULL);
+    buf_free(&b);
+    return j;
+}
+
+json_t *gw_api_routes_json(const gw_config *cur)
+{
+    json_t *full = config_json(cur);
+    json_t *routes = full ? json_incref(json_object_get(full, "routes")) : NULL;
+    json_decref(full);
+    return json_pack("{s:o}", "routes", routes ? routes : json_array());
+}
+
+int gw_api_put_routes(const gw_config *cur, const char *body, size_t len,
+                      gw_config *out, gw_api_result *res)
+{
+    json_t *j = parse_object(body, len, res);
+    if (!j)
+        return -1;
+    json_t *routes = json_object_get(j, "routes");
+    if (!json_is_array(routes) || json_array_size(routes) == 0) {
+        json_decref(j);
+        return fail(res, 400, "routes: expected a non-empty array of routes%s", "");
+    }
+    json_t *full = config_json(cur);
+    if (!full) {
+        json_decref(j);
+        return fail(res, 500, "out of memory%s", "");
+    }
+    json_object_set(full, "routes", routes);
+    json_decref(j);
+    char *text = json_dumps(full, JSON_COMPACT);
+    json_decref(full);
+    if (!text)
+        return fail(res, 500, "out of memory%s", "");
+    /* Loaded whole and validated whole: a route naming a missing pool or a
+     * bad split refuses the request and nothing changes. */
+    cfg_error ce;
+    memset(&ce, 0, sizeof ce);
+    memset(out, 0, sizeof *out);
+    int rc = cfg_defaults(&gw_config_schema, out, &ce);
+    if (rc == 0)
+        rc = cfg_load_text(&gw_config_schema, out, text, strlen(text), "body", &ce);
+    free(text);
+    if (rc < 0) {
+        char m[400];
+        cfg_error_format(&ce, m, sizeof m);
+        cfg_free(&gw_config_schema, out);
+        return fail(res, 400, "%s", m);
+    }
+    return validate(out, res, 200);
+}

@@ -45,4 +45,11 @@ int gw_api_patch_backend(const gw_config *cur, const gw_snap *s, const char *poo
 int gw_api_remove_backend(const gw_config *cur, const char *pool, const char *id,
                           gw_config *out, gw_api_result *res);
 
+/* GET /api/v1/routes: {"routes":[...]} in config-file form. */
+json_t *gw_api_routes_json(const gw_config *cur);
+/* PUT /api/v1/routes with {"routes":[...]}: replaces every route (and with
+ * them the split weights between pools) at once. 200 with *out filled. */
+int gw_api_put_routes(const gw_config *cur, const char *body, size_t len,
+                      gw_config *out, gw_api_result *res);
+
 #endif

@@ -51,6 +51,7 @@ typedef struct gw_member {
     _Atomic uint32_t consec_fail;
     _Atomic uint32_t inflight;
     _Atomic uint64_t total;
+    _Atomic uint64_t by_class[6];    /* responses: [0] failed tries, [1..5] 1xx..5xx */
 } gw_member;
 
 typedef struct gw_ring_point { uint64_t h; uint32_t member; } gw_ring_point;

@@ -56,12 +56,13 @@ typedef struct hc_pool hc_pool;
 /* max_idle_per_key 0 keeps nothing idle; idle_timeout_us 0 means 60 s. */
 hc_pool *hc_pool_new(ev_loop *loop, unsigned max_idle_per_key, uint64_t idle_timeout_us);
 void     hc_pool_free(hc_pool *p);
-/* An idle connection for key, or -1 when there is none. The fd is removed
- * from the pool and from the loop; the caller registers it again. */
+/* An idle connection for key, or -1 when there is none. The fd leaves the
+ * pool but stays registered in the loop for EV_READ|EV_WRITE: the caller
+ * takes it over with ev_io_mod (no syscall), or ev_io_del's it. */
 int      hc_pool_get(hc_pool *p, const void *key);
-/* Returns a healthy idle connection (response fully read). The pool
- * registers it in the loop to notice a close. Closes it when the key's
- * idle set is full. */
+/* Returns a healthy idle connection (response fully read). The pool takes
+ * over its loop registration (or registers it) to notice a close. Closes
+ * it when the key's idle set is full. */
 void     hc_pool_put(hc_pool *p, const void *key, int fd);
 /* Closes every idle connection of key (a drained or removed backend). */
 void     hc_pool_drop_key(hc_pool *p, const void *key);

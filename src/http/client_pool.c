@@ -1,11 +1,13 @@
 /* client_pool.c -- hc_pool: idle upstream connections of one ev_loop,
  * grouped by an opaque key (a backend).
  *
- * Each idle socket stays registered for EV_READ: an idle HTTP/1.1
- * connection has nothing to say, so readiness means the peer closed it or
- * sent junk, and either way it is closed at once instead of failing the
- * next request that would have picked it. Each also carries its own idle
- * timer. Reuse is LIFO (the most recently used socket is the warmest and
+ * Each idle socket stays registered (EV_READ|EV_WRITE, the interest every
+ * user of the pool keeps): an idle HTTP/1.1 connection has nothing to say,
+ * so read readiness means the peer closed it or sent junk, and either way
+ * it is closed at once instead of failing the next request that would have
+ * picked it. Handing a socket out or taking it back only swaps the
+ * callback (ev_io_mod, no syscall), so reuse costs no epoll_ctl at all.
+ * Each also carries its own idle timer. Reuse is LIFO (the most recently used socket is the warmest and
  * the least likely to have been timed out by the peer).
  *
  * Invariants: an fd is either in the pool (registered, timer armed) or the
@@ -132,7 +134,6 @@ static void idle_remove(hc_pool *p, hc_idle *e)
     if (e->next)
         e->next->prev = e->prev;
     k->n--;
-    ev_io_del(p->loop, e->fd);
     ev_timer_stop(p->loop, &e->timer);
     e->next = p->free;
     p->free = e;
@@ -141,8 +142,11 @@ static void idle_remove(hc_pool *p, hc_idle *e)
 static void idle_io(ev_loop *loop, int fd, unsigned events, void *arg)
 {
     hc_idle *e = arg;
-    /* Any readiness on an idle connection is EOF, an error or junk. */
+    /* Writability is expected; anything to read is EOF, an error or junk. */
+    if (!(events & (EV_READ | EV_ERROR)))
+        return;
     idle_remove(e->p, e);
+    ev_io_del(loop, fd);
     close(fd);
 }
 
@@ -151,6 +155,7 @@ static void idle_timeout(ev_loop *loop, ev_timer *t)
     hc_idle *e = t->arg;
     int fd = e->fd;
     idle_remove(e->p, e);
+    ev_io_del(loop, fd);
     close(fd);
 }
 
@@ -169,9 +174,9 @@ void hc_pool_put(hc_pool *p, const void *key, int fd)
 {
     if (fd < 0)
         return;
-    ev_io_del(p->loop, fd);    /* the caller's registration, if any */
     hc_key *k = key ? key_get(p, key) : NULL;
     if (!k || k->n >= p->max_idle) {
+        ev_io_del(p->loop, fd);
         close(fd);
         return;
     }
@@ -186,7 +191,9 @@ void hc_pool_put(hc_pool *p, const void *key, int fd)
     e->p = p;
     e->k = k;
     e->key = key;
-    if (ev_io_add(p->loop, fd, EV_READ, idle_io, e) < 0) {
+    /* Take over the caller's registration, or register it if there is none. */
+    if (ev_io_mod(p->loop, fd, EV_READ | EV_WRITE, idle_io, e) < 0
+        && ev_io_add(p->loop, fd, EV_READ | EV_WRITE, idle_io, e) < 0) {
         close(fd);
         e->next = p->free;
         p->free = e;
@@ -209,6 +216,7 @@ void hc_pool_drop_key(hc_pool *p, const void *key)
         hc_idle *e = k->head;
         int fd = e->fd;
         idle_remove(p, e);
+        ev_io_del(p->loop, fd);
         close(fd);
     }
 }
@@ -228,6 +236,7 @@ void hc_pool_free(hc_pool *p)
             hc_idle *e = p->keys[i].head;
             int fd = e->fd;
             idle_remove(p, e);
+            ev_io_del(p->loop, fd);
             close(fd);
         }
     while (p->free) {

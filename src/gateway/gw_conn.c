@@ -1,0 +1,372 @@
+/* gw_conn.c -- the client side of the proxy: accepting, reading and
+ * parsing request heads, local answers (errors, 429, 503), writing
+ * responses back, pipelining, keep-alive and the slowloris guards.
+ *
+ * One request per connection is in flight at a time; pipelined requests
+ * wait in c->in and are parsed only once the previous response has been
+ * queued, which keeps responses in request order by construction.
+ *
+ * Reads stop on a short read: with edge-triggered epoll a read that did
+ * not fill the buffer has emptied the socket, and any later byte raises a
+ * new edge, so the extra read() that would only return EAGAIN is skipped
+ * (it would be a third of this path's syscalls).
+ *
+ * Timers: while a request head is incomplete, the header timer runs from
+ * its first byte (client_header_timeout: a client sending a byte a second
+ * is cut off at the deadline however many bytes it sends); between
+ * requests the idle timer runs (client_idle_timeout). While a request is
+ * with a backend the exchange's own timers apply. */
+#include "gateway/gw_proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+static void conn_io(ev_loop *loop, int fd, unsigned events, void *arg);
+
+static void conn_timeout(ev_loop *loop, ev_timer *t)
+{
+    gw_conn *c = t->arg;
+    (void)loop;
+    if (c->state == GC_WAIT && c->in.len > 0 && c->in_header) {
+        /* Slowloris: the head did not arrive in time. */
+        c->close_after = true;
+        gw_conn_reply(c, 408, NULL, "{\"error\":\"request header timeout\",\"status\":408}");
+        c->state = GC_CLOSING;
+        gw_conn_process(c);
+        return;
+    }
+    if (c->state == GC_PROXY) {
+        gw_conn_process(c);       /* a deferred read (see gw_conn_process) */
+        return;
+    }
+    if (c->state == GC_WAIT || c->state == GC_CLOSING)
+        gw_conn_close(c);
+}
+
+static void peer_text(gw_conn *c, const sock_addr *peer)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&peer->ss;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        memcpy(c->ip_raw, &in->sin_addr, 4);
+        c->ip_raw_len = 4;
+        inet_ntop(AF_INET, &in->sin_addr, c->ip, sizeof c->ip);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        memcpy(c->ip_raw, &in6->sin6_addr, 16);
+        c->ip_raw_len = 16;
+        inet_ntop(AF_INET6, &in6->sin6_addr, c->ip, sizeof c->ip);
+    } else {
+        strcpy(c->ip, "unknown");
+        c->ip_raw_len = 0;
+    }
+    c->ip_len = (uint8_t)strlen(c->ip);
+}
+
+void gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer)
+{
+    gw_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->state = GC_WAIT;
+    peer_text(c, peer);
+    ev_timer_init(&c->timer, conn_timeout, c);
+    if (ev_io_add(w->loop, fd, EV_READ | EV_WRITE, conn_io, c) < 0) {
+        close(fd);
+        free(c);
+        return;
+    }
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    atomic_fetch_add_explicit(&w->rt->clients, 1, memory_order_relaxed);
+    metrics_add(w->rt->m_clients, 1);
+    c->in_header = false;
+    ev_timer_start(w->loop, &c->timer, w->rt->cfg.client_idle_timeout_us);
+}
+
+static void exchange_free(gw_worker *w, gw_exchange *ex)
+{
+    gw_exchange_abort(ex);
+    gw_buf_release(w, &ex->uout);
+    gw_buf_release(w, &ex->uin);
+    ex->next_free = w->free_ex;
+    w->free_ex = ex;
+}
+
+void gw_conn_close(gw_conn *c)
+{
+    gw_worker *w = c->w;
+    if (c->ex) {
+        exchange_free(w, c->ex);
+        c->ex = NULL;
+    }
+    ev_timer_stop(w->loop, &c->timer);
+    ev_io_del(w->loop, c->fd);
+    close(c->fd);
+    gw_buf_release(w, &c->in);
+    gw_buf_release(w, &c->out);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    atomic_fetch_sub_explicit(&w->rt->clients, 1, memory_order_relaxed);
+    metrics_add(w->rt->m_clients, -1);
+    free(c);
+}
+
+void gw_conn_reply(gw_conn *c, int status, const char *extra_headers, const char *json)
+{
+    gw_buf_acquire(c->w, &c->out);
+    size_t blen = strlen(json);
+    char num[24];
+    buf_append_str(&c->out, "HTTP/1.1 ");
+    buf_append(&c->out, num, fmt_u64(num, (uint64_t)status));
+    buf_append_str(&c->out, " ");
+    buf_append_str(&c->out, http_status_reason(status));
+    buf_append_str(&c->out, "\r\nContent-Type: application/json\r\nContent-Length: ");
+    buf_append(&c->out, num, fmt_u64(num, blen + 1));
+    buf_append_str(&c->out, "\r\n");
+    if (extra_headers)
+        buf_append_str(&c->out, extra_headers);
+    if (c->close_after)
+        buf_append_str(&c->out, "Connection: close\r\n");
+    buf_append_str(&c->out, "\r\n");
+    buf_append(&c->out, json, blen);
+    buf_append_str(&c->out, "\n");
+}
+
+/* Writes until done or EAGAIN. Returns -1 when the connection closed. */
+int gw_conn_flush(gw_conn *c)
+{
+    while (c->out.len) {
+        ssize_t n = write(c->fd, buf_head(&c->out), c->out.len);
+        if (n > 0) {
+            buf_consume(&c->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        c->dead = true;
+        return -1;
+    }
+    return 0;
+}
+
+static size_t read_cap(const gw_conn *c)
+{
+    /* A whole head plus a whole retryable body, so a retry can resend it. */
+    return (size_t)c->w->rt->limits.max_head + GW_BODY_RETRY_MAX + GW_BUF_SIZE;
+}
+
+/* Reads what the socket has. Returns -1 when the connection closed. */
+static int conn_read(gw_conn *c)
+{
+    gw_buf_acquire(c->w, &c->in);
+    while (!c->peer_eof) {
+        if (c->in.len >= read_cap(c)) {
+            /* Enough unparsed bytes: stop until the request drains them.
+             * The socket may still hold data, so no new edge will come:
+             * gw_conn_process reads again once there is room. */
+            c->read_blocked = true;
+            return 0;
+        }
+        if (buf_room(&c->in) < 2048) {
+            buf_compact(&c->in);
+            if (buf_room(&c->in) < 2048 && buf_reserve(&c->in, GW_BUF_SIZE) < 0)
+                return 0;
+        }
+        size_t room = buf_room(&c->in);
+        ssize_t n = read(c->fd, buf_tail(&c->in), room);
+        if (n > 0) {
+            buf_commit(&c->in, (size_t)n);
+            if ((size_t)n < room)
+                return 0;
+            continue;
+        }
+        if (n == 0) {
+            c->peer_eof = true;
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        c->dead = true;
+        return -1;
+    }
+    return 0;
+}
+
+static gw_exchange *exchange_new(gw_worker *w, gw_conn *c)
+{
+    gw_exchange *ex = w->free_ex;
+    if (ex)
+        w->free_ex = ex->next_free;
+    else if (!(ex = malloc(sizeof *ex)))
+        return NULL;
+    /* Everything but the parsed heads, which their parsers reset. */
+    memset(ex, 0, offsetof(gw_exchange, req));
+    ex->req.scanned = 0;
+    ex->resp.scanned = 0;
+    ex->c = c;
+    ex->ufd = -1;
+    return ex;
+}
+
+/* Parses the next request head in c->in, if any. */
+static void conn_next_request(gw_conn *c)
+{
+    gw_worker *w = c->w;
+    if (c->in.len == 0) {
+        if (c->peer_eof || c->close_after) {
+            c->state = GC_CLOSING;
+            return;
+        }
+        if (c->in_header || !ev_timer_armed(&c->timer)) {
+            c->in_header = false;
+            ev_timer_start(w->loop, &c->timer, w->rt->cfg.client_idle_timeout_us);
+        }
+        return;
+    }
+    if (!c->ex && !(c->ex = exchange_new(w, c))) {
+        c->close_after = true;
+        gw_conn_reply(c, 503, NULL, "{\"error\":\"out of memory\",\"status\":503}");
+        c->state = GC_CLOSING;
+        return;
+    }
+    gw_exchange *ex = c->ex;
+    int r = http_parse_request(buf_head(&c->in), c->in.len, &ex->req, &w->rt->limits);
+    if (r == HTTP_INCOMPLETE) {
+        if (c->peer_eof) {
+            c->state = GC_CLOSING;
+            return;
+        }
+        if (!c->in_header) {
+            c->in_header = true;
+            ev_timer_start(w->loop, &c->timer, w->rt->cfg.client_header_timeout_us);
+        }
+        return;
+    }
+    ev_timer_stop(w->loop, &c->timer);
+    c->in_header = false;
+    if (r == HTTP_ERROR) {
+        c->close_after = true;
+        char msg[160];
+        snprintf(msg, sizeof msg, "{\"error\":\"%s\",\"status\":%d}",
+                 ex->req.h.error ? ex->req.h.error : "bad request", ex->req.h.error_status);
+        gw_conn_reply(c, ex->req.h.error_status ? ex->req.h.error_status : 400, NULL, msg);
+        c->state = GC_CLOSING;
+        return;
+    }
+    ex->head_len = (uint32_t)r;
+    ex->t_start_us = ev_now_us(w->loop);
+    if (!ex->req.h.keep_alive)
+        c->close_after = true;
+    c->state = GC_PROXY;
+    gw_exchange_start(c);
+}
+
+void gw_conn_process(gw_conn *c)
+{
+    for (int guard = 0; guard < 64 && !c->dead; guard++) {
+        uint8_t before = c->state;
+        bool more = false;
+        if (c->read_blocked && c->in.len < read_cap(c)) {
+            size_t had = c->in.len;
+            c->read_blocked = false;
+            conn_read(c);
+            more = c->in.len > had;
+        }
+        if (c->state == GC_WAIT)
+            conn_next_request(c);
+        else if (c->state == GC_PROXY && c->ex)
+            gw_exchange_pump_body(c->ex);
+        if (!c->dead && c->out.len)
+            gw_conn_flush(c);
+        if (!c->dead && c->backlog && c->ex && c->out.len < GW_OUT_HIGH / 2) {
+            /* The client caught up: take more of the response. */
+            c->backlog = false;
+            gw_exchange_resume(c->ex);
+            continue;
+        }
+        if (c->read_blocked && c->in.len < read_cap(c))
+            continue;         /* the request drained c->in: read on */
+        if (c->state == before && !more)
+            break;
+    }
+    if (!c->dead && c->read_blocked && c->in.len < read_cap(c) && c->state == GC_PROXY)
+        ev_timer_start(c->w->loop, &c->timer, 0);   /* out of turns: go on next iteration */
+    if (!c->dead && c->state == GC_WAIT && !c->ex && c->in.len == 0 && c->out.len == 0) {
+        /* Idle between requests: an idle keep-alive client holds no buffers. */
+        gw_buf_release(c->w, &c->in);
+        gw_buf_release(c->w, &c->out);
+    }
+    if (c->dead || (c->state == GC_CLOSING && c->out.len == 0))
+        gw_conn_close(c);
+}
+
+void gw_conn_request_done(gw_conn *c, int status_class)
+{
+    gw_worker *w = c->w;
+    gw_exchange *ex = c->ex;
+    uint64_t now = ev_now_update(w->loop);
+    if (ex->rs) {
+        metrics_inc(ex->rs->req[status_class >= 0 && status_class <= 5 ? status_class : 0]);
+        metrics_observe_us(ex->rs->dur, now - ex->t_start_us);
+    }
+    /* The request's bytes leave the input: head plus whatever body is left
+     * there (a chunked or sized body forwarded as it came was consumed on
+     * the way). */
+    size_t used = ex->head_len + (size_t)ex->req_body_fwd;
+    if (used > c->in.len)
+        used = c->in.len;
+    buf_consume(&c->in, used);
+    if (!ex->req_body_done)
+        c->close_after = true;     /* unread body: the stream has no boundary left */
+    exchange_free(w, ex);
+    c->ex = NULL;
+    ev_timer_stop(w->loop, &c->timer);   /* WAIT arms the idle timer afresh */
+    c->state = c->close_after ? GC_CLOSING : GC_WAIT;
+}
+
+static void conn_io(ev_loop *loop, int fd, unsigned events, void *arg)
+{
+    gw_conn *c = arg;
+    (void)loop;
+    (void)fd;
+    if (events & EV_ERROR)
+        c->dead = true;
+    if (!c->dead && (events & EV_WRITE) && c->out.len)
+        gw_conn_flush(c);
+    if (!c->dead && (events & EV_READ)) {
+        if (c->state == GC_CLOSING) {
+            /* Discard what a closing client still sends. */
+            char sink[4096];
+            while (read(c->fd, sink, sizeof sink) > 0) {
+            }
+        } else {
+            conn_read(c);
+        }
+    }
+    gw_conn_process(c);
+    /* gw_conn_process may have closed c; it never returns into c after. */
+}

@@ -1,0 +1,164 @@
+/* gw_metrics.c -- the gateway's Prometheus metrics.
+ *
+ * Route and pool series live in the process registry and are found once
+ * per (route, pool) and snapshot generation by each worker (gw_worker.c
+ * caches the handles), so the request path only does atomic adds.
+ *
+ * Per-backend figures are not registry series: members come and go with
+ * the API, and a series whose gauge callback points at a freed member
+ * would be a use-after-free waiting for a scrape. They are read from the
+ * members' own atomics at render time, from the current snapshot, so a
+ * removed backend simply stops appearing. */
+#include "gateway/gw_proxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct series_node {
+    char key[2 * GW_NAME_MAX + 260];
+    union { gw_route_series r; gw_pool_series p; } u;
+    struct series_node *next;
+} series_node;
+
+static pthread_mutex_t nodes_lock = PTHREAD_MUTEX_INITIALIZER;
+static series_node *nodes;
+
+void gw_metrics_init(gw_rt *rt)
+{
+    metrics_registry *reg = rt->reg;
+    static const char *const route_pool_code[] = { "route", "pool", "code", NULL };
+    static const char *const route_pool[] = { "route", "pool", NULL };
+    static const char *const pool[] = { "pool", NULL };
+    static const char *const none[] = { NULL };
+    rt->f_req = metrics_family(reg, "hscale_gateway_requests_total",
+                               "Requests answered, by route, pool and status class "
+                               "(\"failed\": no response could be given).",
+                               METRIC_COUNTER, route_pool_code);
+    rt->f_dur = metrics_family(reg, "hscale_gateway_request_duration_seconds",
+                               "Time from request head to the end of the response.",
+                               METRIC_HISTOGRAM, route_pool);
+    rt->f_up = metrics_family(reg, "hscale_gateway_upstream_duration_seconds",
+                              "Time from connecting or sending to the backend's response head.",
+                              METRIC_HISTOGRAM, pool);
+    rt->f_retry = metrics_family(reg, "hscale_gateway_retries_total",
+                                 "Requests sent again to another backend.", METRIC_COUNTER, pool);
+    rt->f_eject = metrics_family(reg, "hscale_gateway_ejections_total",
+                                 "Backends taken out by passive outlier detection.",
+                                 METRIC_COUNTER, pool);
+    rt->f_queued = metrics_family(reg, "hscale_gateway_pool_full_total",
+                                  "Requests refused because every backend was at max_conn.",
+                                  METRIC_COUNTER, pool);
+    rt->f_rl = metrics_family(reg, "hscale_gateway_rate_limited_total",
+                              "Requests refused with 429 by a rate limit.", METRIC_COUNTER, none);
+    rt->m_rl_total = metrics_series(rt->f_rl, none);
+    metric_family *fc = metrics_family(reg, "hscale_gateway_client_connections",
+                                       "Open client connections.", METRIC_GAUGE, none);
+    rt->m_clients = metrics_series(fc, none);
+}
+
+static series_node *node_find(const char *key)
+{
+    for (series_node *n = nodes; n; n = n->next)
+        if (strcmp(n->key, key) == 0)
+            return n;
+    return NULL;
+}
+
+gw_route_series *gw_metrics_route(gw_rt *rt, const char *route, const char *pool)
+{
+    static const char *const classes[6] = { "failed", "1xx", "2xx", "3xx", "4xx", "5xx" };
+    char key[sizeof ((series_node *)0)->key];
+    snprintf(key, sizeof key, "r\x1f%s\x1f%s", route, pool);
+    pthread_mutex_lock(&nodes_lock);
+    series_node *n = node_find(key);
+    if (!n && (n = calloc(1, sizeof *n))) {
+        snprintf(n->key, sizeof n->key, "%s", key);
+        for (int i = 0; i < 6; i++) {
+            const char *lv[] = { route, pool, classes[i], NULL };
+            n->u.r.req[i] = metrics_series(rt->f_req, lv);
+        }
+        const char *lv[] = { route, pool, NULL };
+        n->u.r.dur = metrics_series(rt->f_dur, lv);
+        n->next = nodes;
+        nodes = n;
+    }
+    pthread_mutex_unlock(&nodes_lock);
+    return n ? &n->u.r : NULL;
+}
+
+gw_pool_series *gw_metrics_pool(gw_rt *rt, const char *pool)
+{
+    char key[sizeof ((series_node *)0)->key];
+    snprintf(key, sizeof key, "p\x1f%s", pool);
+    pthread_mutex_lock(&nodes_lock);
+    series_node *n = node_find(key);
+    if (!n && (n = calloc(1, sizeof *n))) {
+        snprintf(n->key, sizeof n->key, "%s", key);
+        const char *lv[] = { pool, NULL };
+        n->u.p.upstream = metrics_series(rt->f_up, lv);
+        n->u.p.retries = metrics_series(rt->f_retry, lv);
+        n->u.p.ejections = metrics_series(rt->f_eject, lv);
+        n->u.p.queued = metrics_series(rt->f_queued, lv);
+        n->next = nodes;
+        nodes = n;
+    }
+    pthread_mutex_unlock(&nodes_lock);
+    return n ? &n->u.p : NULL;
+}
+
+/* Label values here are pool names (validated identifiers) and addresses,
+ * neither of which can hold a quote, backslash or newline. */
+static void member_line(buf *out, const char *name, const gw_pool *p, const gw_member *m,
+                        const char *extra, double v)
+{
+    buf_printf(out, "%s{pool=\"%s\",backend=\"%s\"%s} %.17g\n", name, p->name, m->name,
+               extra ? extra : "", v);
+}
+
+void gw_metrics_render(gw_rt *rt, buf *out)
+{
+    metrics_render(rt->reg, out, true);
+    /* Readers outside the workers hold the snapshot under the edit lock so
+     * no publish retires it while it is being read. */
+    pthread_mutex_lock(&rt->edit_lock);
+    const gw_snap *s = gw_rcu_read(&rt->rcu);
+    uint64_t now = ev_monotonic_us();
+    static const char *const classes[6] = { "failed", "1xx", "2xx", "3xx", "4xx", "5xx" };
+    buf_append_str(out, "# HELP hscale_gateway_backend_requests_total Responses from each backend "
+                        "by status class (\"failed\": connect error, reset or timeout).\n"
+                        "# TYPE hscale_gateway_backend_requests_total counter\n");
+    for (size_t i = 0; i < s->npools; i++)
+        for (uint32_t k = 0; k < s->pools[i].n; k++) {
+            const gw_member *m = s->pools[i].members[k];
+            for (int c = 0; c < 6; c++) {
+                char extra[32];
+                snprintf(extra, sizeof extra, ",code=\"%s\"", classes[c]);
+                member_line(out, "hscale_gateway_backend_requests_total", &s->pools[i], m, extra,
+                            (double)atomic_load(&m->by_class[c]));
+            }
+        }
+    buf_append_str(out, "# HELP hscale_gateway_backend_in_flight Requests in flight to each backend.\n"
+                        "# TYPE hscale_gateway_backend_in_flight gauge\n");
+    for (size_t i = 0; i < s->npools; i++)
+        for (uint32_t k = 0; k < s->pools[i].n; k++)
+            member_line(out, "hscale_gateway_backend_in_flight", &s->pools[i],
+                        s->pools[i].members[k], NULL,
+                        (double)atomic_load(&s->pools[i].members[k]->inflight));
+    buf_append_str(out, "# HELP hscale_gateway_backend_up 1 when the backend takes traffic "
+                        "(ready, healthy, not ejected).\n"
+                        "# TYPE hscale_gateway_backend_up gauge\n");
+    for (size_t i = 0; i < s->npools; i++)
+        for (uint32_t k = 0; k < s->pools[i].n; k++)
+            member_line(out, "hscale_gateway_backend_up", &s->pools[i], s->pools[i].members[k],
+                        NULL, gw_member_eligible(s->pools[i].members[k], now) ? 1 : 0);
+    buf_append_str(out, "# HELP hscale_gateway_backend_ejections_total Times each backend "
+                        "was ejected by outlier detection.\n"
+                        "# TYPE hscale_gateway_backend_ejections_total counter\n");
+    for (size_t i = 0; i < s->npools; i++)
+        for (uint32_t k = 0; k < s->pools[i].n; k++)
+            member_line(out, "hscale_gateway_backend_ejections_total", &s->pools[i],
+                        s->pools[i].members[k], NULL,
+                        (double)atomic_load(&s->pools[i].members[k]->ejections));
+    pthread_mutex_unlock(&rt->edit_lock);
+}

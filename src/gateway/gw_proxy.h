@@ -1,0 +1,263 @@
+/* gw_proxy.h -- the data plane's runtime: the process-wide gateway state
+ * (gw_rt), one worker per thread (gw_worker), client connections (gw_conn)
+ * and the exchange of one request with a backend (gw_exchange).
+ * Internal to src/gateway.
+ *
+ * Ownership and lifetimes:
+ *  - gw_rt lives for the whole run; workers, the admin listener, the health
+ *    thread and the main thread share it. Configuration changes go through
+ *    gw_rt_publish (one writer at a time, under rt->edit_lock).
+ *  - A worker reads the current snapshot at most once per event and never
+ *    keeps the pointer across loop iterations (see gw_state.h); what a
+ *    request needs later (its member, its metric series, flags) is copied
+ *    or pinned into the exchange.
+ *  - An idle client connection holds no buffers and no exchange: both are
+ *    taken from the worker's free lists when bytes arrive and returned when
+ *    the connection goes quiet, so 10,000 idle keep-alive clients cost a
+ *    few hundred bytes each. */
+#ifndef HSCALE_GATEWAY_GW_PROXY_H
+#define HSCALE_GATEWAY_GW_PROXY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "core/buf.h"
+#include "core/ev.h"
+#include "core/metrics.h"
+#include "gateway/gw_state.h"
+#include "http/client.h"
+#include "http/parser.h"
+
+typedef struct gw_rt     gw_rt;
+typedef struct gw_worker gw_worker;
+typedef struct gw_conn   gw_conn;
+
+/* Metric series of one (route, pool) pair, created when a snapshot is
+ * built and kept by the registry for the life of the process. */
+typedef struct gw_route_series {
+    metric_series *req[6];      /* by status class: [0] failed, [1..5] 1xx..5xx */
+    metric_series *dur;         /* whole request, seconds */
+} gw_route_series;
+
+typedef struct gw_pool_series {
+    metric_series *upstream;    /* upstream response head latency */
+    metric_series *retries;
+    metric_series *ejections;
+    metric_series *queued;      /* requests refused because the pool was full */
+} gw_pool_series;
+
+/* A backend being drained through the API: removed from the configuration
+ * once nothing is in flight to it or the deadline passes. */
+typedef struct gw_drain {
+    char      pool[GW_NAME_MAX];
+    char      id[GW_NAME_MAX];
+    gw_member *m;                     /* pinned */
+    uint64_t  deadline_us;
+    struct gw_drain *next;
+} gw_drain;
+
+typedef struct http_server http_server;
+
+typedef struct gw_rt {
+    gw_rcu            rcu;
+    pthread_mutex_t   edit_lock;      /* serialises publishers */
+    gw_config         cfg;            /* the configuration of the current snapshot */
+    char             *config_path;    /* for SIGHUP; NULL when flags only */
+    gw_rl            *rl;
+    gw_retry_budget   budget;
+    http_limits       limits;
+    metrics_registry *reg;
+    metric_family    *f_req, *f_dur, *f_up, *f_retry, *f_eject, *f_queued, *f_rl;
+    metric_series    *m_clients, *m_rl_total;
+    _Atomic uint32_t  clients;        /* open client connections, all workers */
+    _Atomic bool      stopping;
+    gw_worker        *workers;
+    unsigned          nworkers;
+    sock_addr         listen;
+    gw_drain         *drains;         /* under edit_lock */
+    http_server      *admin;
+    pthread_t         health_th;
+    _Atomic bool      health_stop;
+    bool              health_started;
+    uint64_t          started_us;
+} gw_rt;
+
+/* Request state from the end of the request head to the end of the
+ * response. Taken from the worker's free list per request. */
+typedef struct gw_exchange {
+    gw_conn     *c;
+    uint32_t     head_len;       /* request head bytes at the front of c->in */
+    uint64_t     t_start_us;
+    /* routing results, valid across iterations */
+    gw_member   *m;              /* pinned (gw_member_ref) while set */
+    uint64_t     gen;            /* snapshot the pool index belongs to */
+    int          pool;
+    char         pool_name[GW_NAME_MAX];
+    gw_route_series *rs;         /* registry-owned */
+    gw_pool_series  *ps;
+    bool         security_headers;
+    bool         retryable;      /* method and body allow another attempt */
+    bool         set_sticky;     /* add the sticky cookie to the response */
+    bool         counted;        /* retry budget request_begin done */
+    bool         in_retry;       /* holds a retry budget slot */
+    uint8_t      attempts;
+    gw_member   *tried[4];       /* not pinned: compared by address only */
+    /* request body, client -> upstream */
+    uint64_t     req_body_left;  /* Content-Length bytes not yet forwarded */
+    http_chunked req_chunk;
+    bool         req_chunked;
+    bool         req_body_done;
+    uint64_t     req_body_fwd;   /* body bytes forwarded from c->in */
+    /* upstream connection of this attempt */
+    int          ufd;
+    bool         reused;         /* came from the idle pool */
+    bool         connecting;
+    bool         resp_started;   /* any response byte received this attempt */
+    bool         sent_to_client; /* any response byte queued to the client */
+    bool         up_close;       /* upstream connection cannot be reused */
+    bool         up_eof;
+    bool         resp_head_done;
+    bool         resp_done;
+    uint8_t      resp_body;      /* http_body_kind of the response */
+    uint16_t     status;
+    uint64_t     t_try_us;       /* attempt start */
+    uint64_t     resp_body_left;
+    http_chunked resp_chunk;
+    buf          uout;           /* request bytes to the upstream */
+    buf          uin;            /* response bytes from the upstream */
+    ev_timer     timer;          /* connect / per-try / overall deadline */
+    struct gw_exchange *next_free;
+    /* the parsed heads, last: they are large and reset by their parsers */
+    http_request  req;
+    http_response resp;
+} gw_exchange;
+
+enum { GC_WAIT, GC_PROXY, GC_CLOSING };
+
+struct gw_conn {
+    gw_worker   *w;
+    int          fd;
+    uint8_t      state;
+    bool         peer_eof;
+    bool         close_after;    /* answer the current request, then close */
+    bool         in_header;      /* header timer (not idle timer) armed */
+    bool         backlog;        /* stopped reading upstream: client output full */
+    bool         dead;           /* socket failed: close at the top of the stack */
+    bool         read_blocked;   /* stopped reading with bytes maybe left in the socket */
+    uint8_t      ip_len;
+    char         ip[46];         /* peer address text, for X-Forwarded-For */
+    unsigned char ip_raw[16];    /* peer address bytes, for rate limits and hashing */
+    uint8_t      ip_raw_len;
+    buf          in;             /* client bytes */
+    buf          out;            /* bytes to the client */
+    ev_timer     timer;          /* header / idle */
+    gw_exchange *ex;
+    gw_conn     *prev, *next;    /* worker's connection list */
+};
+
+struct gw_worker {
+    gw_rt        *rt;
+    unsigned      id;
+    pthread_t     th;
+    ev_loop      *loop;
+    int           lfd;
+    hc_pool      *idle;
+    uint64_t      gen;           /* snapshot generation the cursors belong to */
+    gw_lb_cursor *cursors;       /* one per pool of that generation */
+    size_t        ncursors;
+    gw_route_series **rs_cache;  /* [route * npools + pool] of that generation */
+    gw_pool_series  **ps_cache;  /* [pool] */
+    size_t        nroutes_c, npools_c;
+    uint64_t      rng;
+    uint64_t      reqid;         /* X-Request-Id counter */
+    gw_conn      *conns;
+    unsigned      nconns;
+    gw_exchange  *free_ex;
+    char        **free_bufs;     /* recycled buffer memory (GW_BUF_SIZE each) */
+    unsigned      nfree_bufs;
+    gw_member   **held;          /* members whose idle connections sit in `idle` */
+    size_t        nheld, capheld;
+    bool          draining;      /* SIGTERM: listener closed */
+    uint64_t      drain_deadline_us;
+};
+
+#define GW_BUF_SIZE   16384u
+#define GW_OUT_HIGH   (256u * 1024u)   /* stop reading the upstream past this */
+#define GW_BODY_RETRY_MAX (64u * 1024u) /* larger request bodies stream and are not retried */
+
+/* gw_worker.c */
+int   gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen);
+/* SIGTERM: stop accepting, finish what is in flight, exit by the deadline. */
+void  gw_workers_drain(gw_rt *rt, uint64_t grace_us);
+void  gw_workers_join(gw_rt *rt);
+/* The cursor for pool `pi` of the current snapshot (resets on a new gen). */
+gw_lb_cursor *gw_worker_cursor(gw_worker *w, const gw_snap *s, int pi);
+gw_route_series *gw_worker_route_series(gw_worker *w, const gw_snap *s, int route, int pool);
+gw_pool_series  *gw_worker_pool_series(gw_worker *w, const gw_snap *s, int pool);
+uint64_t gw_worker_rand(gw_worker *w);
+/* Buffer memory from the worker's cache; gw_buf_release gives it back. */
+void  gw_buf_acquire(gw_worker *w, buf *b);
+void  gw_buf_release(gw_worker *w, buf *b);
+/* The idle pool key for a member; pins the member while idle sockets of it
+ * may exist in this worker. */
+void  gw_worker_hold(gw_worker *w, gw_member *m);
+
+/* gw_conn.c */
+void  gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer);
+/* Frees the connection. Only the top of an event (conn or upstream
+ * callback, timer) closes: everything below sets c->dead or GC_CLOSING and
+ * returns, so no frame ever holds a freed connection. */
+void  gw_conn_close(gw_conn *c);
+/* Queues a whole local answer (error or API-free reply) on the client. */
+void  gw_conn_reply(gw_conn *c, int status, const char *extra_headers, const char *json);
+/* Runs the connection's state machine after any change; may free c, so
+ * it is the last thing an event handler does with it. */
+void  gw_conn_process(gw_conn *c);
+/* Writes queued output. -1 (and c->dead) when the client is gone. */
+int   gw_conn_flush(gw_conn *c);
+/* The exchange finished (response fully queued, or failed after bytes
+ * went out): account it and move to the next request. */
+void  gw_conn_request_done(gw_conn *c, int status_class);
+
+/* gw_upstream.c */
+/* Routes, picks and starts the first attempt for c->ex. Answers locally
+ * (404, 429, 503) when it cannot. */
+void  gw_exchange_start(gw_conn *c);
+/* More request body bytes may be in c->in. */
+void  gw_exchange_pump_body(gw_exchange *ex);
+/* Client output drained below the mark: resume reading the upstream. */
+void  gw_exchange_resume(gw_exchange *ex);
+/* Drops the upstream side and everything the exchange holds (member,
+ * retry budget); idempotent. */
+void  gw_exchange_abort(gw_exchange *ex);
+
+/* gw_rewrite.c */
+/* Appends the upstream request head for ex (hop-by-hop removed, forwarding
+ * headers set). */
+int   gw_rewrite_request(gw_exchange *ex, const char *head, buf *out);
+/* Appends the client response head for ex->resp. */
+int   gw_rewrite_response(gw_exchange *ex, const char *head, buf *out,
+                          const char *sticky_cookie, uint64_t sticky_max_age_us);
+
+/* gw_metrics.c */
+void  gw_metrics_init(gw_rt *rt);
+gw_route_series *gw_metrics_route(gw_rt *rt, const char *route, const char *pool);
+gw_pool_series  *gw_metrics_pool(gw_rt *rt, const char *pool);
+/* Renders everything: registry families plus per-backend state. */
+void  gw_metrics_render(gw_rt *rt, buf *out);
+
+/* gw_admin.c */
+/* Builds and publishes a snapshot of cfg; on success rt->cfg takes over
+ * cfg (the caller's copy is moved, not copied). Caller holds
+ * rt->edit_lock. */
+int   gw_rt_publish(gw_rt *rt, gw_config *cfg, char *err, size_t errlen);
+int   gw_admin_start(gw_rt *rt, char *err, size_t errlen);
+void  gw_admin_stop(gw_rt *rt);
+/* Finishes drains whose backend is idle or out of time (main thread). */
+void  gw_admin_tick(gw_rt *rt);
+
+/* gw_health_check.c */
+int   gw_health_start(gw_rt *rt);
+void  gw_health_stop(gw_rt *rt);
+
+#endif

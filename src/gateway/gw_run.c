@@ -1,0 +1,157 @@
+/* gw_run.c -- the gateway process: sets up the shared runtime, starts the
+ * workers, the admin listener and the health thread, then turns the main
+ * thread into the signal handler and housekeeper.
+ *
+ * Signals are blocked in every thread (the mask is set before any thread
+ * starts, and threads inherit it) and taken synchronously here with
+ * sigtimedwait, so no handler ever runs in the middle of a worker's
+ * request. Between signals the main thread finishes drains and reclaims
+ * retired snapshots every 100 ms.
+ *
+ * SIGHUP keeps the listeners and the worker count (changing those needs a
+ * restart, which is said in the log); pools and routes are rebuilt, and
+ * members with the same address carry their health and in-flight counts
+ * over, so a reload drops no request. */
+#include "gateway/gateway.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "gateway/gw_proxy.h"
+
+static unsigned core_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+static void reload(gw_rt *rt, gw_reload_fn *fn, void *arg)
+{
+    if (!fn) {
+        log_warn("SIGHUP ignored: running from flags, no config file to reload");
+        return;
+    }
+    gw_config next;
+    char err[512];
+    memset(&next, 0, sizeof next);
+    if (fn(&next, arg, err, sizeof err) < 0) {
+        log_error("reload refused, configuration unchanged: %s", err);
+        return;
+    }
+    pthread_mutex_lock(&rt->edit_lock);
+    if (next.listen && rt->cfg.listen && strcmp(next.listen, rt->cfg.listen) != 0)
+        log_warn("reload: listen address changes need a restart; keeping %s", rt->cfg.listen);
+    int rc = gw_rt_publish(rt, &next, err, sizeof err);
+    pthread_mutex_unlock(&rt->edit_lock);
+    if (rc < 0) {
+        cfg_free(&gw_config_schema, &next);
+        log_error("reload refused, configuration unchanged: %s", err);
+        return;
+    }
+    log_info("configuration reloaded (%zu pools, %zu routes)",
+             rt->cfg.npools, rt->cfg.nroutes);
+}
+
+int gw_run(const gw_config *cfg, gw_reload_fn *reload_fn, void *arg)
+{
+    gw_rt *rt = calloc(1, sizeof *rt);
+    char err[512];
+    int rc = 1;
+    if (!rt || cfg_copy(&gw_config_schema, &rt->cfg, cfg) < 0) {
+        fprintf(stderr, "hscale gateway: out of memory\n");
+        free(rt);
+        return 1;
+    }
+    pthread_mutex_init(&rt->edit_lock, NULL);
+    rt->started_us = ev_monotonic_us();
+    http_limits_default(&rt->limits);
+    rt->limits.max_body = rt->cfg.max_body;
+    rt->reg = metrics_default();
+    metrics_build_info(rt->reg, HSCALE_VERSION, "gateway");
+    gw_metrics_init(rt);
+    gw_retry_budget_init(&rt->budget, rt->cfg.retry_budget_percent / 100.0, 3);
+    rt->rl = gw_rl_new((uint32_t)rt->cfg.rate_limit_entries);
+    unsigned nworkers = rt->cfg.workers > 0 ? (unsigned)rt->cfg.workers : core_count();
+    if (nworkers > GW_MAX_WORKERS)
+        nworkers = GW_MAX_WORKERS;
+    gw_snap *first = gw_snap_build(&rt->cfg, NULL, err, sizeof err);
+    if (!rt->rl || !first) {
+        fprintf(stderr, "hscale gateway: %s\n", first ? "out of memory" : err);
+        goto out_free;
+    }
+    gw_rcu_init(&rt->rcu, nworkers, first);
+    if (sock_addr_parse(rt->cfg.listen, &rt->listen, err, sizeof err) < 0) {
+        fprintf(stderr, "hscale gateway: listen: %s\n", err);
+        goto out_rcu;
+    }
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (gw_workers_start(rt, nworkers, err, sizeof err) < 0) {
+        fprintf(stderr, "hscale gateway: listen %s: %s\n", rt->cfg.listen, err);
+        goto out_workers;
+    }
+    if (gw_admin_start(rt, err, sizeof err) < 0) {
+        fprintf(stderr, "hscale gateway: %s\n", err);
+        gw_workers_drain(rt, 0);
+        goto out_workers;
+    }
+    if (gw_health_start(rt) < 0) {
+        fprintf(stderr, "hscale gateway: cannot start the health check thread\n");
+        gw_workers_drain(rt, 0);
+        goto out_admin;
+    }
+    char addr[80];
+    printf("gateway: listening on %s (%u workers)%s%s\n",
+           sock_addr_format(&rt->listen, addr, sizeof addr), nworkers,
+           rt->cfg.admin ? ", admin API on " : "", rt->cfg.admin ? rt->cfg.admin : "");
+    fflush(stdout);
+    log_info("listening on %s with %u workers, %zu pools, %zu routes", addr, nworkers,
+             rt->cfg.npools, rt->cfg.nroutes);
+
+    for (;;) {
+        struct timespec tick = { 0, 100 * 1000000 };
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == SIGHUP) {
+            reload(rt, reload_fn, arg);
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            log_info("%s: draining (grace %.1fs, %u client connections)",
+                     sig == SIGTERM ? "SIGTERM" : "SIGINT", (double)rt->cfg.grace_us / 1e6,
+                     atomic_load(&rt->clients));
+            break;
+        }
+        gw_admin_tick(rt);
+    }
+    gw_workers_drain(rt, rt->cfg.grace_us);
+    rc = 0;
+    gw_health_stop(rt);
+out_admin:
+    gw_admin_stop(rt);
+out_workers:
+    if (rt->workers) {
+        if (!atomic_load(&rt->stopping))
+            gw_workers_drain(rt, 0);
+        gw_workers_join(rt);
+    }
+out_rcu:
+    gw_rcu_destroy(&rt->rcu);
+out_free:
+    gw_rl_free(rt->rl);
+    cfg_free(&gw_config_schema, &rt->cfg);
+    pthread_mutex_destroy(&rt->edit_lock);
+    free(rt);
+    if (rc == 0)
+        log_info("stopped");
+    return rc;
+}

@@ -1,0 +1,782 @@
+/* gw_upstream.c -- one request's trip to a backend: routing, the rate
+ * limit, picking a member, connecting (or reusing an idle connection),
+ * streaming the request body up and the response back, timeouts, retries
+ * and the passive health signal.
+ *
+ * Invariants:
+ *  - A request is retried only while nothing of its response has reached
+ *    the client, only when its method allows it (gw_method_retryable), only
+ *    when its whole body is still in the client buffer to be sent again,
+ *    and only within the retry budget. Retries go to another member.
+ *  - A response is parsed with the request's method, so a HEAD answer or a
+ *    204/304 never swallows the next response; an upstream connection goes
+ *    back to the idle pool only when the response ended exactly at the end
+ *    of the bytes read and the request body was sent whole. Anything else
+ *    closes it: a connection whose framing is in doubt is never reused.
+ *  - Client output is bounded: past GW_OUT_HIGH the upstream is not read
+ *    until the client drains (backpressure instead of buffering a body). */
+#include "gateway/gw_proxy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+enum fail_kind { FAIL_CONNECT, FAIL_RESET, FAIL_TIMEOUT, FAIL_BAD_RESPONSE };
+
+#define UOUT_HIGH      (256u * 1024u)
+
+static void up_io(ev_loop *loop, int fd, unsigned events, void *arg);
+static void up_timeout(ev_loop *loop, ev_timer *t);
+static void attempt(gw_exchange *ex);
+
+static gw_worker *ex_worker(const gw_exchange *ex) { return ex->c->w; }
+
+/* The exchange's pool in the current snapshot: by index while the
+ * generation is unchanged, else by name (NULL when it is gone). */
+static gw_pool *ex_pool(gw_exchange *ex, const gw_snap *s, const gw_pool_cfg **pc)
+{
+    int pi = ex->pool;
+    if (s->gen != ex->gen) {
+        pi = gw_snap_find_pool(s, ex->pool_name);
+        if (pi < 0)
+            return NULL;
+        ex->pool = pi;
+        ex->gen = s->gen;
+    }
+    if (pc)
+        *pc = &s->pool_cfg[pi];
+    return &s->pools[pi];
+}
+
+static void local_reply(gw_exchange *ex, int status, const char *headers, const char *json)
+{
+    gw_conn *c = ex->c;
+    /* An unread request body leaves no trusted boundary: close after. */
+    if (!ex->req_body_done)
+        c->close_after = true;
+    gw_conn_reply(c, status, headers, json);
+    gw_conn_request_done(c, status / 100);
+}
+
+static void close_upstream(gw_exchange *ex)
+{
+    if (ex->ufd < 0)
+        return;
+    gw_worker *w = ex_worker(ex);
+    ev_io_del(w->loop, ex->ufd);
+    close(ex->ufd);
+    ex->ufd = -1;
+}
+
+static void release_member(gw_exchange *ex)
+{
+    if (!ex->m)
+        return;
+    atomic_fetch_sub_explicit(&ex->m->inflight, 1, memory_order_relaxed);
+    gw_member_unref(ex->m);
+    ex->m = NULL;
+}
+
+void gw_exchange_abort(gw_exchange *ex)
+{
+    gw_worker *w = ex_worker(ex);
+    ev_timer_stop(w->loop, &ex->timer);
+    close_upstream(ex);
+    release_member(ex);
+    if (ex->in_retry) {
+        gw_retry_end(&w->rt->budget);
+        ex->in_retry = false;
+    }
+    if (ex->counted) {
+        gw_retry_request_end(&w->rt->budget);
+        ex->counted = false;
+    }
+}
+
+/* --- request body ------------------------------------------------------ */
+
+/* Body bytes of this request sitting in c->in and not yet forwarded. */
+static size_t body_avail(const gw_exchange *ex, const char **p)
+{
+    const gw_conn *c = ex->c;
+    size_t start = ex->head_len + (size_t)ex->req_body_fwd;
+    if (start >= c->in.len)
+        return 0;
+    *p = buf_head(&c->in) + start;
+    return c->in.len - start;
+}
+
+/* Copies request body bytes into uout (bounded); marks the body done. */
+static int pump_into_uout(gw_exchange *ex)
+{
+    gw_conn *c = ex->c;
+    while (!ex->req_body_done && ex->uout.len < UOUT_HIGH) {
+        const char *p;
+        size_t n = body_avail(ex, &p);
+        if (n == 0)
+            break;
+        if (ex->req_chunked) {
+            long used = http_chunked_feed(&ex->req_chunk, p, n, NULL, NULL);
+            if (used < 0)
+                return -(int)(ex->req_chunk.error_status ? ex->req_chunk.error_status : 400);
+            n = (size_t)used;
+            if (http_chunked_done(&ex->req_chunk))
+                ex->req_body_done = true;
+        } else {
+            if (n > ex->req_body_left)
+                n = (size_t)ex->req_body_left;
+            ex->req_body_left -= n;
+            if (ex->req_body_left == 0)
+                ex->req_body_done = true;
+        }
+        gw_buf_acquire(ex_worker(ex), &ex->uout);
+        buf_append(&ex->uout, p, n);
+        ex->req_body_fwd += n;
+        if (n == 0)
+            break;
+    }
+    /* A large body streams through: once it outgrows what a retry could
+     * resend, give the forwarded part's memory back. */
+    if (ex->req_body_fwd > GW_BODY_RETRY_MAX && ex->head_len + ex->req_body_fwd <= c->in.len) {
+        ex->retryable = false;
+        size_t drop = ex->head_len + (size_t)ex->req_body_fwd;
+        buf_consume(&c->in, drop);
+        ex->head_len = 0;
+        ex->req_body_fwd = 0;
+    }
+    return 0;
+}
+
+static void up_flush(gw_exchange *ex);
+
+void gw_exchange_pump_body(gw_exchange *ex)
+{
+    if (ex->ufd < 0 || ex->connecting || ex->req_body_done)
+        return;
+    int rc = pump_into_uout(ex);
+    if (rc < 0) {
+        /* Malformed chunked body: the upstream got a partial request. */
+        close_upstream(ex);
+        ex->c->close_after = true;
+        char msg[96];
+        snprintf(msg, sizeof msg, "{\"error\":\"%s\",\"status\":%d}",
+                 ex->req_chunk.error ? ex->req_chunk.error : "bad chunked body", -rc);
+        if (!ex->sent_to_client)
+            local_reply(ex, -rc, NULL, msg);
+        else
+            ex->c->dead = true;
+        return;
+    }
+    up_flush(ex);
+}
+
+/* --- picking and connecting -------------------------------------------- */
+
+/* The value of cookie `name` in the request's Cookie headers. */
+static bool find_cookie(const gw_exchange *ex, const char *head, const char *name,
+                        const char **val, size_t *vlen)
+{
+    size_t nlen = strlen(name);
+    const http_head_common *h = &ex->req.h;
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        if (!http_slice_ieq(head, h->headers[i].name, "cookie"))
+            continue;
+        const char *p = head + h->headers[i].value.off;
+        const char *end = p + h->headers[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *eq = memchr(p, '=', (size_t)(end - p));
+            if (!eq)
+                break;
+            const char *semi = memchr(eq, ';', (size_t)(end - eq));
+            if (!semi)
+                semi = end;
+            if ((size_t)(eq - p) == nlen && memcmp(p, name, nlen) == 0) {
+                *val = eq + 1;
+                *vlen = (size_t)(semi - eq - 1);
+                return true;
+            }
+            p = semi;
+        }
+    }
+    return false;
+}
+
+static bool find_query(const gw_exchange *ex, const char *head, const char *name,
+                       const char **val, size_t *vlen)
+{
+    size_t nlen = strlen(name);
+    const char *p = head + ex->req.query.off, *end = p + ex->req.query.len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        if (!amp)
+            amp = end;
+        if ((size_t)(amp - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            *val = p + nlen + 1;
+            *vlen = (size_t)(amp - p - (ptrdiff_t)nlen - 1);
+            return true;
+        }
+        p = amp + 1;
+    }
+    return false;
+}
+
+/* The consistent-hash key of a request, per the pool's hash_on. */
+static bool hash_key(const gw_exchange *ex, const char *head, const gw_pool_cfg *pc,
+                     const void **key, size_t *klen)
+{
+    const char *v = NULL;
+    size_t vl = 0;
+    bool found = false;
+    switch (pc->hash_on) {
+    case GW_CFG_KEY_HEADER: {
+        const http_header *h = http_find_header(head, &ex->req.h, pc->hash_key);
+        if (h) {
+            v = head + h->value.off;
+            vl = h->value.len;
+            found = true;
+        }
+        break;
+    }
+    case GW_CFG_KEY_COOKIE:
+        found = find_cookie(ex, head, pc->hash_key, &v, &vl);
+        break;
+    case GW_CFG_KEY_QUERY:
+        found = find_query(ex, head, pc->hash_key, &v, &vl);
+        break;
+    case GW_CFG_KEY_IP:
+        v = (const char *)ex->c->ip_raw;
+        vl = ex->c->ip_raw_len;
+        found = vl > 0;
+        break;
+    default:
+        break;
+    }
+    *key = v;
+    *klen = vl;
+    return found;
+}
+
+static int pick_member(gw_exchange *ex, gw_pool *p, const gw_pool_cfg *pc, uint64_t now)
+{
+    gw_worker *w = ex_worker(ex);
+    const char *head = buf_head(&ex->c->in);
+    bool head_ok = ex->head_len > 0;     /* false once a streamed body consumed it */
+    if (ex->attempts == 0 && pc->sticky_cookie && head_ok) {
+        const char *v;
+        size_t vl;
+        if (find_cookie(ex, head, pc->sticky_cookie, &v, &vl)) {
+            int i = gw_sticky_find(p, v, vl, now);
+            if (i >= 0)
+                return i;
+        }
+        ex->set_sticky = true;
+    }
+    int exclude = -1;
+    if (ex->attempts > 0)
+        for (uint32_t i = 0; i < p->n; i++)
+            if (p->members[i] == ex->tried[ex->attempts - 1])
+                exclude = (int)i;
+    const void *key = NULL;
+    size_t klen = 0;
+    if (p->algo == GW_ALGO_HASH && head_ok)
+        hash_key(ex, head, pc, &key, &klen);
+    gw_lb_cursor *cur = gw_worker_cursor(w, NULL, ex->pool);
+    if (!cur)
+        return -1;
+    int i = gw_lb_pick(p, cur, key, klen, exclude, now);
+    if (i >= 0 && pc->max_conn > 0
+        && atomic_load_explicit(&p->members[i]->inflight, memory_order_relaxed) >= (uint32_t)pc->max_conn) {
+        /* Full: one more try elsewhere, then the pool is busy. */
+        int j = gw_lb_pick(p, cur, NULL, 0, i, now);
+        if (j < 0 || atomic_load_explicit(&p->members[j]->inflight, memory_order_relaxed)
+                         >= (uint32_t)pc->max_conn)
+            return -2;
+        i = j;
+    }
+    return i;
+}
+
+static uint64_t overall_deadline(const gw_exchange *ex)
+{
+    return ex->t_start_us + ex_worker(ex)->rt->cfg.response_timeout_us;
+}
+
+static void arm_timer(gw_exchange *ex, uint64_t after_us)
+{
+    gw_worker *w = ex_worker(ex);
+    uint64_t now = ev_now_us(w->loop);
+    uint64_t dl = overall_deadline(ex);
+    if (now + after_us > dl)
+        after_us = dl > now ? dl - now : 1;
+    if (!ex->timer.fn)
+        ev_timer_init(&ex->timer, up_timeout, ex);
+    ev_timer_start(w->loop, &ex->timer, after_us);
+}
+
+static void attempt_failed(gw_exchange *ex, enum fail_kind kind);
+
+static void attempt(gw_exchange *ex)
+{
+    gw_worker *w = ex_worker(ex);
+    gw_rt *rt = w->rt;
+    const gw_snap *s = gw_rcu_read(&rt->rcu);
+    const gw_pool_cfg *pc;
+    gw_pool *p = ex_pool(ex, s, &pc);
+    uint64_t now = ev_now_us(w->loop);
+    if (!p) {
+        local_reply(ex, 503, "Retry-After: 1\r\n",
+                    "{\"error\":\"pool removed\",\"status\":503}");
+        return;
+    }
+    int i = pick_member(ex, p, pc, now);
+    if (i < 0) {
+        if (i == -2 && ex->ps)
+            metrics_inc(ex->ps->queued);
+        char msg[160];
+        snprintf(msg, sizeof msg, "{\"error\":\"%s\",\"pool\":\"%s\",\"status\":503}",
+                 i == -2 ? "every backend is at max_conn" : "no backend available", p->name);
+        local_reply(ex, 503, "Retry-After: 1\r\n", msg);
+        return;
+    }
+    gw_member *m = p->members[i];
+    gw_member_ref(m);
+    ex->m = m;
+    atomic_fetch_add_explicit(&m->inflight, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->total, 1, memory_order_relaxed);
+    if (ex->attempts < sizeof ex->tried / sizeof ex->tried[0])
+        ex->tried[ex->attempts] = m;
+    ex->attempts++;
+    ex->resp_started = false;
+    ex->resp_head_done = false;
+    ex->up_eof = false;
+    ex->up_close = false;
+    ex->resp.scanned = 0;
+    ex->t_try_us = now;
+
+    /* The request head goes out first; the body follows as it comes. */
+    gw_buf_acquire(w, &ex->uout);
+    buf_reset(&ex->uout);
+    ex->req_body_fwd = 0;
+    ex->req_body_done = ex->req.h.body == HTTP_BODY_NONE
+                        || (ex->req.h.body == HTTP_BODY_LENGTH && ex->req.h.content_length == 0);
+    ex->req_body_left = ex->req.h.body == HTTP_BODY_LENGTH ? ex->req.h.content_length : 0;
+    ex->req_chunked = ex->req.h.body == HTTP_BODY_CHUNKED;
+    if (ex->req_chunked)
+        http_chunked_init(&ex->req_chunk, rt->cfg.max_body);
+    gw_rewrite_request(ex, buf_head(&ex->c->in), &ex->uout);
+    gw_buf_acquire(w, &ex->uin);
+    buf_reset(&ex->uin);
+
+    int fd = hc_pool_get(w->idle, m);
+    if (fd >= 0) {
+        ex->reused = true;
+        ex->connecting = false;
+        ex->ufd = fd;
+        if (ev_io_mod(w->loop, fd, EV_READ | EV_WRITE, up_io, ex) < 0) {
+            close(fd);
+            ex->ufd = -1;
+            attempt_failed(ex, FAIL_CONNECT);
+            return;
+        }
+        arm_timer(ex, rt->cfg.try_timeout_us);
+        pump_into_uout(ex);
+        up_flush(ex);
+        return;
+    }
+    ex->reused = false;
+    fd = sock_connect(&m->addr);
+    if (fd < 0) {
+        attempt_failed(ex, FAIL_CONNECT);
+        return;
+    }
+    ex->ufd = fd;
+    ex->connecting = true;
+    if (ev_io_add(w->loop, fd, EV_READ | EV_WRITE, up_io, ex) < 0) {
+        attempt_failed(ex, FAIL_CONNECT);
+        return;
+    }
+    arm_timer(ex, rt->cfg.connect_timeout_us);
+}
+
+void gw_exchange_start(gw_conn *c)
+{
+    gw_worker *w = c->w;
+    gw_rt *rt = w->rt;
+    gw_exchange *ex = c->ex;
+    const http_request *req = &ex->req;
+    const char *head = buf_head(&c->in);
+    const gw_snap *s = gw_rcu_read(&rt->rcu);
+    ex->req_body_done = req->h.body == HTTP_BODY_NONE
+                        || (req->h.body == HTTP_BODY_LENGTH && req->h.content_length == 0);
+    if (req->method == HTTP_CONNECT || req->h.upgrade) {
+        /* Tunnels and protocol switches are not proxied. */
+        c->close_after = true;
+        local_reply(ex, 501, NULL, "{\"error\":\"CONNECT and Upgrade are not supported\",\"status\":501}");
+        return;
+    }
+    int ri = gw_route_match(s, req->method, head + req->path.off, req->path.len,
+                            req->host.len ? head + req->host.off : NULL, req->host.len);
+    if (ri < 0) {
+        local_reply(ex, 404, NULL, "{\"error\":\"no route matches this request\",\"status\":404}");
+        return;
+    }
+    const gw_route *r = &s->routes[ri];
+    if (r->rl_class >= 0 && (size_t)r->rl_class < s->nrl) {
+        gw_rl_result rr;
+        gw_rl_take(rt->rl, (uint32_t)r->rl_class, &s->rl[r->rl_class], c->ip_raw,
+                   c->ip_raw_len, ev_now_us(w->loop), &rr);
+        if (!rr.allowed) {
+            char hdr[160];
+            snprintf(hdr, sizeof hdr, "Retry-After: %u\r\nRateLimit-Limit: %u\r\n"
+                     "RateLimit-Remaining: 0\r\n", rr.retry_after_s ? rr.retry_after_s : 1, rr.limit);
+            metrics_inc(rt->m_rl_total);
+            ex->rs = gw_worker_route_series(w, s, ri, r->pool >= 0 ? r->pool : 0);
+            local_reply(ex, 429, hdr, "{\"error\":\"rate limit exceeded\",\"status\":429}");
+            return;
+        }
+    }
+    int pi = gw_route_pool(r, req->method, gw_worker_rand(w));
+    if (pi < 0 || (size_t)pi >= s->npools) {
+        local_reply(ex, 503, "Retry-After: 1\r\n", "{\"error\":\"route has no pool\",\"status\":503}");
+        return;
+    }
+    ex->pool = pi;
+    ex->gen = s->gen;
+    snprintf(ex->pool_name, sizeof ex->pool_name, "%s", s->pools[pi].name);
+    ex->rs = gw_worker_route_series(w, s, ri, pi);
+    ex->ps = gw_worker_pool_series(w, s, pi);
+    ex->security_headers = r->security_headers;
+    ex->retryable = gw_method_retryable(r, req->method)
+                    && (req->h.body == HTTP_BODY_NONE
+                        || (req->h.body == HTTP_BODY_LENGTH && req->h.content_length <= GW_BODY_RETRY_MAX));
+    gw_retry_request_begin(&rt->budget);
+    ex->counted = true;
+    attempt(ex);
+}
+
+/* --- failure and retry ------------------------------------------------- */
+
+static void report_outcome(gw_exchange *ex, bool ok)
+{
+    gw_worker *w = ex_worker(ex);
+    if (!ex->m)
+        return;
+    const gw_snap *s = gw_rcu_read(&w->rt->rcu);
+    gw_pool *p = ex_pool(ex, s, NULL);
+    if (!p)
+        return;
+    uint64_t now = ev_now_us(w->loop);
+    if (gw_outlier_report(p, ex->m, ok, now)) {
+        if (ex->ps)
+            metrics_inc(ex->ps->ejections);
+        char addr[64];
+        log_warn("ejected %s from pool %s after consecutive failures",
+                 sock_addr_format(&ex->m->addr, addr, sizeof addr), p->name);
+    }
+}
+
+static bool can_retry(gw_exchange *ex)
+{
+    gw_worker *w = ex_worker(ex);
+    gw_rt *rt = w->rt;
+    if (ex->sent_to_client || !ex->retryable || ex->head_len == 0)
+        return false;
+    if (ex->attempts > (unsigned)rt->cfg.retries || ex->attempts >= 4)
+        return false;
+    if (ev_now_us(w->loop) >= overall_deadline(ex))
+        return false;
+    if (ex->in_retry)
+        return true;     /* already holds a budget slot: reuse it */
+    if (!gw_retry_try_begin(&rt->budget))
+        return false;
+    ex->in_retry = true;
+    return true;
+}
+
+static void attempt_failed(gw_exchange *ex, enum fail_kind kind)
+{
+    gw_worker *w = ex_worker(ex);
+    ev_timer_stop(w->loop, &ex->timer);
+    close_upstream(ex);
+    if (ex->m)
+        atomic_fetch_add_explicit(&ex->m->by_class[0], 1, memory_order_relaxed);
+    report_outcome(ex, false);
+    release_member(ex);
+    if (can_retry(ex)) {
+        if (ex->ps)
+            metrics_inc(ex->ps->retries);
+        attempt(ex);
+        return;
+    }
+    if (ex->sent_to_client) {
+        ex->c->dead = true;      /* a response was cut short: nothing honest to add */
+        return;
+    }
+    static const char *const msgs[] = {
+        [FAIL_CONNECT] = "{\"error\":\"backend connection failed\",\"status\":502}",
+        [FAIL_RESET] = "{\"error\":\"backend closed the connection\",\"status\":502}",
+        [FAIL_TIMEOUT] = "{\"error\":\"backend timed out\",\"status\":504}",
+        [FAIL_BAD_RESPONSE] = "{\"error\":\"backend sent a malformed response\",\"status\":502}",
+    };
+    local_reply(ex, kind == FAIL_TIMEOUT ? 504 : 502, NULL, msgs[kind]);
+}
+
+static void up_timeout(ev_loop *loop, ev_timer *t)
+{
+    gw_exchange *ex = t->arg;
+    gw_conn *c = ex->c;
+    (void)loop;
+    if (ex->resp_head_done)
+        c->dead = true;           /* the body stalled mid-way */
+    else
+        attempt_failed(ex, ex->connecting ? FAIL_CONNECT : FAIL_TIMEOUT);
+    gw_conn_process(c);
+}
+
+/* --- response ---------------------------------------------------------- */
+
+/* The response is complete: hand the connection back or close it. */
+static void finish_upstream(gw_exchange *ex)
+{
+    gw_worker *w = ex_worker(ex);
+    ev_timer_stop(w->loop, &ex->timer);
+    gw_member *m = ex->m;
+    bool reuse = !ex->up_close && !ex->up_eof && ex->req_body_done && ex->uin.len == 0
+                 && ex->uout.len == 0 && m
+                 && atomic_load_explicit(&m->state, memory_order_relaxed) == GW_ST_READY;
+    if (reuse) {
+        gw_worker_hold(w, m);
+        hc_pool_put(w->idle, m, ex->ufd);
+        ex->ufd = -1;
+    } else {
+        close_upstream(ex);
+    }
+    release_member(ex);
+}
+
+static void fail_response(gw_exchange *ex, enum fail_kind kind)
+{
+    attempt_failed(ex, kind);
+}
+
+/* Forwards response body bytes from uin to the client. True when done. */
+static bool forward_body(gw_exchange *ex)
+{
+    gw_conn *c = ex->c;
+    switch (ex->resp_body) {
+    case HTTP_BODY_NONE:
+        return true;
+    case HTTP_BODY_LENGTH: {
+        size_t n = ex->uin.len < ex->resp_body_left ? ex->uin.len : (size_t)ex->resp_body_left;
+        if (n) {
+            buf_append(&c->out, buf_head(&ex->uin), n);
+            buf_consume(&ex->uin, n);
+            ex->resp_body_left -= n;
+        }
+        return ex->resp_body_left == 0;
+    }
+    case HTTP_BODY_CHUNKED: {
+        if (ex->uin.len == 0)
+            return false;
+        long used = http_chunked_feed(&ex->resp_chunk, buf_head(&ex->uin), ex->uin.len, NULL, NULL);
+        if (used < 0) {
+            c->dead = true;        /* framing broke mid-body */
+            ex->up_close = true;
+            return true;
+        }
+        buf_append(&c->out, buf_head(&ex->uin), (size_t)used);
+        buf_consume(&ex->uin, (size_t)used);
+        return http_chunked_done(&ex->resp_chunk);
+    }
+    default:   /* HTTP_BODY_CLOSE: everything until EOF */
+        if (ex->uin.len) {
+            buf_append(&c->out, buf_head(&ex->uin), ex->uin.len);
+            buf_reset(&ex->uin);
+        }
+        return ex->up_eof;
+    }
+}
+
+/* Parses the head when it is whole, then forwards the body. */
+static void process_response(gw_exchange *ex)
+{
+    gw_worker *w = ex_worker(ex);
+    gw_rt *rt = w->rt;
+    gw_conn *c = ex->c;
+    while (!ex->resp_head_done) {
+        int r = http_parse_response(buf_head(&ex->uin), ex->uin.len, &ex->resp,
+                                    ex->req.method, &rt->limits);
+        if (r == HTTP_INCOMPLETE) {
+            if (ex->up_eof)
+                fail_response(ex, ex->uin.len ? FAIL_BAD_RESPONSE : FAIL_RESET);
+            return;
+        }
+        if (r == HTTP_ERROR) {
+            ex->up_close = true;
+            fail_response(ex, FAIL_BAD_RESPONSE);
+            return;
+        }
+        if (ex->resp.status >= 100 && ex->resp.status < 200) {
+            if (ex->resp.status == 101) {
+                fail_response(ex, FAIL_BAD_RESPONSE);
+                return;
+            }
+            /* Interim (100 Continue): pass it on and read the final head. */
+            if (ex->req.h.version_minor == 1) {
+                gw_buf_acquire(w, &c->out);
+                buf_append(&c->out, buf_head(&ex->uin), (size_t)r);
+            }
+            buf_consume(&ex->uin, (size_t)r);
+            ex->resp.scanned = 0;
+            continue;
+        }
+        uint64_t now = ev_now_update(w->loop);
+        ex->resp_head_done = true;
+        ex->status = ex->resp.status;
+        if (ex->ps)
+            metrics_observe_us(ex->ps->upstream, now - ex->t_try_us);
+        if (ex->m)
+            atomic_fetch_add_explicit(&ex->m->by_class[ex->status / 100 <= 5 ? ex->status / 100 : 5],
+                                      1, memory_order_relaxed);
+        report_outcome(ex, ex->status < 500);
+        ex->resp_body = (uint8_t)ex->resp.h.body;
+        ex->resp_body_left = ex->resp.h.content_length;
+        if (ex->resp_body == HTTP_BODY_CHUNKED)
+            http_chunked_init(&ex->resp_chunk, 0);
+        if (!ex->resp.h.keep_alive)
+            ex->up_close = true;
+        if (ex->resp_body == HTTP_BODY_CLOSE || !ex->req_body_done)
+            c->close_after = true;      /* no boundary to keep the client on */
+        const char *cookie = NULL;
+        uint64_t max_age = 0;
+        if (ex->set_sticky) {
+            const gw_snap *s = gw_rcu_read(&rt->rcu);
+            const gw_pool_cfg *pc;
+            if (ex_pool(ex, s, &pc)) {
+                cookie = pc->sticky_cookie;
+                max_age = pc->sticky_max_age_us;
+            }
+        }
+        gw_buf_acquire(w, &c->out);
+        gw_rewrite_response(ex, buf_head(&ex->uin), &c->out, cookie, max_age);
+        buf_consume(&ex->uin, (size_t)r);
+        ex->sent_to_client = true;
+        /* From here the timer guards a stalled body, one try_timeout per read. */
+        arm_timer(ex, rt->cfg.try_timeout_us);
+    }
+    if (forward_body(ex)) {
+        if (ex->uin.len)
+            ex->up_close = true;        /* bytes past the response: never reuse */
+        finish_upstream(ex);
+        gw_conn_request_done(c, ex->status / 100);
+        return;
+    }
+    if (ex->up_eof) {
+        /* Cut short by the backend. */
+        ex->up_close = true;
+        c->dead = true;
+        if (ex->m)
+            atomic_fetch_add_explicit(&ex->m->by_class[0], 1, memory_order_relaxed);
+        return;
+    }
+    if (c->out.len > GW_OUT_HIGH)
+        c->backlog = true;
+}
+
+/* Reads what the upstream has (unless the client is backed up). */
+static void up_read(gw_exchange *ex)
+{
+    gw_worker *w = ex_worker(ex);
+    gw_conn *c = ex->c;
+    while (ex->ufd >= 0 && !c->backlog && !c->dead && !ex->up_eof) {
+        gw_buf_acquire(w, &ex->uin);
+        if (buf_room(&ex->uin) < 4096) {
+            buf_compact(&ex->uin);
+            if (buf_room(&ex->uin) < 4096 && buf_reserve(&ex->uin, GW_BUF_SIZE) < 0)
+                return;
+        }
+        size_t room = buf_room(&ex->uin);
+        ssize_t n = read(ex->ufd, buf_tail(&ex->uin), room);
+        if (n > 0) {
+            ex->resp_started = true;
+            buf_commit(&ex->uin, (size_t)n);
+            process_response(ex);
+            if ((size_t)n < room || c->ex != ex)
+                return;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        /* EOF or reset. */
+        ex->up_eof = true;
+        if (!ex->resp_started) {
+            fail_response(ex, FAIL_RESET);
+            return;
+        }
+        process_response(ex);
+        return;
+    }
+}
+
+static void up_flush(gw_exchange *ex)
+{
+    while (ex->ufd >= 0 && !ex->connecting && ex->uout.len) {
+        ssize_t n = write(ex->ufd, buf_head(&ex->uout), ex->uout.len);
+        if (n > 0) {
+            buf_consume(&ex->uout, (size_t)n);
+            if (ex->uout.len == 0)
+                pump_into_uout(ex);      /* room again: take more body */
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        /* The backend went away while we were sending. */
+        if (!ex->resp_started)
+            attempt_failed(ex, FAIL_RESET);
+        else
+            ex->up_close = true;
+        return;
+    }
+}
+
+void gw_exchange_resume(gw_exchange *ex)
+{
+    if (ex->ufd >= 0 && !ex->connecting)
+        up_read(ex);
+    else if (ex->resp_head_done)
+        process_response(ex);
+}
+
+static void up_io(ev_loop *loop, int fd, unsigned events, void *arg)
+{
+    gw_exchange *ex = arg;
+    gw_conn *c = ex->c;
+    (void)loop;
+    (void)fd;
+    if (ex->connecting) {
+        if (!(events & (EV_WRITE | EV_ERROR)))
+            goto out;
+        if (sock_connect_result(ex->ufd) != 0) {
+            attempt_failed(ex, FAIL_CONNECT);
+            goto out;
+        }
+        ex->connecting = false;
+        arm_timer(ex, ex_worker(ex)->rt->cfg.try_timeout_us);
+        pump_into_uout(ex);
+    }
+    if (ex->uout.len)
+        up_flush(ex);
+    if (c->ex == ex && ex->ufd >= 0 && (events & (EV_READ | EV_ERROR)))
+        up_read(ex);
+out:
+    gw_conn_process(c);
+}

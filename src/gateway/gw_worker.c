@@ -1,0 +1,326 @@
+/* gw_worker.c -- one data-plane thread: its own ev_loop, its own
+ * SO_REUSEPORT listener (the kernel spreads new connections across
+ * workers, so nothing is handed between threads), its own idle upstream
+ * pool, balancer cursors and free lists.
+ *
+ * The loop is driven here rather than by ev_run so that every iteration
+ * starts with a quiescent stamp (gw_state.h): between two stamps a worker
+ * may read the current snapshot, and nothing read then survives the next
+ * stamp except what a request pinned or copied.
+ *
+ * A snapshot generation change resets what is indexed by pool or route
+ * (cursors, cached metric handles) and closes idle upstream connections of
+ * members that left the configuration or stopped taking traffic, so a
+ * drained backend sees its keep-alive connections go promptly. */
+#include "gateway/gw_proxy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+gw_lb_cursor *gw_worker_cursor(gw_worker *w, const gw_snap *s, int pi)
+{
+    (void)s;
+    return (size_t)pi < w->ncursors ? &w->cursors[pi] : NULL;
+}
+
+uint64_t gw_worker_rand(gw_worker *w)
+{
+    uint64_t x = w->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return w->rng = x;
+}
+
+gw_route_series *gw_worker_route_series(gw_worker *w, const gw_snap *s, int route, int pool)
+{
+    if (route < 0 || pool < 0 || (size_t)route >= w->nroutes_c || (size_t)pool >= w->npools_c)
+        return NULL;
+    gw_route_series **slot = &w->rs_cache[(size_t)route * w->npools_c + (size_t)pool];
+    if (!*slot)
+        *slot = gw_metrics_route(w->rt, s->routes[route].prefix, s->pools[pool].name);
+    return *slot;
+}
+
+gw_pool_series *gw_worker_pool_series(gw_worker *w, const gw_snap *s, int pool)
+{
+    if (pool < 0 || (size_t)pool >= w->npools_c)
+        return NULL;
+    if (!w->ps_cache[pool])
+        w->ps_cache[pool] = gw_metrics_pool(w->rt, s->pools[pool].name);
+    return w->ps_cache[pool];
+}
+
+void gw_buf_acquire(gw_worker *w, buf *b)
+{
+    if (b->data)
+        return;
+    if (w->nfree_bufs) {
+        b->data = w->free_bufs[--w->nfree_bufs];
+        b->cap = GW_BUF_SIZE;
+        b->off = b->len = 0;
+        return;
+    }
+    buf_reserve(b, GW_BUF_SIZE);
+}
+
+#define GW_FREE_BUFS 256
+
+void gw_buf_release(gw_worker *w, buf *b)
+{
+    if (!b->data)
+        return;
+    if (b->cap == GW_BUF_SIZE && w->nfree_bufs < GW_FREE_BUFS)
+        w->free_bufs[w->nfree_bufs++] = b->data;
+    else
+        free(b->data);
+    b->data = NULL;
+    b->cap = b->off = b->len = 0;
+}
+
+void gw_worker_hold(gw_worker *w, gw_member *m)
+{
+    for (size_t i = 0; i < w->nheld; i++)
+        if (w->held[i] == m)
+            return;
+    if (w->nheld == w->capheld) {
+        size_t ncap = w->capheld ? w->capheld * 2 : 16;
+        gw_member **n = realloc(w->held, ncap * sizeof *n);
+        if (!n)
+            return;
+        w->held = n;
+        w->capheld = ncap;
+    }
+    gw_member_ref(m);
+    w->held[w->nheld++] = m;
+}
+
+static bool snap_has_member(const gw_snap *s, const gw_member *m)
+{
+    for (size_t p = 0; p < s->npools; p++)
+        for (uint32_t i = 0; i < s->pools[p].n; i++)
+            if (s->pools[p].members[i] == m)
+                return true;
+    return false;
+}
+
+/* A new generation: reset pool-indexed state and let go of idle sockets
+ * to members that are gone or not taking traffic. */
+static void on_new_gen(gw_worker *w, const gw_snap *s)
+{
+    if (s->npools > w->ncursors) {
+        gw_lb_cursor *n = realloc(w->cursors, s->npools * sizeof *n);
+        if (!n)
+            return;
+        w->cursors = n;
+    }
+    w->ncursors = s->npools;
+    for (size_t i = 0; i < s->npools; i++)
+        gw_lb_cursor_init(&w->cursors[i], gw_worker_rand(w) | 1);
+    free(w->rs_cache);
+    free(w->ps_cache);
+    w->npools_c = s->npools;
+    w->nroutes_c = s->nroutes;
+    w->rs_cache = calloc(s->npools * s->nroutes + 1, sizeof *w->rs_cache);
+    w->ps_cache = calloc(s->npools + 1, sizeof *w->ps_cache);
+    if (!w->rs_cache || !w->ps_cache)
+        w->npools_c = w->nroutes_c = 0;
+    size_t keep = 0;
+    for (size_t i = 0; i < w->nheld; i++) {
+        gw_member *m = w->held[i];
+        if (snap_has_member(s, m) && atomic_load(&m->state) == GW_ST_READY) {
+            w->held[keep++] = m;
+            continue;
+        }
+        hc_pool_drop_key(w->idle, m);
+        gw_member_unref(m);
+    }
+    w->nheld = keep;
+    w->gen = s->gen;
+}
+
+static void accept_io(ev_loop *loop, int fd, unsigned events, void *arg)
+{
+    gw_worker *w = arg;
+    for (int burst = 0; burst < 256; burst++) {
+        sock_addr peer;
+        int cfd = sock_accept(fd, &peer);
+        if (cfd < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                log_warn("accept: %s", strerror(errno));
+            return;
+        }
+        uint32_t max = (uint32_t)w->rt->cfg.max_clients;
+        if (max && atomic_load_explicit(&w->rt->clients, memory_order_relaxed) >= max) {
+            /* Over the global limit: refuse at once rather than queue. */
+            static const char busy[] =
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                "Retry-After: 1\r\nConnection: close\r\nContent-Length: 60\r\n\r\n"
+                "{\"error\":\"too many client connections\",\"status\":503}\n     ";
+            ssize_t wr = write(cfd, busy, sizeof busy - 1);
+            (void)wr;
+            close(cfd);
+            continue;
+        }
+        gw_conn_accepted(w, cfd, &peer);
+    }
+}
+
+static void close_listener(gw_worker *w)
+{
+    if (w->lfd >= 0) {
+        ev_io_del(w->loop, w->lfd);
+        close(w->lfd);
+        w->lfd = -1;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    gw_worker *w = arg;
+    gw_rt *rt = w->rt;
+    metrics_thread_bind(w->id % METRICS_SHARDS);
+    while (1) {
+        gw_rcu_quiescent(&rt->rcu, w->id);
+        const gw_snap *s = gw_rcu_read(&rt->rcu);
+        if (s->gen != w->gen)
+            on_new_gen(w, s);
+        if (atomic_load_explicit(&rt->stopping, memory_order_acquire) && !w->draining) {
+            w->draining = true;
+            close_listener(w);
+            /* Idle clients go now; busy ones after their current response. */
+            for (gw_conn *c = w->conns, *next; c; c = next) {
+                next = c->next;
+                if (c->state == GC_WAIT && c->in.len == 0)
+                    gw_conn_close(c);
+                else
+                    c->close_after = true;
+            }
+        }
+        if (w->draining && (w->nconns == 0 || ev_now_us(w->loop) >= w->drain_deadline_us))
+            break;
+        if (ev_run_once(w->loop, w->draining ? 20 : 100) < 0 && errno != EINTR) {
+            log_error("worker %u: event loop: %s", w->id, strerror(errno));
+            break;
+        }
+    }
+    while (w->conns)
+        gw_conn_close(w->conns);
+    gw_rcu_quiescent(&rt->rcu, w->id);
+    return NULL;
+}
+
+int gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen)
+{
+    rt->workers = calloc(n, sizeof *rt->workers);
+    if (!rt->workers) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    rt->nworkers = n;
+    int rc = 0;
+    sock_listen_opts lo = { .backlog = 4096, .reuseport = true };
+    for (unsigned i = 0; i < n; i++) {
+        gw_worker *w = &rt->workers[i];
+        w->rt = rt;
+        w->id = i;
+        w->lfd = -1;
+        w->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)(i + 1) * 0xBF58476D1CE4E5B9ull) ^ ev_wall_us();
+        w->free_bufs = calloc(GW_FREE_BUFS, sizeof *w->free_bufs);
+        w->loop = ev_loop_new();
+        if (!w->loop || !w->free_bufs) {
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+            break;
+        }
+        w->lfd = sock_listen(&rt->listen, &lo, err, errlen);
+        if (w->lfd < 0) {
+            rc = -1;
+            break;
+        }
+        if (i == 0 && sock_addr_port(&rt->listen) == 0)
+            sock_local_addr(w->lfd, &rt->listen);   /* the others share the port */
+        const gw_pool_cfg *p0 = rt->cfg.npools ? &rt->cfg.pools[0] : NULL;
+        w->idle = hc_pool_new(w->loop, p0 ? (unsigned)p0->max_idle : 64,
+                              p0 ? p0->idle_timeout_us : 0);
+        if (!w->idle || ev_io_add(w->loop, w->lfd, EV_READ, accept_io, w) < 0) {
+            snprintf(err, errlen, "cannot register the listener");
+            rc = -1;
+            break;
+        }
+    }
+    if (rc < 0) {
+        /* Nothing started yet: undo what was set up. */
+        for (unsigned i = 0; i < n; i++) {
+            gw_worker *w = &rt->workers[i];
+            close_listener(w);
+            hc_pool_free(w->idle);
+            free(w->free_bufs);
+            if (w->loop)
+                ev_loop_free(w->loop);
+        }
+        free(rt->workers);
+        rt->workers = NULL;
+        rt->nworkers = 0;
+        return -1;
+    }
+    for (unsigned i = 0; i < n; i++)
+        if (pthread_create(&rt->workers[i].th, NULL, worker_main, &rt->workers[i]) != 0) {
+            /* Threads already running share state with this one: there is
+             * no safe partial start, and this only happens out of memory. */
+            log_error("cannot start worker thread %u", i);
+            abort();
+        }
+    return 0;
+}
+
+static void drain_task(ev_loop *loop, void *arg)
+{
+    gw_worker *w = arg;
+    (void)loop;
+    (void)w;    /* the loop top sees rt->stopping; this only wakes it */
+}
+
+void gw_workers_drain(gw_rt *rt, uint64_t grace_us)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        rt->workers[i].drain_deadline_us = ev_monotonic_us() + grace_us;
+    atomic_store_explicit(&rt->stopping, true, memory_order_release);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        ev_post(rt->workers[i].loop, drain_task, &rt->workers[i]);
+}
+
+void gw_workers_join(gw_rt *rt)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        gw_worker *w = &rt->workers[i];
+        pthread_join(w->th, NULL);
+        close_listener(w);
+        hc_pool_free(w->idle);
+        for (size_t k = 0; k < w->nheld; k++)
+            gw_member_unref(w->held[k]);
+        free(w->held);
+        while (w->free_ex) {
+            gw_exchange *e = w->free_ex;
+            w->free_ex = e->next_free;
+            free(e);
+        }
+        for (unsigned k = 0; k < w->nfree_bufs; k++)
+            free(w->free_bufs[k]);
+        free(w->free_bufs);
+        free(w->cursors);
+        free(w->rs_cache);
+        free(w->ps_cache);
+        ev_loop_free(w->loop);
+    }
+    free(rt->workers);
+    rt->workers = NULL;
+    rt->nworkers = 0;
+}
