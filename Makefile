@@ -41,7 +41,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(SAN_DIR)/tests/%,$(UNIT_SRC))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 FUZZ_SECONDS ?= 30
-FUZZ_LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/http/*.c)
+FUZZ_LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/http/*.c) $(wildcard src/control/ctl_promtext.c src/control/ctl_collect.c)
 
 PYTHON   := /usr/bin/python3
 

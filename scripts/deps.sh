@@ -17,7 +17,7 @@ PACKAGES=(
   # unit tests, sanitizers, fuzzing, lint
   libcriterion-dev clang libclang-rt-14-dev cppcheck
   # end-to-end tests: real peers
-  python3 python3-pytest python3-requests
+  python3 python3-pytest python3-requests python3-yaml
   postgresql redis-server prometheus nginx haproxy wrk
   chromium
   # benchmarks: the seeds' stack

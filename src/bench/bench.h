@@ -238,4 +238,69 @@ int  bench_report_json(const char *path, const bench_plan *p, const bench_result
                        const double *th_val, char *err, size_t errlen);
 int  bench_report_csv(const char *prefix, const bench_result *res, char *err, size_t errlen);
 
+/* ---- capacity planning (`hscale plan`) ----
+ *
+ * One instance's capacity, in users (SurgiCase's users_per_instance) or in
+ * req/s (given, or measured by `hscale bench --json` at the SLO), turned into
+ * the instances a target load needs: ceil(load / (capacity x (1 - headroom))),
+ * never below a minimum. Headroom is capacity kept spare, so 30 % means each
+ * instance runs at 70 % at most (MedEase's target-tracking CPU target). Users
+ * and req/s convert through rps_per_user (MedEase: 500 req/s per 10k users).
+ * Each instance opens up to pool_size + pool_overflow connections to every
+ * database node, which is the count a database's max_connections must hold. */
+
+#define BENCH_CAP_ROWS 4           /* the per-users table: 10k 50k 100k 500k */
+#define BENCH_CAP_MAX_INSTANCES 1000000.0
+
+typedef struct bench_cap_report {
+    double   rps, error_rate, p95_ms, p99_ms;   /* the report's TOTAL */
+    uint64_t count;
+    double   slo_p95_ms, slo_p99_ms;            /* slo_p99_ms 0: not checked */
+    bool     met_slo;          /* measured p95 (and p99) within the SLO */
+    double   capacity_rps;     /* good req/s, scaled down by SLO/pXX if missed */
+} bench_cap_report;
+
+typedef struct bench_cap_in {
+    double   users_per_instance;    /* exactly one of these two > 0 */
+    double   rps_per_instance;
+    const bench_cap_report *report; /* where rps_per_instance came from, or NULL */
+    double   users, rps;            /* target load; at most one >= 0, -1: none */
+    double   rps_per_user;
+    double   headroom_pct;          /* [0, 95] */
+    uint32_t min_instances;         /* >= 1 */
+    uint32_t pool_size, pool_overflow, db_max_connections;
+} bench_cap_in;
+
+typedef struct bench_cap_row {
+    double   users, rps;
+    uint64_t instances, conns_steady, conns_peak;
+} bench_cap_row;
+
+typedef struct bench_cap_out {
+    double   per_instance_rps, per_instance_users;  /* one instance, both units */
+    double   usable_rps;           /* per instance, after headroom */
+    bool     has_target;
+    bench_cap_row target;          /* valid when has_target */
+    uint64_t raw_instances;        /* ceil(load / usable) before the minimum */
+    bool     conns_over_limit;     /* target's peak > db_max_connections */
+    bench_cap_row table[BENCH_CAP_ROWS];
+} bench_cap_out;
+
+/* The defaults of `hscale plan`: headroom 30, min 2, the store's pool (10 +
+ * 20 overflow), PostgreSQL's max_connections 100, 0.05 req/s per user. */
+void bench_cap_defaults(bench_cap_in *in);
+/* max(min, ceil(load / (per_instance x (1 - headroom/100)))), exact for
+ * whole quotients (ceil(500/100) is 5, not 6). */
+uint64_t bench_cap_instances(double load, double per_instance, double headroom_pct,
+                             uint32_t min_instances);
+/* Reads a `hscale bench --json` report and judges it against the SLO.
+ * Errors name the file and the field. */
+int  bench_cap_read_report(const char *path, double slo_p95_ms, double slo_p99_ms,
+                           bench_cap_report *out, char *err, size_t errlen);
+/* Validates in (errors name the flag: --headroom, --users, ...) and plans. */
+int  bench_cap_plan(const bench_cap_in *in, bench_cap_out *out, char *err, size_t errlen);
+void bench_cap_print_text(FILE *f, const bench_cap_in *in, const bench_cap_out *out);
+/* The plan as one JSON object on f, newline-terminated. */
+int  bench_cap_print_json(FILE *f, const bench_cap_in *in, const bench_cap_out *out);
+
 #endif

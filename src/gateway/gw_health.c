@@ -91,6 +91,7 @@ void gw_retry_budget_init(gw_retry_budget *b, double ratio, uint32_t min_retries
 {
     atomic_init(&b->active, 0);
     atomic_init(&b->retries, 0);
+    atomic_init(&b->bank, 0);
     b->ratio = ratio;
     b->min_retries = min_retries;
 }
@@ -98,6 +99,21 @@ void gw_retry_budget_init(gw_retry_budget *b, double ratio, uint32_t min_retries
 void gw_retry_request_begin(gw_retry_budget *b)
 {
     atomic_fetch_add_explicit(&b->active, 1, memory_order_relaxed);
+    int64_t dep = (int64_t)(b->ratio * 1000.0);
+    /* Racy cap check: overshooting by a deposit per worker is harmless. */
+    if (atomic_load_explicit(&b->bank, memory_order_relaxed) < GW_RETRY_BANK * 1000)
+        atomic_fetch_add_explicit(&b->bank, dep, memory_order_relaxed);
+}
+
+/* Takes one retry from the bank; false when it holds less than one. */
+static bool bank_withdraw(gw_retry_budget *b)
+{
+    int64_t v = atomic_load_explicit(&b->bank, memory_order_relaxed);
+    while (v >= 1000)
+        if (atomic_compare_exchange_weak_explicit(&b->bank, &v, v - 1000, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return true;
+    return false;
 }
 
 void gw_retry_request_end(gw_retry_budget *b)
@@ -112,7 +128,7 @@ bool gw_retry_try_begin(gw_retry_budget *b)
     if (cap < b->min_retries)
         cap = b->min_retries;
     uint32_t r = atomic_fetch_add_explicit(&b->retries, 1, memory_order_relaxed);
-    if (r + 1 > cap) {
+    if (r + 1 > cap && !bank_withdraw(b)) {
         atomic_fetch_sub_explicit(&b->retries, 1, memory_order_relaxed);
         return false;
     }

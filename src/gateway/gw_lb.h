@@ -129,11 +129,19 @@ bool gw_outlier_report(gw_pool *p, gw_member *m, bool ok, uint64_t now_us);
 
 /* --- retry budget ------------------------------------------------------- */
 
-/* Retries may be at most `ratio` of in-flight requests, with a floor of
- * `min_retries` so a quiet gateway can still retry. Shared by workers. */
+/* Retries are allowed while retries in flight stay within `ratio` of
+ * requests in flight (with a floor of `min_retries`), or when they can be
+ * paid from a bank every request pays `ratio` of a token into (Finagle's
+ * retry budget), capped at GW_RETRY_BANK retries. The first rule lets a
+ * quiet gateway retry; the bank absorbs a burst (a hung backend times out
+ * every request it holds at once) while still bounding retries, over
+ * time, to `ratio` of traffic -- so a failing fleet never sees a storm.
+ * Shared by workers. */
+#define GW_RETRY_BANK 100
 typedef struct gw_retry_budget {
     _Atomic uint32_t active;     /* requests in flight, retries included */
     _Atomic uint32_t retries;    /* retries in flight */
+    _Atomic int64_t  bank;       /* thousandths of a retry */
     double   ratio;
     uint32_t min_retries;
 } gw_retry_budget;

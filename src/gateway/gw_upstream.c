@@ -480,17 +480,21 @@ static void report_outcome(gw_exchange *ex, bool ok)
     }
 }
 
-static bool can_retry(gw_exchange *ex)
+/* A failed connect sent nothing, so any method may go elsewhere and it
+ * costs no retry budget (the budget exists to stop retry storms against
+ * slow or failing backends, not to fail requests a dead port refused). */
+static bool can_retry(gw_exchange *ex, enum fail_kind kind)
 {
     gw_worker *w = ex_worker(ex);
     gw_rt *rt = w->rt;
-    if (ex->sent_to_client || !ex->retryable || ex->head_len == 0)
+    bool nothing_sent = kind == FAIL_CONNECT;
+    if (ex->sent_to_client || ex->head_len == 0 || (!ex->retryable && !nothing_sent))
         return false;
     if (ex->attempts > (unsigned)rt->cfg.retries || ex->attempts >= 4)
         return false;
     if (ev_now_us(w->loop) >= overall_deadline(ex))
         return false;
-    if (ex->in_retry)
+    if (nothing_sent || ex->in_retry)
         return true;     /* already holds a budget slot: reuse it */
     if (!gw_retry_try_begin(&rt->budget))
         return false;
@@ -507,7 +511,7 @@ static void attempt_failed(gw_exchange *ex, enum fail_kind kind)
         atomic_fetch_add_explicit(&ex->m->by_class[0], 1, memory_order_relaxed);
     report_outcome(ex, false);
     release_member(ex);
-    if (can_retry(ex)) {
+    if (can_retry(ex, kind)) {
         if (ex->ps)
             metrics_inc(ex->ps->retries);
         attempt(ex);

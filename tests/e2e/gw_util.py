@@ -6,6 +6,8 @@ import socket
 import sys
 import time
 
+import requests
+
 from conftest import HERE, free_port, run_hscale, wait_port
 
 
@@ -76,3 +78,25 @@ def write_yaml(tmp_path, text, name="hscale.yaml"):
     p = tmp_path / name
     p.write_text(text)
     return str(p)
+
+
+class _TimeoutRequests:
+    """`requests` with a default timeout, so a hung gateway fails a test
+    instead of hanging the suite."""
+
+    class Session(requests.Session):
+        def request(self, *a, **kw):
+            kw.setdefault("timeout", 10)
+            return super().request(*a, **kw)
+
+    def __getattr__(self, name):
+        attr = getattr(requests, name)
+        if name in ("get", "post", "put", "patch", "delete", "head", "request"):
+            def call(*a, **kw):
+                kw.setdefault("timeout", 10)
+                return attr(*a, **kw)
+            return call
+        return attr
+
+
+http = _TimeoutRequests()

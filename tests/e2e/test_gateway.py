@@ -6,7 +6,7 @@ import json
 import socket
 import time
 
-import requests
+from gw_util import http as requests  # noqa: E402 (default timeouts)
 
 from conftest import read_log, run_hscale
 from gw_util import Backend, Gateway, raw, write_yaml

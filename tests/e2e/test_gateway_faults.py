@@ -1,0 +1,175 @@
+"""Fault tests of `hscale gateway` under load (the project's own load
+generator): backends killed, hung, drained; config reloaded; slow clients.
+Each asserts what a user would page on: failed requests."""
+import os
+import signal
+import socket
+import threading
+import time
+
+from gw_util import http as requests  # noqa: E402 (default timeouts)
+
+from conftest import read_log
+from gw_util import Backend, Gateway, write_yaml
+
+
+def pool_config(tmp_path, backends, extra_pool="", extra_top=""):
+    members = ", ".join(f'{{address: "{b.addr}"}}' for b in backends)
+    return write_yaml(tmp_path, f"""
+gateway:
+  try_timeout: 300ms
+  retry_budget: 50
+{extra_top}
+  pools:
+    - name: web
+      backends: [{members}]
+      health: {{interval: 200ms, timeout: 200ms, rise: 2, fall: 2}}
+      outlier: {{consecutive_failures: 3, base_ejection: 10s}}
+{extra_pool}
+  routes: [{{prefix: /, pool: web}}]
+""")
+
+
+def start_load(procs, tmp_path, url, seconds, conns=16):
+    out = tmp_path / f"load-{time.monotonic_ns()}.json"
+    p = procs.hscale("bench", url, "-c", conns, "-t", 2, "-d", f"{seconds}s", "--timeout", "5s",
+                     "--json", out, "-q", name="load")
+    return p, out
+
+
+def finish_load(p, out, timeout=60):
+    p.wait(timeout)
+    import json
+    rep = json.loads(out.read_text())
+    return rep["total"]
+
+
+def assert_no_failures(total):
+    assert total["count"] > 200, total
+    assert total["failures"] == 0, total
+    assert total["errors"] == {"connect": 0, "reset": 0, "timeout": 0, "protocol": 0,
+                               "http_4xx": 0, "http_5xx": 0}, total
+
+
+def test_kill_9_of_one_backend_loses_no_request(procs, tmp_path):
+    bs = [Backend(procs, n) for n in "abc"]
+    gw = Gateway(procs, config=pool_config(tmp_path, bs))
+    load, out = start_load(procs, tmp_path, gw.url("/"), 10)
+    time.sleep(3)
+    os.kill(bs[1].proc.pid, signal.SIGKILL)
+    total = finish_load(load, out)
+    assert_no_failures(total)
+    m = requests.get(gw.admin_url("/metrics")).text
+    assert 'hscale_gateway_backend_up{pool="web",backend="%s"} 0' % bs[1].addr in m
+
+
+def test_sigstop_of_one_backend_fails_no_get_and_ejects_it(procs, tmp_path):
+    bs = [Backend(procs, n) for n in "abc"]
+    gw = Gateway(procs, config=pool_config(tmp_path, bs))
+    load, out = start_load(procs, tmp_path, gw.url("/"), 8)
+    time.sleep(2)
+    os.kill(bs[2].proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(3)
+        pool = requests.get(gw.admin_url("/api/v1/pools/web")).json()
+        hung = [m for m in pool["members"] if m["address"] == bs[2].addr][0]
+        assert hung["ejected"] or not hung["healthy"], hung
+        total = finish_load(load, out)
+    finally:
+        os.kill(bs[2].proc.pid, signal.SIGCONT)
+    assert_no_failures(total)
+    # Bounded: a request that met the hung backend waited one try_timeout.
+    assert total["latency_ms"]["max"] < 1500, total["latency_ms"]
+
+
+def test_drain_during_load_loses_no_request(procs, tmp_path):
+    bs = [Backend(procs, n) for n in "ab"]
+    gw = Gateway(procs, config=pool_config(tmp_path, bs))
+    load, out = start_load(procs, tmp_path, gw.url("/slow?ms=50"), 6)
+    time.sleep(2)
+    r = requests.delete(gw.admin_url(f"/api/v1/pools/web/backends/{bs[0].addr}?drain=10s"))
+    assert r.status_code in (200, 202), r.text
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        members = requests.get(gw.admin_url("/api/v1/pools/web")).json()["members"]
+        if [m["address"] for m in members] == [bs[1].addr]:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"drained backend still listed: {members}")
+    # Gone from the pool, so stopping it now cannot fail anything.
+    procs.stop(bs[0].proc)
+    total = finish_load(load, out)
+    assert_no_failures(total)
+    assert "drained" in read_log(gw.proc)
+
+
+def test_sighup_reload_during_load_loses_no_request(procs, tmp_path):
+    bs = [Backend(procs, n) for n in "abc"]
+    cfg = pool_config(tmp_path, bs[:2])
+    gw = Gateway(procs, config=cfg)
+    load, out = start_load(procs, tmp_path, gw.url("/"), 6)
+    time.sleep(1.5)
+    # Grow the pool to three through the file, then shrink it back.
+    pool_config(tmp_path, bs)
+    gw.proc.send_signal(signal.SIGHUP)
+    time.sleep(1.5)
+    members = requests.get(gw.admin_url("/api/v1/pools/web")).json()["members"]
+    assert sorted(m["address"] for m in members) == sorted(b.addr for b in bs)
+    assert all(m["total"] > 0 for m in members), members      # the new one takes traffic
+    pool_config(tmp_path, bs[1:])
+    gw.proc.send_signal(signal.SIGHUP)
+    total = finish_load(load, out)
+    assert_no_failures(total)
+    log = read_log(gw.proc)
+    assert log.count("configuration reloaded") == 2, log
+    # A broken file is refused and the running config stays.
+    with open(cfg, "a") as f:
+        f.write("  bogus_key: 1\n")
+    gw.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert "reload refused" in read_log(gw.proc)
+    assert requests.get(gw.url("/")).status_code == 200
+
+
+def test_slow_header_clients_do_not_slow_others(procs, tmp_path):
+    b = Backend(procs, "a")
+    gw = Gateway(procs, config=pool_config(tmp_path, [b], extra_top="  client_header_timeout: 3s"))
+    socks = []
+    for _ in range(1000):
+        s = socket.create_connection(("127.0.0.1", gw.port))
+        s.sendall(b"GET / HTTP/1.1\r\n")
+        socks.append(s)
+    stop = threading.Event()
+
+    def dribble():
+        while not stop.is_set():
+            for s in socks:
+                try:
+                    s.send(b"X")
+                except OSError:
+                    pass
+            time.sleep(1)
+    t = threading.Thread(target=dribble)
+    t.start()
+    try:
+        lat = []
+        sess = requests.Session()
+        t0 = time.time()
+        while time.time() - t0 < 2:
+            a = time.perf_counter()
+            assert sess.get(gw.url("/")).status_code == 200
+            lat.append(time.perf_counter() - a)
+        lat.sort()
+        assert lat[int(len(lat) * 0.99)] < 0.1, lat[-5:]
+        # The slowloris clients are cut at the header deadline with 408.
+        time.sleep(2.5)
+        s = socks[0]
+        s.settimeout(2)
+        data = s.recv(4096)
+        assert data.startswith(b"HTTP/1.1 408"), data[:60]
+    finally:
+        stop.set()
+        t.join()
+        for s in socks:
+            s.close()
