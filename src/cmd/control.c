@@ -1,10 +1,73 @@
-/* control.c -- `hscale control`. Not built yet: this file says so plainly until
- * its issue lands, so the command table is complete from day one. */
+/* control.c -- `hscale control`: reads flags, the `control:` section of a
+ * config file and HSCALE_CONTROL_* variables into one ctl_config and runs
+ * the control plane until SIGINT or SIGTERM.
+ *
+ * Precedence is defaults < file < environment < flags, as for every
+ * command. The whole configuration is validated before anything starts, so
+ * a typo exits 2 naming the key instead of leaving children behind. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cmd.h"
+#include "control/control.h"
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/log.h"
 
 static const char usage[] =
-    "usage: hscale control [options]\n\nThis command is not built yet.\n";
+    "usage: hscale control [options]\n"
+    "\n"
+    "Control plane: keeps N instances of a service running (children on\n"
+    "loopback ports, or whatever exec scripts launch), registers them with\n"
+    "the gateway, drains them before they stop, restarts crashed ones, and\n"
+    "serves the scaling API.\n"
+    "\n"
+    "  --listen ADDR        scaling API listener (default 127.0.0.1:8082)\n"
+    "  --gateway URL        gateway admin API, e.g. http://127.0.0.1:8081\n"
+    "                       (default: none, instances are not registered)\n"
+    "  --gateway-token T    bearer token for the gateway admin API\n"
+    "  --token T            bearer token required by the scaling API\n"
+    "  --pool NAME          gateway pool the instances join (default: default)\n"
+    "  --instances N        instances at start (default 3)\n"
+    "  --command CMD        instance command; {port} {host} {id} {version}\n"
+    "                       {exe} {state_dir} are expanded (default: this\n"
+    "                       binary's `app --listen {host}:{port}`)\n"
+    "  --version V          version label of the instances (default v1)\n"
+    "  --ready-path PATH    readiness probe path (default /health/ready)\n"
+    "  --driver NAME        process | exec (default process)\n"
+    "  --state-dir DIR      instance logs (default hscale-data/control)\n"
+    "  --drain-timeout D    longest drain before a stop (default 30s)\n"
+    "  -c, --config FILE    hscale.yaml with a control: section\n"
+    "  --check              validate, print the effective config as JSON, exit\n"
+    "  -h, --help           this text\n"
+    "\n"
+    "API: GET /api/v1/scaling/status, GET /api/v1/instances,\n"
+    "POST /api/v1/scaling/desired {\"count\":N}, GET /health, GET /metrics.\n"
+    "Environment: HSCALE_CONTROL_LISTEN, HSCALE_CONTROL_GATEWAY,\n"
+    "HSCALE_CONTROL_TOKEN, HSCALE_CONTROL_POOL, HSCALE_CONTROL_INSTANCES,\n"
+    "HSCALE_CONTROL_DRIVER, HSCALE_CONTROL_COMMAND, HSCALE_CONTROL_STATE_DIR,\n"
+    "HSCALE_CONTROL_SD_FILE (Prometheus targets, default\n"
+    "hscale-data/prometheus/targets.json).\n";
+
+typedef struct ctl_file { ctl_config control; } ctl_file;
+
+static const cfg_field file_fields[] = {
+    { .key = "control", .type = CFG_OBJECT, .offset = offsetof(ctl_file, control),
+      .sub = &ctl_config_schema, .help = "the control plane" },
+};
+static const cfg_schema file_schema = { "hscale", file_fields, 1, NULL };
+
+/* Flag name -> config path. */
+static const struct { const char *flag, *path; } flag_paths[] = {
+    { "--listen", "control.listen" },           { "--gateway", "control.gateway" },
+    { "--gateway-token", "control.gateway_token" }, { "--token", "control.token" },
+    { "--pool", "control.pool" },               { "--instances", "control.instances" },
+    { "--command", "control.template.command" }, { "--version", "control.template.version" },
+    { "--ready-path", "control.template.ready_path" }, { "--driver", "control.driver" },
+    { "--state-dir", "control.state_dir" },     { "--drain-timeout", "control.drain_timeout" },
+};
+#define NFLAGS (sizeof flag_paths / sizeof flag_paths[0])
 
 int cmd_control(int argc, char **argv)
 {
@@ -12,6 +75,72 @@ int cmd_control(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    fprintf(stderr, "hscale control: not built yet in this version\n");
-    return 1;
+    const char *vals[NFLAGS] = { 0 };
+    const char *config = NULL;
+    int check = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--check") == 0) {
+            check = 1;
+            continue;
+        }
+        const char *v = NULL;
+        size_t k = NFLAGS;
+        bool is_config = false;
+        const char *eq = strchr(a, '=');
+        size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+        if ((nlen == 8 && strncmp(a, "--config", 8) == 0) || strcmp(a, "-c") == 0)
+            is_config = true;
+        else
+            for (k = 0; k < NFLAGS; k++)
+                if (strlen(flag_paths[k].flag) == nlen && strncmp(a, flag_paths[k].flag, nlen) == 0)
+                    break;
+        if (!is_config && k == NFLAGS)
+            return cmd_usage_error(usage, "control", "unknown option '%s'", a);
+        if (eq && a[0] == '-' && a[1] == '-')
+            v = eq + 1;
+        else if (i + 1 < argc)
+            v = argv[++i];
+        else
+            return cmd_usage_error(usage, "control", "%s needs a value", a);
+        if (is_config)
+            config = v;
+        else
+            vals[k] = v;
+    }
+
+    ctl_file f;
+    cfg_error err;
+    memset(&f, 0, sizeof f);
+    memset(&err, 0, sizeof err);
+    int rc = 0;
+    if (cfg_load(&file_schema, &f, config, &err) < 0)
+        goto bad;
+    for (size_t k = 0; k < NFLAGS; k++)
+        if (vals[k] && cfg_set(&file_schema, &f, flag_paths[k].path, vals[k], &err) < 0)
+            goto bad;
+    if (cfg_validate(&file_schema, &f, &err) < 0)
+        goto bad;
+    if (check) {
+        buf b;
+        buf_init(&b);
+        cfg_to_json(&ctl_config_schema, &f.control, &b);
+        fwrite(buf_head(&b), 1, b.len, stdout);
+        fputc('\n', stdout);
+        buf_free(&b);
+        goto out;
+    }
+    log_init_from_env();
+    log_set_component("control");
+    rc = ctl_run(&f.control, NULL);
+    goto out;
+bad: {
+        char msg[1024];
+        cfg_error_format(&err, msg, sizeof msg);
+        fprintf(stderr, "hscale control: %s\n", msg);
+        rc = EXIT_USAGE;
+    }
+out:
+    cfg_free(&file_schema, &f);
+    return rc;
 }

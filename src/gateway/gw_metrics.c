@@ -55,6 +55,10 @@ void gw_metrics_init(gw_rt *rt)
     metric_family *fc = metrics_family(reg, "hscale_gateway_client_connections",
                                        "Open client connections.", METRIC_GAUGE, none);
     rt->m_clients = metrics_series(fc, none);
+    metric_family *fq = metrics_family(reg, "hscale_gateway_queue_depth",
+                                       "Requests waiting for a backend under max_conn.",
+                                       METRIC_GAUGE, none);
+    rt->m_queued = metrics_series(fq, none);
 }
 
 static series_node *node_find(const char *key)

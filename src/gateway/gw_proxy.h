@@ -68,7 +68,7 @@ typedef struct gw_rt {
     http_limits       limits;
     metrics_registry *reg;
     metric_family    *f_req, *f_dur, *f_up, *f_retry, *f_eject, *f_queued, *f_rl;
-    metric_series    *m_clients, *m_rl_total;
+    metric_series    *m_clients, *m_rl_total, *m_queued;
     _Atomic uint32_t  clients;        /* open client connections, all workers */
     _Atomic bool      stopping;
     gw_worker        *workers;
@@ -125,7 +125,10 @@ typedef struct gw_exchange {
     http_chunked resp_chunk;
     buf          uout;           /* request bytes to the upstream */
     buf          uin;            /* response bytes from the upstream */
-    ev_timer     timer;          /* connect / per-try / overall deadline */
+    ev_timer     timer;          /* connect / per-try / overall / queue deadline */
+    bool         queued;         /* waiting for a backend under max_conn */
+    uint64_t     queue_until_us; /* set when first queued; re-queuing keeps it */
+    struct gw_exchange *qprev, *qnext;
     struct gw_exchange *next_free;
     /* the parsed heads, last: they are large and reset by their parsers */
     http_request  req;
@@ -175,6 +178,9 @@ struct gw_worker {
     gw_exchange  *free_ex;
     char        **free_bufs;     /* recycled buffer memory (GW_BUF_SIZE each) */
     unsigned      nfree_bufs;
+    gw_exchange  *qhead, *qtail; /* requests waiting for a backend slot (FIFO) */
+    unsigned      nqueued;
+    ev_timer      qtimer;        /* re-tries the queue: slots free up on any worker */
     gw_member   **held;          /* members whose idle connections sit in `idle` */
     size_t        nheld, capheld;
     bool          draining;      /* SIGTERM: listener closed */
@@ -227,8 +233,10 @@ void  gw_exchange_start(gw_conn *c);
 void  gw_exchange_pump_body(gw_exchange *ex);
 /* Client output drained below the mark: resume reading the upstream. */
 void  gw_exchange_resume(gw_exchange *ex);
+/* Offers queued requests a backend again (worker queue timer). */
+void  gw_queue_dispatch(gw_worker *w);
 /* Drops the upstream side and everything the exchange holds (member,
- * retry budget); idempotent. */
+ * retry budget, queue place); idempotent. */
 void  gw_exchange_abort(gw_exchange *ex);
 
 /* gw_rewrite.c */

@@ -80,9 +80,76 @@ static void release_member(gw_exchange *ex)
     ex->m = NULL;
 }
 
+/* --- the max_conn queue -------------------------------------------------
+ * Per worker and FIFO. A request that finds every backend at max_conn
+ * waits here up to the pool's queue_timeout (then 503); the worker's queue
+ * timer offers waiting requests a backend again every few milliseconds,
+ * since a slot may free up on any worker. */
+
+#define QUEUE_RETRY_US 2000
+
+static void queue_remove(gw_exchange *ex)
+{
+    gw_worker *w = ex_worker(ex);
+    if (!ex->queued)
+        return;
+    if (ex->qprev)
+        ex->qprev->qnext = ex->qnext;
+    else
+        w->qhead = ex->qnext;
+    if (ex->qnext)
+        ex->qnext->qprev = ex->qprev;
+    else
+        w->qtail = ex->qprev;
+    ex->qprev = ex->qnext = NULL;
+    ex->queued = false;
+    w->nqueued--;
+    metrics_add(w->rt->m_queued, -1);
+}
+
+static void queue_add(gw_exchange *ex, uint64_t timeout_us)
+{
+    gw_worker *w = ex_worker(ex);
+    ex->queued = true;
+    ex->qnext = NULL;
+    ex->qprev = w->qtail;
+    if (w->qtail)
+        w->qtail->qnext = ex;
+    else
+        w->qhead = ex;
+    w->qtail = ex;
+    w->nqueued++;
+    metrics_add(w->rt->m_queued, 1);
+    if (!ex->timer.fn)
+        ev_timer_init(&ex->timer, up_timeout, ex);
+    ev_timer_start(w->loop, &ex->timer, timeout_us);
+    if (!ev_timer_armed(&w->qtimer))
+        ev_timer_start(w->loop, &w->qtimer, QUEUE_RETRY_US);
+}
+
+void gw_queue_dispatch(gw_worker *w)
+{
+    /* Detach the current queue so requests that queue again go to the back
+     * of a fresh one and this pass ends. */
+    gw_exchange *ex = w->qhead;
+    unsigned n = w->nqueued;
+    for (unsigned i = 0; i < n && ex; i++) {
+        gw_exchange *next = ex->qnext;
+        queue_remove(ex);
+        ev_timer_stop(w->loop, &ex->timer);
+        gw_conn *c = ex->c;
+        attempt(ex);
+        gw_conn_process(c);
+        ex = next;
+    }
+    if (w->nqueued)
+        ev_timer_start(w->loop, &w->qtimer, QUEUE_RETRY_US);
+}
+
 void gw_exchange_abort(gw_exchange *ex)
 {
     gw_worker *w = ex_worker(ex);
+    queue_remove(ex);
     ev_timer_stop(w->loop, &ex->timer);
     close_upstream(ex);
     release_member(ex);
@@ -334,6 +401,18 @@ static void attempt(gw_exchange *ex)
         return;
     }
     int i = pick_member(ex, p, pc, now);
+    if (i == -2 && pc->queue_size > 0 && w->nqueued < (unsigned)pc->queue_size) {
+        /* Every backend is at max_conn: wait for a slot, bounded by the
+         * queue timeout counted from the first time this request queued. */
+        if (!ex->queue_until_us) {
+            uint64_t until = now + pc->queue_timeout_us;
+            ex->queue_until_us = until < overall_deadline(ex) ? until : overall_deadline(ex);
+        }
+        if (now < ex->queue_until_us) {
+            queue_add(ex, ex->queue_until_us - now);
+            return;
+        }
+    }
     if (i < 0) {
         if (i == -2 && ex->ps)
             metrics_inc(ex->ps->queued);
@@ -535,7 +614,13 @@ static void up_timeout(ev_loop *loop, ev_timer *t)
     gw_exchange *ex = t->arg;
     gw_conn *c = ex->c;
     (void)loop;
-    if (ex->resp_head_done)
+    if (ex->queued) {
+        queue_remove(ex);
+        if (ex->ps)
+            metrics_inc(ex->ps->queued);
+        local_reply(ex, 503, "Retry-After: 1\r\n",
+                    "{\"error\":\"timed out waiting for a backend under max_conn\",\"status\":503}");
+    } else if (ex->resp_head_done)
         c->dead = true;           /* the body stalled mid-way */
     else
         attempt_failed(ex, ex->connecting ? FAIL_CONNECT : FAIL_TIMEOUT);

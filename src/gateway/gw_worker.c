@@ -173,6 +173,12 @@ static void accept_io(ev_loop *loop, int fd, unsigned events, void *arg)
     }
 }
 
+static void queue_tick(ev_loop *loop, ev_timer *t)
+{
+    (void)loop;
+    gw_queue_dispatch(t->arg);
+}
+
 static void close_listener(gw_worker *w)
 {
     if (w->lfd >= 0) {
@@ -234,6 +240,7 @@ int gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen)
         w->lfd = -1;
         w->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)(i + 1) * 0xBF58476D1CE4E5B9ull) ^ ev_wall_us();
         w->free_bufs = calloc(GW_FREE_BUFS, sizeof *w->free_bufs);
+        ev_timer_init(&w->qtimer, queue_tick, w);
         w->loop = ev_loop_new();
         if (!w->loop || !w->free_bufs) {
             snprintf(err, errlen, "out of memory");

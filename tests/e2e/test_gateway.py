@@ -307,3 +307,41 @@ def test_sigterm_finishes_in_flight_requests(procs):
     assert b"Connection: close" in data
     assert gw.proc.wait(5) == 0
     assert "draining" in read_log(gw.proc)
+
+
+def test_max_conn_queues_then_answers_503(procs, tmp_path):
+    import concurrent.futures as cf
+    b = Backend(procs, "a")
+    cfg = write_yaml(tmp_path, f"""
+gateway:
+  pools:
+    - name: p
+      backends: [{{address: "{b.addr}"}}]
+      max_conn: 1
+      queue_size: 1
+      queue_timeout: 2s
+    - name: q
+      backends: [{{address: "{b.addr}"}}]
+      max_conn: 1
+      queue_size: 5
+      queue_timeout: 100ms
+  routes: [{{prefix: /, host: q.example, pool: q}}, {{prefix: /, pool: p}}]
+""")
+    gw = Gateway(procs, config=cfg)
+
+    def get(path, host="p.example"):
+        t = time.time()
+        r = requests.get(gw.url(path), headers={"Host": host}, timeout=10)
+        return r.status_code, time.time() - t
+
+    with cf.ThreadPoolExecutor(3) as ex:
+        got = sorted(ex.map(get, ["/slow?ms=300"] * 3))
+    # one served at once, one waited its turn, the third found the queue full
+    assert [s for s, _ in got] == [200, 200, 503], got
+    with cf.ThreadPoolExecutor(2) as ex:
+        got = sorted(ex.map(get, ["/slow?ms=600"] * 2, ["q.example"] * 2))
+    assert [s for s, _ in got] == [200, 503], got
+    assert got[1][1] < 0.5      # the waiter gave up at queue_timeout, not at 600 ms
+    m = requests.get(gw.admin_url("/metrics")).text
+    assert 'hscale_gateway_pool_full_total{pool="p"} 1' in m
+    assert "hscale_gateway_queue_depth 0" in m

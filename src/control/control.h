@@ -1,0 +1,122 @@
+/* control.h -- the control plane's public face: the `control:` configuration
+ * section, the view of one instance, the seam where the autoscaler plugs in,
+ * and the entry points that run the whole thing.
+ *
+ * The control plane keeps a pool of instances of one template at a desired
+ * count (process driver: children on loopback ports; exec driver: user
+ * scripts), registers the ready ones with the gateway's runtime API and
+ * drains them through it before they stop, so scaling never drops a
+ * request. It answers the scaling API on its own listener. Without a
+ * gateway URL it only manages instances. */
+#ifndef HSCALE_CONTROL_CONTROL_H
+#define HSCALE_CONTROL_CONTROL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/buf.h"
+#include "core/config.h"
+
+/* How to start one instance. Placeholders in command, env values and
+ * workdir: {port} {host} {id} {version} {exe} (this binary) {state_dir}. */
+typedef struct ctl_template_cfg {
+    char    *command;          /* NULL: this binary's `app` on {host}:{port} */
+    char   **env;              /* "KEY=value" */
+    size_t   nenv;
+    char    *workdir;          /* NULL: inherit */
+    char    *ready_path;       /* readiness probe path */
+    char    *version;
+    char    *host;             /* the address instances listen on */
+    uint64_t start_timeout_us; /* not ready by then: killed and restarted */
+} ctl_template_cfg;
+
+extern const cfg_schema ctl_template_schema;
+
+typedef struct ctl_exec_cfg {
+    char    *launch;           /* prints the new instance's host:port */
+    char    *terminate;        /* called as: terminate ID ADDR */
+    char    *list;             /* prints "ID ADDR" lines */
+    uint64_t timeout_us;       /* per script run */
+} ctl_exec_cfg;
+
+typedef enum { CTL_DRIVER_PROCESS, CTL_DRIVER_EXEC } ctl_driver_kind;
+
+typedef struct ctl_config {
+    char    *listen;           /* scaling API listener */
+    char    *token;            /* bearer token for the API (NULL: open) */
+    char    *state_dir;        /* logs of children, history */
+    char    *sd_file;          /* Prometheus file_sd targets; NULL: none */
+    char    *gateway;          /* admin API URL; NULL: no registration */
+    char    *gateway_token;
+    char    *pool;             /* gateway pool the instances join */
+    int      weight;           /* weight given to registered instances */
+    int      driver;           /* ctl_driver_kind */
+    int      instances;        /* initial desired count */
+    int      max_instances;    /* hard ceiling for a manual count */
+    uint64_t check_interval_us;    /* health probe period of ready instances */
+    int      unhealthy_checks;     /* failed probes in a row that replace one */
+    uint64_t drain_timeout_us;     /* longest wait for in-flight to reach 0 */
+    uint64_t stop_grace_us;        /* SIGTERM to SIGKILL */
+    uint64_t restart_backoff_us;   /* first restart delay; doubles per crash */
+    uint64_t restart_backoff_max_us;
+    ctl_template_cfg tmpl;
+    ctl_exec_cfg     exec;
+} ctl_config;
+
+extern const cfg_schema ctl_config_schema;
+
+typedef enum {
+    CTL_INST_STARTING, CTL_INST_READY, CTL_INST_DRAINING, CTL_INST_STOPPING,
+    CTL_INST_STOPPED, CTL_INST_FAILED,
+} ctl_inst_state;
+
+const char *ctl_inst_state_name(ctl_inst_state s);
+
+/* A copy of one instance record, safe to keep. Times are wall clock
+ * (CLOCK_REALTIME) microseconds, 0 when not reached yet. */
+typedef struct ctl_instance_info {
+    char           id[32];
+    char           address[64];    /* host:port, "" until launched */
+    char           version[64];
+    ctl_inst_state state;
+    pid_t          pid;            /* process driver; 0 otherwise */
+    uint64_t       started_at_us;
+    uint64_t       ready_at_us;
+    int            restarts;
+    bool           managed;        /* counted toward the desired count */
+    bool           registered;     /* member of the gateway pool */
+    bool           healthy;        /* last readiness probe passed */
+    char           last_error[160];
+} ctl_instance_info;
+
+/* The seam where the autoscaler's decision plugs in. Every hook is
+ * optional; NULL hooks leave the count to the API (manual scaling). */
+typedef struct ctl_hooks {
+    void *arg;
+    /* Called from the control loop every check interval with the current
+     * instances and desired count; returns the new desired count, or -1 to
+     * keep it. May block briefly (scrapes). */
+    int  (*decide)(void *arg, const ctl_instance_info *inst, size_t n, int desired,
+                   uint64_t now_us);
+    /* POST /api/v1/scaling/desired: vets a manual count (bounds, cooldown
+     * bookkeeping). -1 with a message refuses it with 400. */
+    int  (*set_desired)(void *arg, int count, char *err, size_t errlen);
+    /* Adds members to the status object (a JSON fragment starting with ','
+     * such as ,"autoscaling":{...}). */
+    void (*status_json)(void *arg, buf *out);
+} ctl_hooks;
+
+typedef struct ctl_control ctl_control;
+
+/* Starts the instance manager and the API listener. hooks may be NULL. */
+ctl_control *ctl_start(const ctl_config *c, const ctl_hooks *hooks, char *err, size_t errlen);
+/* The bound API port (useful with port 0). */
+int          ctl_api_port(const ctl_control *cc);
+/* Drains and stops every instance, then the listener. */
+void         ctl_stop(ctl_control *cc);
+/* ctl_start, then waits for SIGINT or SIGTERM, then ctl_stop. Exit code. */
+int          ctl_run(const ctl_config *c, const ctl_hooks *hooks);
+
+#endif

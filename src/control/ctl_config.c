@@ -1,0 +1,160 @@
+/* ctl_config.c -- the `control:` configuration schema and its cross-field
+ * checks.
+ *
+ * Defaults make `hscale control` useful alone: three instances of this
+ * binary's `app` (the SurgiCase seed's starting count) on loopback, the API
+ * on 127.0.0.1:8082 (8080 is the gateway, 8081 its admin API), no gateway
+ * registration until `gateway` names the admin URL. Drains get 30 s, stops
+ * 10 s between SIGTERM and SIGKILL, and a crash loop backs off from 1 s to
+ * 30 s. */
+#include "control/control.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "http/client.h"
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static const cfg_field tmpl_fields[] = {
+    { .key = "command", .type = CFG_STRING, .offset = offsetof(ctl_template_cfg, command),
+      .env = "HSCALE_CONTROL_COMMAND",
+      .help = "instance command; {port} {host} {id} {version} {exe} {state_dir} are expanded "
+              "(unset: this binary's app)" },
+    { .key = "env", .type = CFG_STRLIST, .offset = offsetof(ctl_template_cfg, env),
+      .count_offset = offsetof(ctl_template_cfg, nenv),
+      .help = "KEY=value pairs added to the instance's environment (placeholders expanded)" },
+    { .key = "workdir", .type = CFG_STRING, .offset = offsetof(ctl_template_cfg, workdir),
+      .help = "working directory of the instance (unset: inherit)" },
+    { .key = "ready_path", .type = CFG_STRING, .offset = offsetof(ctl_template_cfg, ready_path),
+      .def = "/health/ready", .help = "readiness probe path (2xx or 3xx is ready)" },
+    { .key = "version", .type = CFG_STRING, .offset = offsetof(ctl_template_cfg, version),
+      .def = "v1", .env = "HSCALE_CONTROL_VERSION", .help = "version label of the instances" },
+    { .key = "host", .type = CFG_STRING, .offset = offsetof(ctl_template_cfg, host),
+      .def = "127.0.0.1", .help = "address the instances listen on ({host})" },
+    { .key = "start_timeout", .type = CFG_DURATION, .offset = offsetof(ctl_template_cfg, start_timeout_us),
+      .def = "30s", .min = 0.1, .max = 3600, .help = "not ready by then: killed and restarted" },
+};
+static int tmpl_validate(void *obj, cfg_error *err)
+{
+    const ctl_template_cfg *t = obj;
+    if (t->ready_path && t->ready_path[0] != '/') {
+        snprintf(err->key, sizeof err->key, "ready_path");
+        snprintf(err->msg, sizeof err->msg, "expected a path starting with '/', got '%s'",
+                 t->ready_path);
+        return -1;
+    }
+    for (size_t i = 0; i < t->nenv; i++) {
+        const char *eq = strchr(t->env[i], '=');
+        if (!eq || eq == t->env[i]) {
+            snprintf(err->key, sizeof err->key, "env[%zu]", i);
+            snprintf(err->msg, sizeof err->msg, "expected KEY=value, got '%s'", t->env[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+const cfg_schema ctl_template_schema = { "template", tmpl_fields, N(tmpl_fields), tmpl_validate };
+
+static const cfg_field exec_fields[] = {
+    { .key = "launch", .type = CFG_STRING, .offset = offsetof(ctl_exec_cfg, launch),
+      .help = "script that starts one instance and prints its host:port" },
+    { .key = "terminate", .type = CFG_STRING, .offset = offsetof(ctl_exec_cfg, terminate),
+      .help = "script called as `terminate ID ADDR`; exit 0 when it is gone" },
+    { .key = "list", .type = CFG_STRING, .offset = offsetof(ctl_exec_cfg, list),
+      .help = "script printing `ID host:port` lines of running instances (adopted at start)" },
+    { .key = "timeout", .type = CFG_DURATION, .offset = offsetof(ctl_exec_cfg, timeout_us),
+      .def = "60s", .min = 0.1, .max = 3600, .help = "longest run of one script" },
+};
+static const cfg_schema exec_schema = { "exec", exec_fields, N(exec_fields), NULL };
+
+static const char *const drivers[] = { "process", "exec", NULL };
+
+static const cfg_field ctl_fields[] = {
+    { .key = "listen", .type = CFG_ADDR, .offset = offsetof(ctl_config, listen),
+      .def = "127.0.0.1:8082", .env = "HSCALE_CONTROL_LISTEN", .help = "scaling API listener" },
+    { .key = "token", .type = CFG_STRING, .offset = offsetof(ctl_config, token),
+      .env = "HSCALE_CONTROL_TOKEN", .help = "bearer token for the scaling API (unset: open)" },
+    { .key = "state_dir", .type = CFG_STRING, .offset = offsetof(ctl_config, state_dir),
+      .def = "hscale-data/control", .env = "HSCALE_CONTROL_STATE_DIR",
+      .help = "instance logs and scaling history" },
+    { .key = "sd_file", .type = CFG_STRING, .offset = offsetof(ctl_config, sd_file),
+      .def = "hscale-data/prometheus/targets.json", .env = "HSCALE_CONTROL_SD_FILE",
+      .help = "Prometheus file_sd targets, rewritten atomically on every change (empty: off)" },
+    { .key = "gateway", .type = CFG_STRING, .offset = offsetof(ctl_config, gateway),
+      .env = "HSCALE_CONTROL_GATEWAY",
+      .help = "gateway admin API URL, e.g. http://127.0.0.1:8081 (unset: no registration)" },
+    { .key = "gateway_token", .type = CFG_STRING, .offset = offsetof(ctl_config, gateway_token),
+      .env = "HSCALE_CONTROL_GATEWAY_TOKEN", .help = "bearer token for the gateway admin API" },
+    { .key = "pool", .type = CFG_STRING, .offset = offsetof(ctl_config, pool), .def = "default",
+      .env = "HSCALE_CONTROL_POOL", .help = "gateway pool the instances join" },
+    { .key = "weight", .type = CFG_INT, .offset = offsetof(ctl_config, weight), .def = "1",
+      .min = 1, .max = 1000, .help = "weight of each registered instance" },
+    { .key = "driver", .type = CFG_ENUM, .offset = offsetof(ctl_config, driver), .def = "process",
+      .choices = drivers, .env = "HSCALE_CONTROL_DRIVER",
+      .help = "process (children on loopback ports) | exec (user scripts)" },
+    { .key = "instances", .type = CFG_INT, .offset = offsetof(ctl_config, instances), .def = "3",
+      .env = "HSCALE_CONTROL_INSTANCES", .min = 0, .max = 10000, .help = "instances at start" },
+    { .key = "max_instances", .type = CFG_INT, .offset = offsetof(ctl_config, max_instances),
+      .def = "100", .min = 1, .max = 10000, .help = "ceiling for any count, manual or automatic" },
+    { .key = "check_interval", .type = CFG_DURATION, .offset = offsetof(ctl_config, check_interval_us),
+      .def = "2s", .min = 0.05, .max = 3600, .help = "readiness probe period of ready instances" },
+    { .key = "unhealthy_checks", .type = CFG_INT, .offset = offsetof(ctl_config, unhealthy_checks),
+      .def = "3", .min = 1, .max = 1000, .help = "failed probes in a row that replace an instance" },
+    { .key = "drain_timeout", .type = CFG_DURATION, .offset = offsetof(ctl_config, drain_timeout_us),
+      .def = "30s", .min = 0, .max = 3600, .help = "longest wait for in-flight requests before a stop" },
+    { .key = "stop_grace", .type = CFG_DURATION, .offset = offsetof(ctl_config, stop_grace_us),
+      .def = "10s", .min = 0, .max = 3600, .help = "SIGTERM to SIGKILL" },
+    { .key = "restart_backoff", .type = CFG_DURATION, .offset = offsetof(ctl_config, restart_backoff_us),
+      .def = "1s", .min = 0.01, .max = 3600, .help = "first restart delay after a crash; doubles per crash" },
+    { .key = "restart_backoff_max", .type = CFG_DURATION,
+      .offset = offsetof(ctl_config, restart_backoff_max_us), .def = "30s", .min = 0.01, .max = 86400,
+      .help = "cap on the restart delay" },
+    { .key = "template", .type = CFG_OBJECT, .offset = offsetof(ctl_config, tmpl),
+      .sub = &ctl_template_schema, .help = "how to start one instance" },
+    { .key = "exec", .type = CFG_OBJECT, .offset = offsetof(ctl_config, exec), .sub = &exec_schema,
+      .help = "scripts of the exec driver" },
+};
+
+static int ctl_validate(void *obj, cfg_error *err)
+{
+    const ctl_config *c = obj;
+    if (c->instances > c->max_instances) {
+        snprintf(err->key, sizeof err->key, "instances");
+        snprintf(err->msg, sizeof err->msg, "expected at most max_instances (%d), got %d",
+                 c->max_instances, c->instances);
+        return -1;
+    }
+    if (c->restart_backoff_us > c->restart_backoff_max_us) {
+        snprintf(err->key, sizeof err->key, "restart_backoff_max");
+        snprintf(err->msg, sizeof err->msg, "expected at least restart_backoff");
+        return -1;
+    }
+    if (!c->pool || !c->pool[0]) {
+        snprintf(err->key, sizeof err->key, "pool");
+        snprintf(err->msg, sizeof err->msg, "expected a pool name, got nothing");
+        return -1;
+    }
+    if (c->gateway && c->gateway[0]) {
+        char url[512], e[256];
+        http_url u;
+        snprintf(url, sizeof url, "%s%s", strstr(c->gateway, "://") ? "" : "http://", c->gateway);
+        if (http_url_parse(url, &u, e, sizeof e) < 0) {
+            snprintf(err->key, sizeof err->key, "gateway");
+            snprintf(err->msg, sizeof err->msg, "expected http://host:port: %.200s", e);
+            return -1;
+        }
+    }
+    if (c->driver == CTL_DRIVER_EXEC) {
+        const char *missing = !c->exec.launch || !c->exec.launch[0] ? "exec.launch"
+                            : !c->exec.terminate || !c->exec.terminate[0] ? "exec.terminate" : NULL;
+        if (missing) {
+            snprintf(err->key, sizeof err->key, "%s", missing);
+            snprintf(err->msg, sizeof err->msg, "the exec driver needs this script");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+const cfg_schema ctl_config_schema = { "control", ctl_fields, N(ctl_fields), ctl_validate };

@@ -1,0 +1,144 @@
+/* ctl_driver_process.c -- the process driver: instances are children of
+ * this process on free loopback ports.
+ *
+ * A port is found by binding to 0 and closing; another program could take
+ * it before the child binds, which then shows up as a child that never gets
+ * ready (or exits) and is restarted on a new port by the manager. Children
+ * get their own process group and die with us (core/proc.c), and each
+ * writes stdout and stderr to <state_dir>/logs/<id>.log so a crash loop
+ * leaves its reason on disk. */
+#include "control/ctl_instances.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/proc.h"
+#include "core/sock.h"
+
+typedef struct process_driver {
+    ctl_driver base;
+    char       logdir[1024];   /* "" when children inherit stdout */
+    char       state_dir[1024];
+} process_driver;
+
+static int proc_launch(ctl_driver *base, const ctl_template_cfg *t, const char *id,
+                       const char *version, char *address, size_t addrlen, pid_t *pid,
+                       char *err, size_t errlen)
+{
+    process_driver *d = (process_driver *)base;
+    *pid = 0;
+    int port = sock_free_port();
+    if (port <= 0) {
+        snprintf(err, errlen, "no free loopback port: %s", strerror(errno));
+        return -1;
+    }
+    const char *host = t->host && t->host[0] ? t->host : "127.0.0.1";
+    ctl_tmpl_vars v = { .id = id, .version = version ? version : t->version, .host = host,
+                        .state_dir = d->state_dir[0] ? d->state_dir : ".", .port = port };
+    char e[512];
+    char **argv = ctl_tmpl_argv(t, &v, e, sizeof e);
+    char **env = argv ? ctl_tmpl_env(t, &v, e, sizeof e) : NULL;
+    char *cwd = NULL;
+    if (env && t->workdir && t->workdir[0])
+        cwd = ctl_tmpl_expand(t->workdir, &v, e, sizeof e);
+    if (!argv || !env || (t->workdir && t->workdir[0] && !cwd)) {
+        snprintf(err, errlen, "template: %s", e);
+        ctl_argv_free(argv);
+        ctl_argv_free(env);
+        free(cwd);
+        return -1;
+    }
+    char logpath[1200];
+    if (d->logdir[0])
+        snprintf(logpath, sizeof logpath, "%s/%s.log", d->logdir, id);
+    proc_spec spec = { .argv = argv, .env_extra = env, .cwd = cwd,
+                       .stdout_path = d->logdir[0] ? logpath : NULL };
+    pid_t p = proc_spawn(&spec, e, sizeof e);
+    ctl_argv_free(argv);
+    ctl_argv_free(env);
+    free(cwd);
+    if (p < 0) {
+        snprintf(err, errlen, "%s", e);
+        return -1;
+    }
+    *pid = p;
+    snprintf(address, addrlen, "%s:%d", host, port);
+    return 0;
+}
+
+static int proc_poll(ctl_driver *d, const char *id, pid_t pid, int *status)
+{
+    if (pid <= 0)
+        return 0;
+    int st = 0;
+    int r = proc_reap(pid, &st);
+    if (r == 0)
+        return 0;
+    *status = r == 1 ? st : -1;   /* -1: reaped elsewhere, gone all the same */
+    return 1;
+}
+
+static int proc_terminate(ctl_driver *d, const char *id, const char *address, pid_t pid,
+                          bool force, char *err, size_t errlen)
+{
+    if (pid <= 0)
+        return 1;
+    if (proc_signal(pid, force ? SIGKILL : SIGTERM) < 0) {
+        if (errno == ESRCH)
+            return 1;
+        snprintf(err, errlen, "signal %d to %d: %s", force ? SIGKILL : SIGTERM, (int)pid,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void proc_free(ctl_driver *d)
+{
+    free(d);
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+ctl_driver *ctl_driver_process_new(const char *state_dir, char *err, size_t errlen)
+{
+    process_driver *d = calloc(1, sizeof *d);
+    if (!d) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    d->base = (ctl_driver){ "process", false, proc_launch, proc_poll, proc_terminate, NULL,
+                            proc_free };
+    if (state_dir && state_dir[0]) {
+        if (strlen(state_dir) > 900) {
+            snprintf(err, errlen, "state_dir: path too long");
+            free(d);
+            return NULL;
+        }
+        snprintf(d->state_dir, sizeof d->state_dir, "%s", state_dir);
+        snprintf(d->logdir, sizeof d->logdir, "%s/logs", state_dir);
+        if (mkdir_p(d->logdir) < 0) {
+            snprintf(err, errlen, "state_dir: cannot create %s: %s", d->logdir, strerror(errno));
+            free(d);
+            return NULL;
+        }
+    }
+    return &d->base;
+}

@@ -1,0 +1,100 @@
+/* ctl_jobs.c -- driver calls that may outlast a supervisor tick.
+ *
+ * An exec driver's launch can boot a VM for a minute; run inline it would
+ * stall every probe, drain and restart behind it. For drivers marked slow
+ * the call runs on a detached helper thread that fills the record's job and
+ * wakes the supervisor; the supervisor leaves the record alone until then
+ * and never frees it while a job is set. Quick drivers (the process driver,
+ * which must spawn from the long-lived supervisor thread so that
+ * PR_SET_PDEATHSIG ties children to it) run the same call inline.
+ *
+ * Helpers are bounded by the exec timeout; at shutdown the supervisor waits
+ * for them, so a VM that was being launched is terminated, not orphaned. */
+#include "control/ctl_mgr_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct job_arg {
+    ctl_mgr      *m;
+    ctl_rec_inst *r;
+} job_arg;
+
+static void job_call(ctl_mgr *m, ctl_job *j)
+{
+    char addr[sizeof j->address] = "";
+    pid_t pid = 0;
+    if (j->kind == CTL_JOB_LAUNCH) {
+        j->rc = m->drv->launch(m->drv, &j->tmpl, j->id, j->version, addr, sizeof addr, &pid,
+                               j->err, sizeof j->err);
+    } else {
+        j->rc = m->drv->terminate(m->drv, j->id, j->address, j->pid, false, j->err, sizeof j->err);
+    }
+    if (j->kind == CTL_JOB_LAUNCH && j->rc == 0) {
+        memcpy(j->address, addr, sizeof addr);
+        j->pid = pid;
+    }
+}
+
+static void *job_main(void *arg)
+{
+    job_arg a = *(job_arg *)arg;
+    free(arg);
+    /* Only this thread touches the job's inputs and results until done. */
+    job_call(a.m, &a.r->job);
+    pthread_mutex_lock(&a.m->mu);
+    a.r->job.done = true;
+    a.m->wake = true;
+    ctl_mgr_changed_locked(a.m);
+    pthread_mutex_unlock(&a.m->mu);
+    return NULL;
+}
+
+void ctl_job_start(ctl_mgr *m, ctl_rec_inst *r, int kind)
+{
+    ctl_job *j = &r->job;
+    pthread_mutex_lock(&m->mu);
+    memset(j, 0, sizeof *j);
+    j->kind = kind;
+    memcpy(j->id, r->info.id, sizeof j->id);
+    memcpy(j->version, r->info.version, sizeof j->version);
+    memcpy(j->address, r->info.address, sizeof j->address);
+    j->pid = r->info.pid;
+    int crc = kind == CTL_JOB_LAUNCH
+            ? cfg_copy(&ctl_template_schema, &j->tmpl, r->tmpl ? r->tmpl : &m->tmpl) : 0;
+    pthread_mutex_unlock(&m->mu);
+    if (crc < 0) {
+        j->rc = -1;
+        snprintf(j->err, sizeof j->err, "out of memory");
+        j->done = true;
+        return;
+    }
+    if (m->drv->slow) {
+        job_arg *a = malloc(sizeof *a);
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        bool started = false;
+        if (a) {
+            *a = (job_arg){ m, r };
+            started = pthread_create(&t, &at, job_main, a) == 0;
+            if (!started)
+                free(a);
+        }
+        pthread_attr_destroy(&at);
+        if (started)
+            return;
+    }
+    job_call(m, j);   /* quick driver, or no thread to spare: inline */
+    j->done = true;
+}
+
+bool ctl_job_finished(ctl_mgr *m, ctl_rec_inst *r)
+{
+    pthread_mutex_lock(&m->mu);
+    bool done = r->job.kind && r->job.done;
+    pthread_mutex_unlock(&m->mu);
+    return done;
+}
