@@ -185,7 +185,9 @@ Test(gw_cmd, config_file_and_bad_workers, .init = cr_redirect_stderr)
     close(fd);
     char *a[] = { "gateway", "-c", path, "--workers", "x", "--check" };
     cr_assert_eq(run(6, a), 2);
-    char *b[] = { "gateway", "-c", path };
-    cr_assert_eq(run(3, b), 1);     /* valid, but the data plane is not built */
+    char *b[] = { "gateway", "-c", path, "--check" };
+    cr_assert_eq(run(4, b), 0);
+    char *c[] = { "gateway", "-c", path, "--listen", "nohost", "--check" };
+    cr_assert_eq(run(6, c), 2);
     unlink(path);
 }
