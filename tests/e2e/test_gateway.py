@@ -345,3 +345,69 @@ gateway:
     m = requests.get(gw.admin_url("/metrics")).text
     assert 'hscale_gateway_pool_full_total{pool="p"} 1' in m
     assert "hscale_gateway_queue_depth 0" in m
+
+
+def test_backup_takes_over_only_when_primaries_are_down(procs, tmp_path):
+    a, bk = Backend(procs, "a"), Backend(procs, "backup")
+    cfg = write_yaml(tmp_path, f"""
+gateway:
+  pools:
+    - name: p
+      backends: [{{address: "{a.addr}"}}, {{address: "{bk.addr}", backup: true}}]
+      health: {{interval: 100ms, timeout: 100ms, rise: 1, fall: 1}}
+  routes: [{{prefix: /, pool: p}}]
+""")
+    gw = Gateway(procs, config=cfg)
+    s = requests.Session()
+    assert {s.get(gw.url("/")).headers["X-Backend"] for _ in range(10)} == {"a"}
+    procs.stop(a.proc)
+    time.sleep(0.5)
+    assert {s.get(gw.url("/")).headers["X-Backend"] for _ in range(10)} == {"backup"}
+
+
+def test_least_conn_avoids_the_busy_backend(procs, tmp_path):
+    import concurrent.futures as cf
+    a, b = Backend(procs, "a"), Backend(procs, "b")
+    cfg = write_yaml(tmp_path, f"""
+gateway:
+  pools:
+    - name: p
+      algorithm: least_conn
+      backends: [{{address: "{a.addr}"}}, {{address: "{b.addr}"}}]
+  routes: [{{prefix: /, pool: p}}]
+""")
+    gw = Gateway(procs, config=cfg)
+    # Four long requests spread two and two; while they run, quick ones
+    # still alternate, and once one side frees up it gets the next ones.
+    with cf.ThreadPoolExecutor(4) as ex:
+        slow = [ex.submit(requests.get, gw.url("/slow?ms=800")) for _ in range(4)]
+        time.sleep(0.2)
+        assert sorted(f.result().headers["X-Backend"] for f in slow) == ["a", "a", "b", "b"]
+    hold = cf.ThreadPoolExecutor(1).submit(requests.get, gw.url("/slow?ms=800"))
+    time.sleep(0.2)
+    busy = requests.get(gw.admin_url("/api/v1/pools/p")).json()["members"]
+    idle = [m["address"] for m in busy if m["in_flight"] == 0]
+    assert len(idle) == 1
+    names = {requests.get(gw.url("/")).headers["X-Backend"] for _ in range(6)}
+    assert names == {"a" if idle[0] == a.addr else "b"}
+    hold.result()
+
+
+def test_body_limit_and_idle_timeout(procs, tmp_path):
+    b = Backend(procs, "a")
+    cfg = write_yaml(tmp_path, f"""
+gateway:
+  max_body: 1KiB
+  client_idle_timeout: 300ms
+  pools: [{{name: p, backends: [{{address: "{b.addr}"}}]}}]
+  routes: [{{prefix: /, pool: p}}]
+""")
+    gw = Gateway(procs, config=cfg)
+    r = requests.post(gw.url("/echo"), data=b"x" * 2048)
+    assert r.status_code == 413
+    assert requests.post(gw.url("/echo"), data=b"x" * 512).json()["body_len"] == 512
+    s = socket.create_connection(("127.0.0.1", gw.port))
+    s.settimeout(3)
+    t = time.time()
+    assert s.recv(100) == b""          # closed by the gateway, idle
+    assert 0.2 < time.time() - t < 2
