@@ -117,8 +117,8 @@ static const cfg_field pool_fields[] = {
       .min = 0, .max = 1000000, .help = "requests waiting for a backend slot" },
     { .key = "queue_timeout", .type = CFG_DURATION, .offset = offsetof(gw_pool_cfg, queue_timeout_us),
       .def = "5s", .max = 3600, .help = "a queued request is answered 503 after this" },
-    { .key = "max_idle", .type = CFG_INT, .offset = offsetof(gw_pool_cfg, max_idle), .def = "64",
-      .min = 0, .max = 100000, .help = "idle upstream connections kept per backend per worker" },
+    { .key = "max_idle", .type = CFG_INT, .offset = offsetof(gw_pool_cfg, max_idle), .def = "1024",
+      .min = 0, .max = 100000, .help = "idle upstream connections kept per backend per worker (enough for every client in flight, or connects churn)" },
     { .key = "idle_timeout", .type = CFG_DURATION, .offset = offsetof(gw_pool_cfg, idle_timeout_us),
       .def = "60s", .max = 86400, .help = "idle upstream connections close after this" },
 };
