@@ -44,22 +44,7 @@ int gw_rt_publish(gw_rt *rt, gw_config *cfg, char *err, size_t errlen)
 
 static bool authorized(http_ctx *c, gw_rt *rt)
 {
-    const char *tok = rt->cfg.admin_token;
-    if (!tok || !*tok)
-        return true;
-    const char *h = http_ctx_header(c, "Authorization");
-    size_t tl = strlen(tok);
-    if (h && strncmp(h, "Bearer ", 7) == 0 && strlen(h + 7) == tl) {
-        /* Compare in constant time: the token is a secret. */
-        unsigned char diff = 0;
-        for (size_t i = 0; i < tl; i++)
-            diff |= (unsigned char)(h[7 + i] ^ tok[i]);
-        if (diff == 0)
-            return true;
-    }
-    http_ctx_add_header(c, "WWW-Authenticate", "Bearer");
-    http_reply_error(c, 401, "Authorization", "a bearer token is required");
-    return false;
+    return http_ctx_bearer_ok(c, rt->cfg.admin_token);
 }
 
 static void reply_json(http_ctx *c, int status, json_t *j)

@@ -63,6 +63,10 @@ void http_reply_buf_json(http_ctx *c, int status, const buf *b);
 void http_reply_error(http_ctx *c, int status, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* True when `token` is NULL or empty, or the request carries
+ * "Authorization: Bearer <token>" (compared in constant time); otherwise
+ * answers 401 with WWW-Authenticate and returns false. */
+bool http_ctx_bearer_ok(http_ctx *c, const char *token);
 typedef struct http_server_opts {
     const char  *name;            /* for logs and the "server" metric label */
     sock_addr    listen;
