@@ -3,6 +3,7 @@
  * own --help; this file only dispatches and prints the overview. */
 #include <stdio.h>
 #include <string.h>
+#include "app/app.h"
 #include "cmd/cmd.h"
 #include "core/buf.h"
 #include "core/config.h"
@@ -20,6 +21,7 @@ static const cmd commands[] = {
     {"status",  "show instances and scaling events",                   cmd_status},
     {"deploy",  "roll out a new version (rolling, blue-green, canary)", cmd_deploy},
     {"plan",    "capacity planning from figures or a bench report",     cmd_plan},
+    {"doctor",  "check the fleet: instances, gateway, database, Prometheus", cmd_doctor},
     {"version", "print the version",                                   cmd_version},
     {"help",    "show this overview, or a command's help",             cmd_help},
 };
@@ -48,12 +50,21 @@ static const cmd *find_command(const char *name)
  * generated from it and cannot drift (a test compares the two). */
 static int print_config_reference(void)
 {
+    /* declared here rather than by including the control headers: the
+     * schemas are all this function needs of them */
+    extern const cfg_schema ctl_config_schema, ctl_autoscale_schema;
     buf out;
     buf_init(&out);
     buf_append_str(&out, "## gateway\n\n");
     cfg_doc_markdown(&gw_config_schema, "gateway", &out);
+    buf_append_str(&out, "\n## app\n\n");
+    cfg_doc_markdown(&app_config_schema, "app", &out);
     buf_append_str(&out, "\n## store\n\n");
     cfg_doc_markdown(&st_config_schema, "store", &out);
+    buf_append_str(&out, "\n## control\n\n");
+    cfg_doc_markdown(&ctl_config_schema, "control", &out);
+    buf_append_str(&out, "\n## autoscaling\n\n");
+    cfg_doc_markdown(&ctl_autoscale_schema, "autoscaling", &out);
     fwrite(buf_head(&out), 1, out.len, stdout);
     buf_free(&out);
     return 0;

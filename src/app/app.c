@@ -1,10 +1,14 @@
-/* app.c -- the HTTP side of `hscale app`: routes, handlers, lifecycle.
+/* app.c -- the HTTP side of `hscale app`: routes, the read handlers, the
+ * cache-aside helpers and the lifecycle.
  *
  * Handlers read query parameters strictly (a non-integer user_id is a 400
  * naming it), run one routed store query and render rows with
- * st_res_json, so a response never allocates beyond its result. The
- * draining flag flips before the server stops so that load balancers see
- * /health/ready fail while in-flight requests still complete. */
+ * st_res_json, so a response never allocates beyond its result. Cached
+ * reads hold the rendered bytes under a key that carries the user's
+ * generation: one bump per write retires every read of that user on every
+ * instance sharing the cache, with no key listing. The draining flag flips
+ * before the server stops so that load balancers see /health/ready fail
+ * while in-flight requests still complete. */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -22,9 +26,7 @@
 #define HSCALE_VERSION "0.0.0"
 #endif
 
-const char app_case_cols[] =
-    "case_id, user_id, facility_id, surgeon_id, patient_first, patient_last,"
-    " patient_dob, case_date, case_status, created_date, updated_at";
+const char app_case_cols[] = APP_CASE_COLS;
 
 /* Maps a store error to its HTTP answer: unavailable or exhausted -> 503
  * with Retry-After so clients back off instead of retrying at once. */
@@ -65,6 +67,92 @@ int app_int_param(http_ctx *c, const char *name, const char *v, int64_t lo,
     }
     *out = n;
     return 0;
+}
+
+int app_user_param(http_ctx *c, int64_t *uid)
+{
+    bool has;
+    if (app_int_param(c, "user_id", http_ctx_query(c, "user_id"), 1, INT64_MAX, uid, &has))
+        return -1;
+    if (!has) {
+        http_reply_error(c, 400, "user_id", "user_id is required");
+        return -1;
+    }
+    return 0;
+}
+
+void app_now(char *out)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+}
+
+/* Set while a cache fill runs on this thread and the user was written
+ * within fresh_window: app_read then goes to the primary. */
+static _Thread_local bool fill_from_primary;
+
+int app_read(app *a, int64_t uid, const char *sql, const st_val *pv, size_t n, st_res **out,
+             st_err *e)
+{
+    if (fill_from_primary)
+        return st_query_shard(a->store, st_shard_of(a->store, uid), ST_WRITE, sql, pv, n, out, e);
+    return st_query(a->store, uid, ST_READ, sql, pv, n, out, e);
+}
+
+void app_invalidate(app *a, int64_t uid)
+{
+    st_cache *ca = st_store_cache(a->store);
+    if (!ca)
+        return;
+    char ns[32];
+    snprintf(ns, sizeof ns, "u:%" PRId64, uid);
+    st_cache_bump(ca, ns);
+    if (a->replicas) {
+        snprintf(ns, sizeof ns, "w:%" PRId64, uid);
+        st_cache_set(ca, ns, "1", 1, a->fresh_window);
+    }
+}
+
+typedef struct fill_args {
+    app             *a;
+    int64_t          uid;
+    st_cache_loader *load;
+    void            *arg;
+} fill_args;
+
+/* Runs only on a miss, so the marker lookup costs nothing on a hit. */
+static int fill(void *arg, buf *out, st_err *e)
+{
+    const fill_args *f = arg;
+    char key[32];
+    snprintf(key, sizeof key, "w:%" PRId64, f->uid);
+    buf tmp;
+    buf_init(&tmp);
+    fill_from_primary = st_cache_get(st_store_cache(f->a->store), key, &tmp) == 1;
+    buf_free(&tmp);
+    int rc = f->load(f->arg, out, e);
+    fill_from_primary = false;
+    return rc;
+}
+
+/* The generation comes first so that a bump retires every key of the
+ * user at once; a cache that cannot answer (Redis down: generation 0)
+ * sends the read to the database instead of failing it. */
+int app_cached(app *a, int64_t uid, const char *kind, const char *rest, uint64_t ttl,
+               st_cache_loader *load, void *arg, buf *out, st_err *e)
+{
+    st_cache *ca = st_store_cache(a->store);
+    char key[160];
+    snprintf(key, sizeof key, "u:%" PRId64, uid);
+    uint64_t gen = ca && ttl ? st_cache_gen(ca, key) : 0;
+    if (!gen)
+        return load(arg, out, e);
+    snprintf(key, sizeof key, "%s:%" PRId64 ":%" PRIu64 ":%s", kind, uid, gen, rest);
+    if (!a->replicas)
+        return st_cache_fetch(ca, key, ttl, 0, load, arg, out, NULL, e);
+    fill_args f = { a, uid, load, arg };
+    return st_cache_fetch(ca, key, ttl, 0, fill, &f, out, NULL, e);
 }
 
 static void h_health(http_ctx *c, void *arg)
@@ -140,7 +228,7 @@ static int load_page(void *arg, buf *out, st_err *e)
              "SELECT %s FROM cases WHERE user_id = ?%s AND case_id > ? ORDER BY case_id LIMIT ?",
              app_case_cols, pa->has_status ? " AND case_status = ?" : "");
     st_res *r = NULL;
-    if (st_query(pa->a->store, pa->uid, ST_READ, sql, pv, np, &r, e) != 0)
+    if (app_read(pa->a, pa->uid, sql, pv, np, &r, e) != 0)
         return -1;
     size_t rows = st_res_rows(r);
     buf_append_str(out, "{\"cases\":");
@@ -172,68 +260,79 @@ static void h_casefilter(http_ctx *c, void *arg)
         return;
     }
     page_args pa = { a, uid, status, has_status, limit, cursor };
-    st_cache *ca = st_store_cache(a->store);
-    char gk[32];
-    snprintf(gk, sizeof gk, "u:%" PRId64, uid);
-    uint64_t gen = ca ? st_cache_gen(ca, gk) : 0;   /* 0: bypass the cache */
+    char rest[96];
+    snprintf(rest, sizeof rest, "%d:%" PRId64 ":%" PRId64 ":%" PRId64, has_status, status,
+             limit, cursor);
+    uint64_t ttl = st_store_cache(a->store) ? st_store_cache_cfg(a->store)->ttl_case_list : 0;
     buf b;
     buf_init(&b);
     st_err e;
-    int rc;
-    if (gen) {
-        char key[128];
-        snprintf(key, sizeof key, "cf:%" PRId64 ":%" PRIu64 ":%d:%" PRId64 ":%" PRId64 ":%" PRId64,
-                 uid, gen, has_status, status, limit, cursor);
-        rc = st_cache_fetch(ca, key, st_store_cache_cfg(a->store)->ttl_case_list, 0, load_page,
-                            &pa, &b, NULL, &e);
-    } else {
-        rc = load_page(&pa, &b, &e);
-    }
-    if (rc != 0)
+    if (app_cached(a, uid, "cf", rest, ttl, load_page, &pa, &b, &e) != 0)
         app_reply_store_error(c, &e);
     else
         http_reply_buf_json(c, 200, &b);
     buf_free(&b);
 }
 
+typedef struct one_args {
+    app        *a;
+    int64_t     uid, id;
+    const char *sql;
+} one_args;
+
+/* One row as a JSON object, or "null" when there is none: a miss is
+ * cached too (the user's next write retires it). */
+static int load_one(void *arg, buf *out, st_err *e)
+{
+    const one_args *oa = arg;
+    st_val pv[2] = { st_int(oa->id), st_int(oa->uid) };
+    st_res *r = NULL;
+    if (app_read(oa->a, oa->uid, oa->sql, pv, 2, &r, e) != 0)
+        return -1;
+    if (st_res_rows(r) == 0)
+        buf_append_str(out, "null");
+    else
+        st_res_json_row(r, 0, out);
+    st_res_free(r);
+    return 0;
+}
+
 /* One row by id for a user's shard: GET /cases/{id}?user_id=, /users/{id}. */
 static void get_one(http_ctx *c, app *a, int64_t uid, const char *sql, int64_t id,
-                    const char *what)
+                    const char *what, uint64_t ttl)
 {
-    st_val pv[2] = { st_int(id), st_int(uid) };
-    st_res *r = NULL;
-    st_err e;
-    if (st_query(a->store, uid, ST_READ, sql, pv, 2, &r, &e) != 0) {
-        app_reply_store_error(c, &e);
-        return;
-    }
-    if (st_res_rows(r) == 0) {
-        st_res_free(r);
-        http_reply_error(c, 404, NULL, "%s %" PRId64 " not found", what, id);
-        return;
-    }
+    one_args oa = { a, uid, id, sql };
+    char rest[32];
+    snprintf(rest, sizeof rest, "%" PRId64, id);
     buf b;
     buf_init(&b);
-    st_res_json_row(r, 0, &b);
-    st_res_free(r);
-    http_reply_buf_json(c, 200, &b);
+    st_err e;
+    if (app_cached(a, uid, what, rest, ttl, load_one, &oa, &b, &e) != 0)
+        app_reply_store_error(c, &e);
+    else if (b.len == 4 && memcmp(buf_head(&b), "null", 4) == 0)
+        http_reply_error(c, 404, NULL, "%s %" PRId64 " not found", what, id);
+    else
+        http_reply_buf_json(c, 200, &b);
     buf_free(&b);
+}
+
+static uint64_t ttl_of(app *a, bool user)
+{
+    if (!st_store_cache(a->store))
+        return 0;
+    const st_cache_cfg *cc = st_store_cache_cfg(a->store);
+    return user ? cc->ttl_user : cc->ttl_case;
 }
 
 static void h_case_get(http_ctx *c, void *arg)
 {
     int64_t id = 0, uid = 0;
-    bool p, has_uid;
+    bool p;
     if (app_int_param(c, "id", http_ctx_param(c, "id"), 1, INT64_MAX, &id, &p) ||
-        app_int_param(c, "user_id", http_ctx_query(c, "user_id"), 1, INT64_MAX, &uid, &has_uid))
+        app_user_param(c, &uid))
         return;
-    if (!has_uid) {
-        http_reply_error(c, 400, "user_id", "user_id is required");
-        return;
-    }
-    char sql[256];
-    snprintf(sql, sizeof sql, "SELECT %s FROM cases WHERE case_id = ? AND user_id = ?", app_case_cols);
-    get_one(c, arg, uid, sql, id, "case");
+    get_one(c, arg, uid, "SELECT " APP_CASE_COLS " FROM cases WHERE case_id = ? AND user_id = ?",
+            id, "case", ttl_of(arg, false));
 }
 
 static void h_user_get(http_ctx *c, void *arg)
@@ -244,20 +343,34 @@ static void h_user_get(http_ctx *c, void *arg)
         return;
     get_one(c, arg, id,
             "SELECT user_id, npi_number, first_name, last_name, email, created_at"
-            " FROM users WHERE user_id = ? AND user_id = ?", id, "user");
+            " FROM users WHERE user_id = ? AND user_id = ?", id, "user", ttl_of(arg, true));
 }
 
-static int open_store(const char *db, st_store **out, char *err, size_t errlen)
+/* The settings app_run serves with: the caller's config or defaults plus
+ * environment, then the flags of app_opts on top. */
+/* The settings app_run serves with: the caller's config (borrowed) or
+ * defaults plus environment (owned), with the app_opts flags on top. */
+static int effective_config(const app_opts *o, app_config *cfg, bool *owned, char *err,
+                            size_t errlen)
 {
-    st_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.url = (char *)db;
-    cfg.migrate = true;
-    st_err e;
-    if (st_store_open(&cfg, out, &e) != 0) {
-        snprintf(err, errlen, "store: %s", e.msg);
-        return -1;
+    *owned = false;
+    if (o->config) {
+        *cfg = *o->config;
+        if (o->listen)
+            cfg->listen = (char *)o->listen;
+        if (o->instance_id)
+            cfg->instance_id = (char *)o->instance_id;
+        if (o->db)
+            cfg->store.url = (char *)o->db;
+    } else {
+        const char *sets[] = { "app.store.url", o->db, "app.listen", o->listen,
+                               "app.instance_id", o->instance_id, NULL, NULL };
+        if (app_config_load(NULL, sets, cfg, err, errlen) != 0)
+            return -1;
+        *owned = true;
     }
+    if (o->workers)
+        cfg->workers = (int)o->workers;
     return 0;
 }
 
@@ -267,17 +380,24 @@ int app_run(const app_opts *o, char *err, size_t errlen)
     memset(&a, 0, sizeof a);
     a.version = o->version ? o->version : HSCALE_VERSION;
     a.started = time(NULL);
-    if (o->instance_id) {
-        snprintf(a.instance_id, sizeof a.instance_id, "%s", o->instance_id);
+    app_config cfg;
+    bool owned;
+    if (effective_config(o, &cfg, &owned, err, errlen) != 0)
+        return -1;
+    if (cfg.instance_id && *cfg.instance_id) {
+        snprintf(a.instance_id, sizeof a.instance_id, "%s", cfg.instance_id);
     } else {
         char host[64] = "host";
         gethostname(host, sizeof host - 1);
         snprintf(a.instance_id, sizeof a.instance_id, "%s-%d", host, (int)getpid());
     }
+    int rc = -1;
+    http_router *r = NULL;
+    http_server *s = NULL;
     http_server_opts so;
     memset(&so, 0, sizeof so);
-    if (sock_addr_parse(o->listen, &so.listen, err, errlen) != 0)
-        return -1;
+    if (sock_addr_parse(cfg.listen, &so.listen, err, errlen) != 0)
+        goto out;
 
     /* Block the stop signals before any thread starts so that only
      * sigwait below sees them. */
@@ -287,11 +407,18 @@ int app_run(const app_opts *o, char *err, size_t errlen)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-    if (open_store(o->db, &a.store, err, errlen) != 0)
-        return -1;
+    st_err e;
+    if (st_store_open(&cfg.store, &a.store, &e) != 0) {
+        snprintf(err, errlen, "store: %s", e.msg);
+        goto out;
+    }
     st_store_metrics_register(a.store);
+    for (size_t i = 0; i < cfg.store.nshards; i++)
+        a.replicas |= cfg.store.shards[i].nreplicas > 0;
+    a.fresh_window = cfg.store.max_replica_lag ? cfg.store.max_replica_lag : 5000000u;
+    metrics_build_info(metrics_default(), a.version, "app");
 
-    http_router *r = http_router_new();
+    r = http_router_new();
     http_route(r, "GET", "/health", h_health, &a);
     http_route(r, "GET", "/health/ready", h_ready, &a);
     http_route(r, "GET", "/metrics", h_metrics, &a);
@@ -302,26 +429,29 @@ int app_run(const app_opts *o, char *err, size_t errlen)
     app_routes_write(r, &a);
 
     so.name = "app";
-    so.workers = o->workers;
+    so.workers = (unsigned)cfg.workers;
     so.router = r;
-    so.limits.max_body = 1 << 20;
-    http_server *s = http_server_new(&so, err, errlen);
-    if (!s || http_server_start(s, err, errlen) != 0) {
-        if (s)
-            http_server_free(s);
-        http_router_free(r);
-        st_store_close(a.store);
-        return -1;
-    }
+    so.limits.max_body = cfg.max_body;
+    s = http_server_new(&so, err, errlen);
+    if (!s || http_server_start(s, err, errlen) != 0)
+        goto out;
     atomic_store(&a.ready, true);
-    fprintf(stderr, "hscale app: listening on %s (instance %s, %s)\n", o->listen,
-            a.instance_id, st_store_driver_name(a.store));
+    fprintf(stderr, "hscale app: listening on %s (instance %s, %s, %d shard%s)\n", cfg.listen,
+            a.instance_id, st_store_driver_name(a.store), st_store_nshards(a.store),
+            st_store_nshards(a.store) == 1 ? "" : "s");
     int sig;
     sigwait(&set, &sig);
     atomic_store(&a.ready, false);
-    http_server_stop(s, 10000);
-    http_server_free(s);
-    http_router_free(r);
-    st_store_close(a.store);
-    return 0;
+    http_server_stop(s, (int)(cfg.drain_timeout / 1000));
+    rc = 0;
+out:
+    if (s)
+        http_server_free(s);
+    if (r)
+        http_router_free(r);
+    if (a.store)
+        st_store_close(a.store);
+    if (owned)
+        app_config_free(&cfg);
+    return rc;
 }

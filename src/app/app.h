@@ -12,12 +12,37 @@
 #include <stdint.h>
 #include "store/store.h"
 
+/* The `app:` configuration section (app_config.c). */
+typedef struct app_config {
+    char       *listen;
+    int         workers;
+    char       *instance_id;
+    uint64_t    max_body;        /* bytes */
+    uint64_t    drain_timeout;   /* us */
+    st_config   store;
+} app_config;
+
+extern const cfg_schema app_config_schema;
+
+/* defaults < file (its `app:` section; path may be NULL) < environment <
+ * sets (pairs of key path and value, e.g. "app.listen", ADDR; a NULL value
+ * is skipped; the list ends with a NULL key), then validation. -1 with
+ * "file:line:col: key: what was expected" in err. */
+int  app_config_load(const char *path, const char *const *sets, app_config *out, char *err,
+                     size_t errlen);
+void app_config_free(app_config *c);
+void app_config_json(const app_config *c, buf *out);
+
 typedef struct app_opts {
     const char *listen;        /* "127.0.0.1:8001" */
     const char *db;            /* store URL; NULL: SQLite under ./hscale-data */
     unsigned    workers;       /* 0: number of cores */
     const char *instance_id;   /* NULL: hostname-pid */
     const char *version;       /* NULL: the build's version */
+    /* When set, the rest of the settings (store shards, pools, cache,
+     * max_body); the fields above override it when set. NULL: defaults
+     * and environment (app_config_load with no file). */
+    const app_config *config;
 } app_opts;
 
 /* Serves until SIGTERM or SIGINT, then turns /health/ready to 503, lets
@@ -29,5 +54,8 @@ int app_run(const app_opts *o, char *err, size_t errlen);
  * given seed. */
 int app_seed(const char *db, int64_t users, int64_t cases, uint64_t seed,
              char *err, size_t errlen);
+/* The same for a configured store (every shard gets its users). */
+int app_seed_store(const st_config *cfg, int64_t users, int64_t cases, uint64_t seed,
+                   char *err, size_t errlen);
 
 #endif

@@ -79,16 +79,12 @@ fail:
     return -1;
 }
 
-int app_seed(const char *db, int64_t users, int64_t cases, uint64_t seed,
-             char *err, size_t errlen)
+int app_seed_store(const st_config *cfg, int64_t users, int64_t cases, uint64_t seed,
+                   char *err, size_t errlen)
 {
-    st_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.url = (char *)db;
-    cfg.migrate = true;
     st_store *s;
     st_err e;
-    if (st_store_open(&cfg, &s, &e) != 0) {
+    if (st_store_open(cfg, &s, &e) != 0) {
         snprintf(err, errlen, "store: %s", e.msg);
         return -1;
     }
@@ -104,4 +100,14 @@ int app_seed(const char *db, int64_t users, int64_t cases, uint64_t seed,
     }
     st_store_close(s);
     return 0;
+}
+
+int app_seed(const char *db, int64_t users, int64_t cases, uint64_t seed,
+             char *err, size_t errlen)
+{
+    st_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.url = (char *)db;
+    cfg.migrate = true;
+    return app_seed_store(&cfg, users, cases, seed, err, errlen);
 }

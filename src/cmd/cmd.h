@@ -25,6 +25,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_deploy(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
 /* Prints "hscale <cmd>: <msg>" and the command's usage to stderr; returns
