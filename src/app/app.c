@@ -205,6 +205,31 @@ static void h_metrics(http_ctx *c, void *arg)
     buf_free(&b);
 }
 
+/* Shard statistics for the control plane and operators: pool usage and
+ * query latency per shard, plus row counts and sizes with ?full=true
+ * (those query every shard, so they are not the default). */
+static void h_shard_stats(http_ctx *c, void *arg)
+{
+    app *a = arg;
+    const char *full = http_ctx_query(c, "full");
+    if (full && strcmp(full, "true") != 0 && strcmp(full, "false") != 0) {
+        http_reply_error(c, 400, "full", "expected true or false, got '%s'", full);
+        return;
+    }
+    buf b;
+    buf_init(&b);
+    st_err e;
+    buf_append_str(&b, "{\"shards\":");
+    if (st_store_stats_json(a->store, full && strcmp(full, "true") == 0, &b, &e) < 0) {
+        buf_free(&b);
+        app_reply_store_error(c, &e);
+        return;
+    }
+    buf_append_str(&b, "}");
+    http_reply_buf_json(c, 200, &b);
+    buf_free(&b);
+}
+
 typedef struct page_args {
     app    *a;
     int64_t uid, status;
@@ -422,6 +447,7 @@ int app_run(const app_opts *o, char *err, size_t errlen)
     http_route(r, "GET", "/health", h_health, &a);
     http_route(r, "GET", "/health/ready", h_ready, &a);
     http_route(r, "GET", "/metrics", h_metrics, &a);
+    http_route(r, "GET", "/stats/shards", h_shard_stats, &a);
     http_route(r, "GET", "/casefilter", h_casefilter, &a);
     http_route(r, "GET", "/cases", h_casefilter, &a);
     http_route(r, "GET", "/cases/{id}", h_case_get, &a);

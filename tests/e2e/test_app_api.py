@@ -181,3 +181,16 @@ def test_metrics_show_pool_cache_and_build(api):
     assert metric(text, "hscale_build_info", component="app") == 1
     assert metric(text, "process_resident_memory_bytes") > 0
     assert metric(text, "hscale_http_requests_total", route="/casefilter", code="200") >= 3
+
+
+
+def test_shard_stats_for_the_control_plane(api):
+    st, body = get(api, "/stats/shards")
+    assert st == 200, body
+    shards = json.loads(body)["shards"]
+    assert len(shards) >= 1
+    st, body = get(api, "/stats/shards?full=true")
+    full = json.loads(body)["shards"][0]
+    assert "cases" in json.dumps(full)          # row counts per table
+    st, body = get(api, "/stats/shards?full=maybe")
+    assert st == 400 and json.loads(body)["field"] == "full"
