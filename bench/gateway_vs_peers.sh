@@ -10,6 +10,12 @@
 # Then memory per idle keep-alive client (IDLE connections after one request
 # each): RSS growth of each proxy divided by the connection count.
 #
+# On a 2-core machine wrk, the backend and the proxy share the cores, so
+# requests/s measures the whole box; each target's CPU time per request
+# (utime+stime of the proxy process over the run, from /proc) is printed
+# too: it is the proxy's own cost, and what its throughput scales with on
+# cores of its own.
+#
 # Every process is started with its own config under a temp dir and stopped
 # by PID. Env: HSCALE_BIN (default build/hscale), DURATION (s, default 8),
 # ROUNDS (3), IDLE (8000), WORKERS_LIST ("1 2").
@@ -53,14 +59,21 @@ ulimit -n 20000 2>/dev/null || true
 nginx -c "$(fill bench/peers/gw_backend.conf 1 $BACKEND)" -p "$DIR" || exit 1
 wait_port $BACKEND || { echo "backend did not start"; exit 1; }
 
-# wrk output -> "rps p50_ms p99_ms"
+ticks() { [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ=$(getconf CLK_TCK)
+
+# wrk_run PORT CONNS PID -> "rps p50_ms p99_ms cpu_us_per_request"
 wrk_run() {
-    wrk -t1 -c"$2" -d"${DURATION}s" --latency "http://127.0.0.1:$1/" 2>/dev/null | awk '
+    local t0; t0=$(ticks "$3")
+    wrk -t1 -c"$2" -d"${DURATION}s" --latency "http://127.0.0.1:$1/" 2>/dev/null > "$DIR/wrk.out"
+    local t1; t1=$(ticks "$3")
+    awk -v dt=$((t1 - t0)) -v hz="$HZ" '
         function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+        /requests in/ { n = $1 }
         /Requests\/sec/ { rps = $2 }
         /^ +50%/ { p50 = ms($2) }
         /^ +99%/ { p99 = ms($2) }
-        END { printf "%d %.2f %.2f\n", rps, p50, p99 }'
+        END { printf "%d %.2f %.2f %.2f\n", rps, p50, p99, n ? dt * 1e6 / hz / n : 0 }' "$DIR/wrk.out"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
@@ -101,25 +114,30 @@ for W in $WORKERS_LIST; do
                 'BEGIN { printf "%-8s %6d conns  %7.2f KB/conn\n", n, c, c ? (a-b)/c : 0 }'
         done
     fi
-    TARGETS="direct:$BACKEND nginx:$P_NG haproxy:$P_HA"
-    [ -n "$HS" ] && TARGETS="hscale:$P_HS $TARGETS"
+    NGW=$(pgrep -P "$(cat "$DIR/nginx.pid")" | head -1)
+    BEW=$(pgrep -P "$(cat "$DIR/backend.pid")" | head -1)
+    TARGETS="direct:$BACKEND:$BEW nginx:$P_NG:$NGW haproxy:$P_HA:$(cat "$DIR/haproxy.pid")"
+    [ -n "$HS" ] && TARGETS="hscale:$P_HS:$HS $TARGETS"
     for C in 50 200; do
         for r in $(seq "$ROUNDS"); do
             for t in $TARGETS; do
-                echo "$(wrk_run "${t#*:}" "$C")" >> "$DIR/res.${t%%:*}.$C"
+                IFS=: read -r n port pid <<< "$t"
+                echo "$(wrk_run "$port" "$C" "$pid")" >> "$DIR/res.$n.$C"
             done
         done
-        printf "%-8s %5s %10s %9s %9s\n" target conns req/s p50_ms p99_ms
+        printf "%-8s %5s %10s %9s %9s %12s\n" target conns req/s p50_ms p99_ms cpu_us/req
         for t in $TARGETS; do
             n=${t%%:*}; f="$DIR/res.$n.$C"
             rps=$(cut -d' ' -f1 "$f" | median); p50=$(cut -d' ' -f2 "$f" | median)
-            p99=$(cut -d' ' -f3 "$f" | median)
-            printf "%-8s %5s %10s %9s %9s\n" "$n" "$C" "$rps" "$p50" "$p99"
-            eval "RPS_$n=$rps; P99_$n=$p99"
+            p99=$(cut -d' ' -f3 "$f" | median); cpu=$(cut -d' ' -f4 "$f" | median)
+            printf "%-8s %5s %10s %9s %9s %12s\n" "$n" "$C" "$rps" "$p50" "$p99" "$cpu"
+            eval "RPS_$n=$rps; P99_$n=$p99; CPU_$n=$cpu"
         done
         if [ -n "$HS" ]; then
             awk -v h="$RPS_hscale" -v a="$RPS_haproxy" -v n="$RPS_nginx" -v hp="$P99_hscale" -v ap="$P99_haproxy" \
-                'BEGIN { printf "ratio hscale/haproxy %.2f  hscale/nginx %.2f  p99 hscale %.2f ms vs haproxy %.2f ms\n", h/a, h/n, hp, ap }'
+                -v hc="$CPU_hscale" -v ac="$CPU_haproxy" -v nc="$CPU_nginx" \
+                'BEGIN { printf "ratio hscale/haproxy %.2f  hscale/nginx %.2f  p99 hscale %.2f ms vs haproxy %.2f ms\n", h/a, h/n, hp, ap
+                         printf "CPU per request: hscale %.2f us, haproxy %.2f us, nginx %.2f us: haproxy/hscale %.2f, nginx/hscale %.2f\n", hc, ac, nc, ac/hc, nc/hc }'
         fi
         rm -f "$DIR"/res.*
     done

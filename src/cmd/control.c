@@ -11,6 +11,7 @@
 
 #include "cmd.h"
 #include "control/control.h"
+#include "control/ctl_autoscale.h"
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -23,8 +24,8 @@ static const char usage[] =
     "the gateway, drains them before they stop, restarts crashed ones, and\n"
     "serves the scaling API.\n"
     "\n"
-    "  --listen ADDR        scaling API listener (default 127.0.0.1:8082)\n"
-    "  --gateway URL        gateway admin API, e.g. http://127.0.0.1:8081\n"
+    "  --listen ADDR        scaling API listener (default 127.0.0.1:8081)\n"
+    "  --gateway URL        gateway admin API, e.g. http://127.0.0.1:8082\n"
     "                       (default: none, instances are not registered)\n"
     "  --gateway-token T    bearer token for the gateway admin API\n"
     "  --token T            bearer token required by the scaling API\n"
@@ -43,20 +44,29 @@ static const char usage[] =
     "  -h, --help           this text\n"
     "\n"
     "API: GET /api/v1/scaling/status, GET /api/v1/instances,\n"
-    "POST /api/v1/scaling/desired {\"count\":N}, GET /health, GET /metrics.\n"
+    "POST /api/v1/scaling/desired {\"count\":N}, GET /health, GET /metrics;\n"
+    "autoscaler: GET /api/v1/scaling/{metrics,history,config,recommendations},\n"
+    "PUT /api/v1/scaling/config, POST /api/v1/scaling/{start,stop}. The\n"
+    "autoscaler (section autoscaling:) is off unless the file or\n"
+    "AUTO_SCALING_ENABLED=true turns it on; `hscale up` runs it on.\n"
     "Environment: HSCALE_CONTROL_LISTEN, HSCALE_CONTROL_GATEWAY,\n"
     "HSCALE_CONTROL_TOKEN, HSCALE_CONTROL_POOL, HSCALE_CONTROL_INSTANCES,\n"
     "HSCALE_CONTROL_DRIVER, HSCALE_CONTROL_COMMAND, HSCALE_CONTROL_STATE_DIR,\n"
     "HSCALE_CONTROL_SD_FILE (Prometheus targets, default\n"
     "hscale-data/prometheus/targets.json).\n";
 
-typedef struct ctl_file { ctl_config control; } ctl_file;
+typedef struct ctl_file {
+    ctl_config        control;
+    ctl_autoscale_cfg autoscaling;
+} ctl_file;
 
 static const cfg_field file_fields[] = {
     { .key = "control", .type = CFG_OBJECT, .offset = offsetof(ctl_file, control),
       .sub = &ctl_config_schema, .help = "the control plane" },
+    { .key = "autoscaling", .type = CFG_OBJECT, .offset = offsetof(ctl_file, autoscaling),
+      .sub = &ctl_autoscale_schema, .help = "the autoscaler" },
 };
-static const cfg_schema file_schema = { "hscale", file_fields, 1, NULL };
+static const cfg_schema file_schema = { "hscale", file_fields, 2, NULL };
 
 /* Flag name -> config path. */
 static const struct { const char *flag, *path; } flag_paths[] = {
@@ -114,7 +124,14 @@ int cmd_control(int argc, char **argv)
     memset(&f, 0, sizeof f);
     memset(&err, 0, sizeof err);
     int rc = 0;
-    if (cfg_load(&file_schema, &f, config, &err) < 0)
+    /* Alone, `hscale control` scales by hand unless the file or
+     * AUTO_SCALING_ENABLED turns the autoscaler on (`hscale up` starts it
+     * on). So: defaults, then enabled off, then file, environment, flags. */
+    if (cfg_defaults(&file_schema, &f, &err) < 0)
+        goto bad;
+    f.autoscaling.enabled = false;
+    if ((config && cfg_load_file(&file_schema, &f, config, &err) < 0)
+        || cfg_apply_env(&file_schema, &f, &err) < 0)
         goto bad;
     for (size_t k = 0; k < NFLAGS; k++)
         if (vals[k] && cfg_set(&file_schema, &f, flag_paths[k].path, vals[k], &err) < 0)
@@ -125,6 +142,12 @@ int cmd_control(int argc, char **argv)
         buf b;
         buf_init(&b);
         cfg_to_json(&ctl_config_schema, &f.control, &b);
+        if (b.len && buf_head(&b)[b.len - 1] == '}') {   /* the section joins the object */
+            b.len--;
+            buf_append_str(&b, ",\"autoscaling\":");
+            cfg_to_json(&ctl_autoscale_schema, &f.autoscaling, &b);
+            buf_append_str(&b, "}");
+        }
         fwrite(buf_head(&b), 1, b.len, stdout);
         fputc('\n', stdout);
         buf_free(&b);
@@ -132,7 +155,19 @@ int cmd_control(int argc, char **argv)
     }
     log_init_from_env();
     log_set_component("control");
-    rc = ctl_run(&f.control, NULL);
+    {
+        char e[512];
+        ctl_autoscaler *as = ctl_autoscaler_new(&f.control, &f.autoscaling, e, sizeof e);
+        if (!as) {
+            fprintf(stderr, "hscale control: autoscaling: %s\n", e);
+            rc = 1;
+            goto out;
+        }
+        ctl_hooks hooks;
+        ctl_autoscaler_hooks(as, &hooks);
+        rc = ctl_run(&f.control, &hooks);
+        ctl_autoscaler_free(as);
+    }
     goto out;
 bad: {
         char msg[1024];

@@ -32,9 +32,9 @@ static const char usage[] =
     "Prometheus if given. Prints OK/WARN/FAIL lines; exits 1 when any check\n"
     "fails (naming the instance), 0 otherwise.\n"
     "\n"
-    "  --control URL         control plane API (default http://127.0.0.1:8082)\n"
+    "  --control URL         control plane API (default http://127.0.0.1:8081)\n"
     "  --gateway-admin URL   gateway admin API (default: the gateway the control\n"
-    "                        plane reports, else http://127.0.0.1:8081)\n"
+    "                        plane reports, else http://127.0.0.1:8082)\n"
     "  --prometheus URL      also check Prometheus and its targets\n"
     "  --token T             bearer token of the control API (and of the\n"
     "                        gateway's unless --gateway-token)\n"
@@ -480,7 +480,7 @@ int cmd_doctor(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    doctor d = { .o = { .control = "http://127.0.0.1:8082", .timeout_ms = 2000,
+    doctor d = { .o = { .control = "http://127.0.0.1:8081", .timeout_ms = 2000,
                         .pool_warn = 80 } };
     int rc = parse_args(argc, argv, &d.o);
     if (rc)
@@ -496,7 +496,7 @@ int cmd_doctor(int argc, char **argv)
     const json_t *insts = json_object_get(status, "instances");
     const char *pool = "app";
     char gw[256];
-    snprintf(gw, sizeof gw, "%s", d.o.gateway ? d.o.gateway : "http://127.0.0.1:8081");
+    snprintf(gw, sizeof gw, "%s", d.o.gateway ? d.o.gateway : "http://127.0.0.1:8082");
     bool explicit_gw = d.o.gateway != NULL;
     if (!status || !json_is_array(insts)) {
         finding(&d, DOC_FAIL, "control", "", d.o.control, "%s%s",

@@ -1,24 +1,209 @@
-/* up.c -- `hscale up`: everything on one machine with no config.
+/* up.c -- `hscale up`: the whole stack on one machine with no config.
  *
- * The control plane and the gateway's proxy are not built yet (issues 3
- * and 5), so today `up` starts what exists: the reference app on
- * 127.0.0.1:8080 over the embedded SQLite store in ./hscale-data, seeded
- * (100 users, 10,000 cases) on first start. It says so when it starts, and
- * grows into gateway + control + N instances as those land. */
+ * One process tree: the gateway is a child (`hscale gateway`, restarted
+ * with backoff if it dies), the control plane runs embedded with the
+ * autoscaler on, and the app instances are the control plane's children,
+ * all sharing one SQLite store in the data directory, seeded on first
+ * start. The gateway starts first and the instances register with it once
+ * ready, so the first request served is already behind the proxy.
+ *
+ * Shutdown order is the point of the design: control stops first, so the
+ * instances drain through a gateway that still routes, then the gateway.
+ * Children carry PR_SET_PDEATHSIG, so even a kill -9 of `up` leaves nothing
+ * behind. Precedence of settings: built-in defaults < -c file (sections
+ * control and autoscaling) < environment < flags. */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "app/app.h"
 #include "cmd.h"
+#include "control/control.h"
+#include "control/ctl_autoscale.h"
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/proc.h"
 
 static const char usage[] =
-    "usage: hscale up [--listen ADDR] [--data DIR]\n\n"
-    "Runs the stack on one machine with no config. Today that is the\n"
-    "reference app (the gateway proxy and the control plane are not built\n"
-    "yet), over SQLite in DIR (default ./hscale-data), seeded on first start.\n\n"
-    "  --listen ADDR  where to serve (default 127.0.0.1:8080)\n"
-    "  --data DIR     data directory (default ./hscale-data)\n";
+    "usage: hscale up [options]\n\n"
+    "Runs the stack on one machine: the gateway, the control plane with its\n"
+    "autoscaler, and app instances over one SQLite store in DIR (seeded on\n"
+    "first start). Ctrl-C or SIGTERM drains the instances through the\n"
+    "gateway, then stops everything.\n\n"
+    "  --listen ADDR     gateway listener (default 127.0.0.1:8080)\n"
+    "  --admin ADDR      gateway admin API (default 127.0.0.1:8082)\n"
+    "  --control ADDR    control plane API and dashboard (default 127.0.0.1:8081)\n"
+    "  --instances N     app instances at start (default 3)\n"
+    "  --min N           autoscaling floor (default 2)\n"
+    "  --max N           autoscaling ceiling (default 10)\n"
+    "  --data DIR        data directory (default ./hscale-data)\n"
+    "  -c, --config FILE hscale.yaml: its control: and autoscaling: sections\n"
+    "  -h, --help        this text\n\n"
+    "See `hscale status` for the instances and the scaling events.\n";
+
+typedef struct up_file {
+    ctl_config        control;
+    ctl_autoscale_cfg autoscaling;
+} up_file;
+
+static const cfg_field file_fields[] = {
+    { .key = "control", .type = CFG_OBJECT, .offset = offsetof(up_file, control),
+      .sub = &ctl_config_schema, .help = "the control plane" },
+    { .key = "autoscaling", .type = CFG_OBJECT, .offset = offsetof(up_file, autoscaling),
+      .sub = &ctl_autoscale_schema, .help = "the autoscaler" },
+};
+static const cfg_schema file_schema = { "hscale", file_fields, 2, NULL };
+
+typedef struct up_flags {
+    const char *listen, *admin, *control, *instances, *min, *max, *data, *config;
+} up_flags;
+
+static int parse_flags(int argc, char **argv, up_flags *f)
+{
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'},   {"admin", required_argument, NULL, 'a'},
+        {"control", required_argument, NULL, 'C'},  {"instances", required_argument, NULL, 'n'},
+        {"min", required_argument, NULL, 'm'},      {"max", required_argument, NULL, 'M'},
+        {"data", required_argument, NULL, 'd'},     {"config", required_argument, NULL, 'c'},
+        {NULL, 0, NULL, 0},
+    };
+    opterr = 0;
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'l': f->listen = optarg; break;
+        case 'a': f->admin = optarg; break;
+        case 'C': f->control = optarg; break;
+        case 'n': f->instances = optarg; break;
+        case 'm': f->min = optarg; break;
+        case 'M': f->max = optarg; break;
+        case 'd': f->data = optarg; break;
+        case 'c': f->config = optarg; break;
+        default:
+            return cmd_usage_error(usage, "up", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return cmd_usage_error(usage, "up", "unexpected argument '%s'", argv[optind]);
+    return 0;
+}
+
+/* defaults < file < env < flags, with up's own defaults (paths under the
+ * data directory, registration with the child gateway) under the file. */
+static int load_config(up_file *u, const up_flags *f, cfg_error *err)
+{
+    char v[PATH_MAX + 256];
+    if (cfg_defaults(&file_schema, u, err) < 0)
+        return -1;
+    snprintf(v, sizeof v, "%s/control", f->data);
+    if (cfg_set(&file_schema, u, "control.state_dir", v, err) < 0)
+        return -1;
+    snprintf(v, sizeof v, "%s/prometheus/targets.json", f->data);
+    if (cfg_set(&file_schema, u, "control.sd_file", v, err) < 0)
+        return -1;
+    /* one worker each: instances are the unit of scale, and 2-10 of them
+     * share the machine */
+    snprintf(v, sizeof v, "{exe} app --listen {host}:{port} --instance-id {id} --version {version} "
+             "--workers 1 --db sqlite:%s/s0.db", f->data);
+    if (cfg_set(&file_schema, u, "control.template.command", v, err) < 0
+        /* instances share one SQLite file but not a process: a local
+         * cache in each would serve another instance's stale rows, so up
+         * runs them without one (a Redis cache is shared; see docs/app.md) */
+        || cfg_set(&file_schema, u, "control.template.env", "HSCALE_CACHE=none", err) < 0
+        || cfg_set(&file_schema, u, "control.instances", "3", err) < 0
+        /* the built-in app is ready when /health/ready says so: no JIT or
+         * cache to warm, so new instances count after 2 s, not 30 */
+        || cfg_set(&file_schema, u, "autoscaling.warmup", "2s", err) < 0)
+        return -1;
+    if (f->config && cfg_load_file(&file_schema, u, f->config, err) < 0)
+        return -1;
+    if (cfg_apply_env(&file_schema, u, err) < 0)
+        return -1;
+    snprintf(v, sizeof v, "http://%s", f->admin);
+    const struct { const char *path, *val; } sets[] = {
+        { "control.gateway", v },              { "control.listen", f->control },
+        { "control.instances", f->instances }, { "autoscaling.min_instances", f->min },
+        { "autoscaling.max_instances", f->max },
+    };
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+        if (sets[i].val && cfg_set(&file_schema, u, sets[i].path, sets[i].val, err) < 0)
+            return -1;
+    /* the manual ceiling follows the autoscaler's */
+    if (u->control.max_instances < u->autoscaling.max_instances)
+        u->control.max_instances = u->autoscaling.max_instances;
+    if (u->control.instances > u->control.max_instances)
+        u->control.max_instances = u->control.instances;
+    return cfg_validate(&file_schema, u, err);
+}
+
+static int seed_once(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        return 0;
+    if (mkdir(dir, 0755) != 0) {
+        fprintf(stderr, "hscale up: cannot create %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    char db[PATH_MAX + 16], err[512];
+    snprintf(db, sizeof db, "sqlite:%s/s0.db", dir);
+    printf("hscale up: seeding %s (100 users, 10000 cases)\n", dir);
+    fflush(stdout);
+    if (app_seed(db, 100, 10000, 1, err, sizeof err) != 0) {
+        fprintf(stderr, "hscale up: seed: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* The gateway's config: one pool the control plane fills, one route. */
+static int write_gateway_config(const char *path, const up_flags *f, const char *pool)
+{
+    FILE *fp = fopen(path, "w");
+    if (!fp) {
+        fprintf(stderr, "hscale up: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(fp, "# written by `hscale up` at every start\n"
+                "gateway:\n  listen: %s\n  admin: %s\n  pools:\n    - name: %s\n"
+                "      health: {interval: 1s, timeout: 500ms}\n"
+                "  routes:\n    - prefix: /\n      pool: %s\n",
+            f->listen, f->admin, pool, pool);
+    return fclose(fp) == 0 ? 0 : -1;
+}
+
+static pid_t spawn_gateway(const char *cfg, const char *logpath)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return -1;
+    exe[n] = '\0';
+    char *argv[] = { exe, "gateway", "-c", (char *)cfg, NULL };
+    proc_spec ps = { .argv = argv, .stdout_path = logpath };
+    char err[256];
+    pid_t pid = proc_spawn(&ps, err, sizeof err);
+    if (pid < 0)
+        log_error("gateway: %s", err);
+    return pid;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 int cmd_up(int argc, char **argv)
 {
@@ -26,48 +211,104 @@ int cmd_up(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    const char *listen = "127.0.0.1:8080", *dir = "hscale-data";
-    static const struct option longopts[] = {
-        {"listen", required_argument, NULL, 'l'},
-        {"data", required_argument, NULL, 'd'},
-        {NULL, 0, NULL, 0},
-    };
-    opterr = 0;
-    optind = 1;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (ch == 'l')
-            listen = optarg;
-        else if (ch == 'd')
-            dir = optarg;
-        else
-            return cmd_usage_error(usage, "up", "unknown or incomplete option '%s'", argv[optind - 1]);
+    up_flags f = { .listen = "127.0.0.1:8080", .admin = "127.0.0.1:8082", .data = "hscale-data" };
+    int rc = parse_flags(argc, argv, &f);
+    if (rc)
+        return rc;
+    up_file u;
+    cfg_error ce;
+    memset(&u, 0, sizeof u);
+    memset(&ce, 0, sizeof ce);
+    if (load_config(&u, &f, &ce) < 0) {
+        char msg[1024];
+        cfg_error_format(&ce, msg, sizeof msg);
+        fprintf(stderr, "hscale up: %s\n", msg);
+        cfg_free(&file_schema, &u);
+        return EXIT_USAGE;
     }
-    if (optind < argc)
-        return cmd_usage_error(usage, "up", "unexpected argument '%s'", argv[optind]);
-
-    char db[512], err[512];
-    snprintf(db, sizeof db, "sqlite:%s/s0.db", dir);
-    struct stat st;
-    if (stat(dir, &st) != 0) {
-        if (mkdir(dir, 0755) != 0) {
-            fprintf(stderr, "hscale up: cannot create %s\n", dir);
-            return 1;
-        }
-        printf("hscale up: seeding %s (100 users, 10000 cases)\n", dir);
-        if (app_seed(db, 100, 10000, 1, err, sizeof err) != 0) {
-            fprintf(stderr, "hscale up: seed: %s\n", err);
-            return 1;
-        }
-    }
-    printf("hscale up: app on http://%s (store %s)\n"
-           "           gateway proxy and control plane: not built in this version\n",
-           listen, db);
-    fflush(stdout);
-    app_opts o = {.listen = listen, .db = db};
-    if (app_run(&o, err, sizeof err) != 0) {
-        fprintf(stderr, "hscale up: %s\n", err);
+    log_init_from_env();
+    log_set_component("up");
+    if (seed_once(f.data) < 0) {
+        cfg_free(&file_schema, &u);
         return 1;
     }
-    return 0;
+
+    /* Every thread started from here inherits the mask; sigtimedwait below
+     * takes the signals. Children get an empty mask from core/proc. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char gwcfg[PATH_MAX], gwlog[PATH_MAX], err[512];
+    snprintf(gwcfg, sizeof gwcfg, "%s/gateway.yaml", f.data);
+    snprintf(gwlog, sizeof gwlog, "%s/gateway.log", f.data);
+    ctl_autoscaler *as = NULL;
+    ctl_control *cc = NULL;
+    pid_t gw = -1;
+    rc = 1;
+    if (write_gateway_config(gwcfg, &f, u.control.pool) < 0 || (gw = spawn_gateway(gwcfg, gwlog)) < 0)
+        goto out;
+    as = ctl_autoscaler_new(&u.control, &u.autoscaling, err, sizeof err);
+    if (!as) {
+        log_error("autoscaling: %s", err);
+        goto out;
+    }
+    ctl_hooks hooks;
+    ctl_autoscaler_hooks(as, &hooks);
+    cc = ctl_start(&u.control, &hooks, err, sizeof err);
+    if (!cc) {
+        log_error("control: %s", err);
+        goto out;
+    }
+    printf("hscale up: gateway   http://%s  (admin http://%s, log %s)\n"
+           "           control   http://%s  (scaling API, `hscale status --control http://%s`)\n"
+           "           app       %d instance(s), autoscaling %s [%d..%d], store sqlite:%s/s0.db\n"
+           "           logs      %s/control/logs, history %s/control/scaling.jsonl\n",
+           f.listen, f.admin, gwlog, u.control.listen, u.control.listen, u.control.instances,
+           u.autoscaling.enabled ? "on" : "off", u.autoscaling.min_instances,
+           u.autoscaling.max_instances, f.data, f.data, f.data);
+    fflush(stdout);
+
+    /* Supervise the gateway until a signal: a crash is restarted after a
+     * backoff that doubles up to 10 s and resets after a minute of uptime. */
+    uint64_t backoff = 250, started = mono_ms(), restart_at = 0;
+    int sig = 0;
+    for (;;) {
+        struct timespec ts = { 0, 200 * 1000000L };
+        sig = sigtimedwait(&set, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM)
+            break;
+        int st;
+        if (gw > 0 && proc_reap(gw, &st) == 1) {
+            log_warn("gateway (pid %d) exited (status %d); restarting in %llu ms", (int)gw, st,
+                     (unsigned long long)backoff);
+            gw = -1;
+            if (mono_ms() - started > 60000)
+                backoff = 250;
+            restart_at = mono_ms() + backoff;
+            backoff = backoff * 2 > 10000 ? 10000 : backoff * 2;
+        }
+        if (gw < 0 && restart_at && mono_ms() >= restart_at) {
+            gw = spawn_gateway(gwcfg, gwlog);
+            started = mono_ms();
+            restart_at = gw < 0 ? mono_ms() + backoff : 0;
+            if (gw > 0)
+                log_info("gateway restarted (pid %d); instances re-register", (int)gw);
+        }
+    }
+    log_info("%s: draining the instances, then stopping the gateway",
+             sig == SIGINT ? "SIGINT" : "SIGTERM");
+    rc = 0;
+out:
+    ctl_stop(cc);                /* drains through the gateway, still up */
+    if (gw > 0)
+        proc_stop(gw, 5000);
+    ctl_autoscaler_free(as);
+    cfg_free(&file_schema, &u);
+    if (rc == 0)
+        log_info("stopped");
+    return rc;
 }

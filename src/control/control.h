@@ -91,6 +91,8 @@ typedef struct ctl_instance_info {
     char           last_error[160];
 } ctl_instance_info;
 
+struct http_router;
+
 /* The seam where the autoscaler's decision plugs in. Every hook is
  * optional; NULL hooks leave the count to the API (manual scaling). */
 typedef struct ctl_hooks {
@@ -106,9 +108,26 @@ typedef struct ctl_hooks {
     /* Adds members to the status object (a JSON fragment starting with ','
      * such as ,"autoscaling":{...}). */
     void (*status_json)(void *arg, buf *out);
+    /* How often decide runs; NULL or 0: the control check_interval. */
+    uint64_t (*interval_us)(void *arg);
+    /* Adds routes to the control listener (the scaling API beyond the
+     * manager's own); -1 fails ctl_start. */
+    int  (*routes)(void *arg, struct http_router *r);
 } ctl_hooks;
 
 typedef struct ctl_control ctl_control;
+
+/* The autoscaler (ctl_autoscaler.c): scrapes every ready instance and the
+ * gateway each check interval, decides through the policies of the
+ * `autoscaling:` section (struct ctl_autoscale_cfg, control/ctl_autoscale.h)
+ * and keeps the history in <state_dir>/scaling.jsonl. Plug it in with
+ * ctl_autoscaler_hooks; c and a must outlive it (a is copied). */
+struct ctl_autoscale_cfg;
+typedef struct ctl_autoscaler ctl_autoscaler;
+ctl_autoscaler *ctl_autoscaler_new(const ctl_config *c, const struct ctl_autoscale_cfg *a,
+                                   char *err, size_t errlen);
+void            ctl_autoscaler_hooks(ctl_autoscaler *as, ctl_hooks *out);
+void            ctl_autoscaler_free(ctl_autoscaler *as);
 
 /* Starts the instance manager and the API listener. hooks may be NULL. */
 ctl_control *ctl_start(const ctl_config *c, const ctl_hooks *hooks, char *err, size_t errlen);

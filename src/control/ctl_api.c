@@ -11,6 +11,8 @@
  * answer never waits on an instance or on the gateway. A refused body is a
  * 400 naming the field and what was expected. */
 #include "control/ctl_instances.h"
+#include "control/ctl_dashboard.h"
+#include "control/ctl_deploy.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -22,22 +24,12 @@
 
 static bool authorized(http_ctx *c, const ctl_api *a)
 {
-    const char *tok = a->c->token;
-    if (!tok || !*tok)
-        return true;
-    const char *h = http_ctx_header(c, "Authorization");
-    size_t tl = strlen(tok);
-    if (h && strncmp(h, "Bearer ", 7) == 0 && strlen(h + 7) == tl) {
-        /* Constant time: the token is a secret. */
-        unsigned char diff = 0;
-        for (size_t i = 0; i < tl; i++)
-            diff |= (unsigned char)(h[7 + i] ^ tok[i]);
-        if (diff == 0)
-            return true;
-    }
-    http_ctx_add_header(c, "WWW-Authenticate", "Bearer");
-    http_reply_error(c, 401, "Authorization", "a bearer token is required");
-    return false;
+    return ctl_api_authorized(c, a->c->token);
+}
+
+bool ctl_api_authorized(http_ctx *c, const char *tok)
+{
+    return http_ctx_bearer_ok(c, tok);
 }
 
 static void h_health(http_ctx *c, void *arg)
@@ -194,7 +186,10 @@ http_router *ctl_api_router(ctl_api *a)
         || http_route(r, "GET", "/api/v1/scaling/status", h_status, a) < 0
         || http_route(r, "GET", "/api/v1/instances", h_instances, a) < 0
         || http_route(r, "GET", "/api/v1/sd", h_sd, a) < 0
-        || http_route(r, "POST", "/api/v1/scaling/desired", h_desired, a) < 0) {
+        || http_route(r, "POST", "/api/v1/scaling/desired", h_desired, a) < 0
+        || ctl_dashboard_routes(r) < 0
+        || ctl_deploy_routes(r, a->mgr, a->c) < 0
+        || (a->hooks && a->hooks->routes && a->hooks->routes(a->hooks->arg, r) < 0)) {
         http_router_free(r);
         return NULL;
     }

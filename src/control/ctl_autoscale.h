@@ -390,6 +390,12 @@ int         ctl_scaler_set_config(ctl_scaler *s, const ctl_autoscale_cfg *c, cha
 void        ctl_scaler_set_enabled(ctl_scaler *s, bool on);
 bool        ctl_scaler_enabled(const ctl_scaler *s);
 int         ctl_scaler_desired(const ctl_scaler *s);
+/* Adopts n as the current count without an event or cooldown (the count
+ * moved while the autoscaler was stopped) and forgets past recommendations. */
+void        ctl_scaler_sync(ctl_scaler *s, int n);
+/* Time left on the scale-out and scale-in cooldowns at now (0: none). */
+void        ctl_scaler_cooldowns(const ctl_scaler *s, uint64_t now_us, uint64_t *out_left,
+                                 uint64_t *in_left);
 /* One check. now_us is wall-clock time (CLOCK_REALTIME): cooldowns and
  * windows are measured on it and it stamps the event. Allocates nothing. */
 void        ctl_scaler_step(ctl_scaler *s, const ctl_observation *obs, uint64_t now_us,

@@ -409,11 +409,19 @@ void ctl_collect_gateway(ctl_inst_metrics *m, const char *pool, const ctl_gwm_sc
     if (!a || cur->at_us <= prev->at_us)
         return;
     double dt = (double)(cur->at_us - prev->at_us) / 1e6;
+    /* a gateway without per-backend latency buckets leaves the instance's
+     * own p95 (better than none) */
+    ctl_lat own = m->lat;
+    double own_p95 = m->v[CTL_M_P95];
     memset(&m->lat, 0, sizeof m->lat);
     if (b->requests < a->requests)
         rates(m, b->requests, b->errors, &b->lat, NULL, dt);
     else
         rates(m, b->requests - a->requests, counter_delta(a->errors, b->errors), &b->lat, &a->lat, dt);
+    if (b->lat.n == 0) {
+        m->lat = own;
+        m->v[CTL_M_P95] = own_p95;
+    }
     m->missing = false;
 }
 

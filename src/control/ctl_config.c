@@ -3,7 +3,7 @@
  *
  * Defaults make `hscale control` useful alone: three instances of this
  * binary's `app` (the SurgiCase seed's starting count) on loopback, the API
- * on 127.0.0.1:8082 (8080 is the gateway, 8081 its admin API), no gateway
+ * on 127.0.0.1:8081 (8080 is the gateway, 8082 its admin API), no gateway
  * registration until `gateway` names the admin URL. Drains get 30 s, stops
  * 10 s between SIGTERM and SIGKILL, and a crash loop backs off from 1 s to
  * 30 s. */
@@ -72,7 +72,7 @@ static const char *const drivers[] = { "process", "exec", NULL };
 
 static const cfg_field ctl_fields[] = {
     { .key = "listen", .type = CFG_ADDR, .offset = offsetof(ctl_config, listen),
-      .def = "127.0.0.1:8082", .env = "HSCALE_CONTROL_LISTEN", .help = "scaling API listener" },
+      .def = "127.0.0.1:8081", .env = "HSCALE_CONTROL_LISTEN", .help = "scaling API listener" },
     { .key = "token", .type = CFG_STRING, .offset = offsetof(ctl_config, token),
       .env = "HSCALE_CONTROL_TOKEN", .help = "bearer token for the scaling API (unset: open)" },
     { .key = "state_dir", .type = CFG_STRING, .offset = offsetof(ctl_config, state_dir),
@@ -83,7 +83,7 @@ static const cfg_field ctl_fields[] = {
       .help = "Prometheus file_sd targets, rewritten atomically on every change (empty: off)" },
     { .key = "gateway", .type = CFG_STRING, .offset = offsetof(ctl_config, gateway),
       .env = "HSCALE_CONTROL_GATEWAY",
-      .help = "gateway admin API URL, e.g. http://127.0.0.1:8081 (unset: no registration)" },
+      .help = "gateway admin API URL, e.g. http://127.0.0.1:8082 (unset: no registration)" },
     { .key = "gateway_token", .type = CFG_STRING, .offset = offsetof(ctl_config, gateway_token),
       .env = "HSCALE_CONTROL_GATEWAY_TOKEN", .help = "bearer token for the gateway admin API" },
     { .key = "pool", .type = CFG_STRING, .offset = offsetof(ctl_config, pool), .def = "default",

@@ -19,7 +19,7 @@ int ctl_gw_init(ctl_gw *g, const char *url, const char *token, char *err, size_t
     memset(g, 0, sizeof *g);
     g->timeout_ms = 5000;
     if (!url || !url[0]) {
-        snprintf(err, errlen, "gateway: expected an admin URL such as http://127.0.0.1:8081");
+        snprintf(err, errlen, "gateway: expected an admin URL such as http://127.0.0.1:8082");
         return -1;
     }
     const char *scheme = strstr(url, "://") ? "" : "http://";

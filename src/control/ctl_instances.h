@@ -194,6 +194,9 @@ typedef struct ctl_api {
     char              control_addr[64];   /* host:port the API listens on */
 } ctl_api;
 
+/* Checks the API's bearer token (NULL or "": open); on a mismatch replies
+ * 401 and returns false. For handlers added through ctl_hooks.routes. */
+bool         ctl_api_authorized(http_ctx *c, const char *token);
 /* The routes of the control listener; a must outlive the router. */
 http_router *ctl_api_router(ctl_api *a);
 

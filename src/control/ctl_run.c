@@ -7,6 +7,7 @@
  * the manager drains and stops every instance while the API still answers
  * (an operator can watch the drain), then the listener closes. */
 #include "control/ctl_instances.h"
+#include "control/ctl_deploy.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -132,7 +133,8 @@ static void *loop_main(void *arg)
         pthread_mutex_unlock(&cc->mu);
         if (cc->hooks.decide && mono_us() >= next_decide) {
             decide(cc, &inst, &cap);
-            next_decide = mono_us() + cc->c->check_interval_us;
+            uint64_t iv = cc->hooks.interval_us ? cc->hooks.interval_us(cc->hooks.arg) : 0;
+            next_decide = mono_us() + (iv ? iv : cc->c->check_interval_us);
         }
         uint64_t g = ctl_instances_generation(cc->mgr);
         if (g != gen) {
@@ -253,6 +255,7 @@ void ctl_stop(ctl_control *cc)
         pthread_join(cc->loop, NULL);
     }
     if (cc->mgr) {
+        ctl_deploy_release(cc->mgr);   /* a deploy stops before its instances */
         ctl_mgr_stop(cc->mgr);   /* drains and stops every instance */
         if (cc->loop_on)
             write_sd(cc, NULL);  /* none left: no InstanceDown for a clean stop */

@@ -128,6 +128,17 @@ int ctl_scaler_set_config(ctl_scaler *s, const ctl_autoscale_cfg *c, char *err, 
 void ctl_scaler_set_enabled(ctl_scaler *s, bool on) { s->enabled = on; }
 bool ctl_scaler_enabled(const ctl_scaler *s) { return s->enabled; }
 int  ctl_scaler_desired(const ctl_scaler *s) { return s->desired; }
+void ctl_scaler_sync(ctl_scaler *s, int n) { s->desired = n; s->len = 0; s->last_hold = HOLD_NONE; }
+
+void ctl_scaler_cooldowns(const ctl_scaler *s, uint64_t now_us, uint64_t *out_left,
+                          uint64_t *in_left)
+{
+    uint64_t last_any = s->last_out_us > s->last_in_us ? s->last_out_us : s->last_in_us;
+    *out_left = s->have_out && now_us - s->last_out_us < s->cfg.scale_out_cooldown
+              ? s->last_out_us + s->cfg.scale_out_cooldown - now_us : 0;
+    *in_left = (s->have_out || s->have_in) && now_us - last_any < s->cfg.scale_in_cooldown
+             ? last_any + s->cfg.scale_in_cooldown - now_us : 0;
+}
 
 static void ring_push(ctl_scaler *s, uint64_t now, int n, uint64_t keep_us)
 {
@@ -342,8 +353,10 @@ void ctl_event_to_json(const ctl_event *e, buf *out)
                               "replicas", r->replicas == CTL_NO_REC ? json_null() : json_integer(r->replicas),
                               "value", num(r->value), "target", num(r->target), "note", r->note));
     }
-    json_t *o = json_pack("{s:f,s:s,s:i,s:i,s:i,s:i,s:s,s:s,s:o,s:o}",
-                          "time", (double)e->time_us / 1e6, "kind", ctl_event_kind_name(e->kind),
+    /* time is whole unix seconds: a real would print as 1.76e+09 under
+     * the 6-digit precision that keeps the metrics readable. */
+    json_t *o = json_pack("{s:I,s:s,s:i,s:i,s:i,s:i,s:s,s:s,s:o,s:o}",
+                          "time", (json_int_t)(e->time_us / 1000000u), "kind", ctl_event_kind_name(e->kind),
                           "old", e->old_count, "new", e->new_count, "recommended", e->recommended,
                           "stabilized", e->stabilized, "policy", e->policy, "reason", e->reason,
                           "metrics", metrics, "recommendations", recs);

@@ -1,5 +1,6 @@
 /* metrics_render.c -- the Prometheus text exposition format (0.0.4) of a
- * registry, plus the standard process_* metrics.
+ * registry, plus the standard process_* metrics and the instance's memory
+ * limit (the denominator of a memory-usage alert).
  *
  * The whole render holds the registry mutex so series cannot be removed
  * under it; values are read with relaxed loads while writers keep going,
@@ -134,6 +135,60 @@ static double virtual_bytes(void)
     return n == 1 ? (double)pages * (double)sysconf(_SC_PAGESIZE) : -1;
 }
 
+/* A cgroup memory limit file: bytes, or 0 for "max", absent or unlimited
+ * (cgroup v1 writes a number near 2^63 for that). */
+static uint64_t cgroup_limit(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return 0;
+    unsigned long long v = 0;
+    int n = fscanf(fp, "%llu", &v);   /* "max" does not scan: unlimited */
+    fclose(fp);
+    return n == 1 && v < (1ull << 62) ? (uint64_t)v : 0;
+}
+
+/* What 100 % memory means for this process, for a HighMemoryUsage alert:
+ * the cgroup's memory.max (v2, at our own cgroup or the root of the
+ * namespace; v1 memory.limit_in_bytes) when one is set and below the
+ * machine's RAM, else MemTotal. 0 when nothing can be read. */
+static uint64_t memory_limit_bytes(void)
+{
+    uint64_t total = 0;
+    FILE *fp = fopen("/proc/meminfo", "r");
+    if (fp) {
+        char line[128];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, fp))
+            if (sscanf(line, "MemTotal: %llu kB", &kb) == 1) {
+                total = (uint64_t)kb * 1024;
+                break;
+            }
+        fclose(fp);
+    }
+    uint64_t lim = 0;
+    char cg[512] = "", path[640];
+    if ((fp = fopen("/proc/self/cgroup", "r"))) {
+        char line[512];
+        while (fgets(line, sizeof line, fp))
+            if (strncmp(line, "0::", 3) == 0) {
+                snprintf(cg, sizeof cg, "%s", line + 3);
+                cg[strcspn(cg, "\n")] = '\0';
+                break;
+            }
+        fclose(fp);
+    }
+    if (cg[0] && strcmp(cg, "/") != 0) {
+        snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.max", cg);
+        lim = cgroup_limit(path);
+    }
+    if (!lim)
+        lim = cgroup_limit("/sys/fs/cgroup/memory.max");
+    if (!lim)
+        lim = cgroup_limit("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    return lim && (lim < total || !total) ? lim : total;
+}
+
 /* One unlabelled sample with its HELP and TYPE lines. */
 static void put_plain(buf *out, const char *name, const char *help, const char *type, double v)
 {
@@ -164,6 +219,11 @@ static void render_process(buf *out)
               (double)u.max_fds);
     put_plain(out, "process_start_time_seconds",
               "Start time of the process since unix epoch in seconds.", "gauge", u.start_time);
+    uint64_t lim = memory_limit_bytes();
+    if (lim)
+        put_plain(out, "hscale_instance_memory_limit_bytes",
+                  "Memory this instance may use: the cgroup limit, else the machine's RAM.",
+                  "gauge", (double)lim);
 }
 
 void metrics_render(metrics_registry *r, buf *out, bool with_process)

@@ -1,6 +1,6 @@
 """A real HTTP/1.1 keep-alive backend for the gateway's end-to-end tests.
 
-    python3 gw_backend.py PORT NAME [--health-file PATH]
+    python3 gw_backend.py PORT NAME [--health-file PATH] [--fail-percent P]
 
 Answers as its own process, so tests can kill -9 it, SIGSTOP it or make its
 health check fail. Every response carries `X-Backend: NAME`. Paths:
@@ -12,6 +12,9 @@ health check fail. Every response carries `X-Backend: NAME`. Paths:
     /echo           JSON: method, path, the request headers, body length and sha256
     anything else   JSON {"backend": NAME, "path": ...}
 Request bodies are read with Content-Length or chunked framing.
+--fail-percent P answers 500 to P % of the requests outside /health*
+(deterministically: an even spread, not a random share), a bad version for
+the deploy tests.
 """
 import argparse
 import asyncio
@@ -70,6 +73,13 @@ async def handle(reader, writer, args):
             url = urllib.parse.urlsplit(target)
             q = urllib.parse.parse_qs(url.query)
             path = url.path
+            if args.fail_percent and not path.startswith("/health"):
+                args.fail_acc += args.fail_percent
+                if args.fail_acc >= 100:
+                    args.fail_acc -= 100
+                    respond(writer, 500, b'{"error":"injected"}', name=args.name)
+                    await writer.drain()
+                    continue
             if path == "/health/ready":
                 ok = not (args.health_file and os.path.exists(args.health_file))
                 respond(writer, 200 if ok else 503, b'{"ready":%s}' % (b"true" if ok else b"false"),
@@ -105,7 +115,9 @@ async def main():
     ap.add_argument("port", type=int)
     ap.add_argument("name")
     ap.add_argument("--health-file")
+    ap.add_argument("--fail-percent", type=float, default=0.0)
     args = ap.parse_args()
+    args.fail_acc = 0.0
     srv = await asyncio.start_server(lambda r, w: handle(r, w, args), "127.0.0.1", args.port,
                                      backlog=1024, limit=1 << 20)
     async with srv:

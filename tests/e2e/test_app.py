@@ -2,6 +2,7 @@
 readiness, case queries, validation errors naming the field, metrics that
 pass promtool, and SIGTERM turning readiness off then exiting cleanly."""
 import json
+import time
 import subprocess
 import urllib.error
 import urllib.request
@@ -99,10 +100,20 @@ def test_sigterm_exits_cleanly(app, procs):
 
 
 def test_up_seeds_and_serves(procs, tmp_path):
-    port = free_port()
-    p = procs.hscale("up", "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "data"))
+    port, admin, control = free_port(), free_port(), free_port()
+    p = procs.hscale("up", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
+                     "--control", f"127.0.0.1:{control}", "--data", str(tmp_path / "data"))
     wait_port(port, timeout=60, proc=p)
-    st, body = get(port, "/casefilter?user_id=7&status=10")
+    # the gateway listens first; the instances join it once ready
+    deadline = time.time() + 30
+    while True:
+        try:
+            st, body = get(port, "/casefilter?user_id=7&status=10")
+        except OSError:
+            st = 0
+        if st == 200 or time.time() > deadline:
+            break
+        time.sleep(0.1)
     assert st == 200
     assert len(json.loads(body)["cases"]) > 0
     assert procs.stop(p) == 0

@@ -415,3 +415,56 @@ Test(metrics, promtool_accepts_output)
     free(s);
     metrics_registry_free(r);
 }
+
+/* ---- memory limit gauge ----------------------------------------------- */
+
+/* The gauge a HighMemoryUsage alert divides by: a cgroup limit below the
+ * machine's RAM, else MemTotal. Recomputed here from the same files. */
+static unsigned long long expected_memory_limit(void)
+{
+    unsigned long long total = 0, kb, lim = 0;
+    char line[512];
+    FILE *fp = fopen("/proc/meminfo", "r");
+    cr_assert(fp);
+    while (fgets(line, sizeof line, fp))
+        if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+            total = kb * 1024;
+    fclose(fp);
+    const char *paths[] = { "/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes" };
+    char own[700] = "";
+    if ((fp = fopen("/proc/self/cgroup", "r"))) {
+        while (fgets(line, sizeof line, fp))
+            if (strncmp(line, "0::", 3) == 0 && strcmp(line, "0::/\n") != 0) {
+                line[strcspn(line, "\n")] = '\0';
+                snprintf(own, sizeof own, "/sys/fs/cgroup%s/memory.max", line + 3);
+            }
+        fclose(fp);
+    }
+    for (int i = -1; i < 2 && !lim; i++) {
+        const char *p = i < 0 ? own : paths[i];
+        unsigned long long v;
+        if (!p[0] || !(fp = fopen(p, "r")))
+            continue;
+        if (fscanf(fp, "%llu", &v) == 1 && v < (1ull << 62))
+            lim = v;
+        fclose(fp);
+    }
+    return lim && lim < total ? lim : total;
+}
+
+Test(metrics, memory_limit_gauge)
+{
+    metrics_registry *r = metrics_registry_new();
+    char *s = render(r, true);
+    cr_assert(strstr(s, "# TYPE hscale_instance_memory_limit_bytes gauge\n"), "%s", s);
+    const char *p = strstr(s, "\nhscale_instance_memory_limit_bytes ");
+    cr_assert(p, "%s", s);
+    double v = strtod(strchr(p + 1, ' ') + 1, NULL);
+    cr_assert_gt(v, 1e6);
+    cr_assert_float_eq(v, (double)expected_memory_limit(), 0.5);
+    free(s);
+    s = render(r, false);
+    cr_assert_null(strstr(s, "hscale_instance_memory_limit_bytes"), "only with the process metrics");
+    free(s);
+    metrics_registry_free(r);
+}

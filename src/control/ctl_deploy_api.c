@@ -1,0 +1,154 @@
+/* ctl_deploy_api.c -- the deploy API on the control listener:
+ *
+ *   POST /api/v1/deploys                        start one (202 + state)
+ *   GET  /api/v1/deploys/current                the running or last one
+ *   GET  /api/v1/deploys[?limit=N]              events, newest first
+ *   POST /api/v1/deploys/current/{action}       promote|pause|resume|rollback
+ *
+ * Handlers only parse, post and copy: the deploy thread does the work, so
+ * an answer never waits on an instance or on the gateway. */
+#include "control/ctl_deploy.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+/* The deployer of each control plane in this process, found by its
+ * manager: ctl_api.c builds the router, ctl_run.c stops the manager, and
+ * neither holds a deploy field (one line each wires them in). */
+#define DEP_MAX 8
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct { ctl_mgr *m; ctl_deployer *d; } reg[DEP_MAX];
+
+static bool ready(http_ctx *c, ctl_deployer *d)
+{
+    if (!d) {
+        http_reply_error(c, 503, NULL, "deploys are not available on this control plane");
+        return false;
+    }
+    return ctl_api_authorized(c, ctl_deploy_token(d));
+}
+
+static void reply_current(http_ctx *c, int status, ctl_deployer *d)
+{
+    buf b;
+    buf_init(&b);
+    ctl_deploy_current_json(d, &b);
+    http_reply_buf_json(c, status, &b);
+    buf_free(&b);
+}
+
+static void h_create(http_ctx *c, void *arg)
+{
+    ctl_deployer *d = arg;
+    if (!ready(c, d))
+        return;
+    size_t len;
+    const char *body = http_ctx_body(c, &len);
+    ctl_dep_spec s;
+    char field[64], err[512];
+    if (ctl_dep_spec_parse(&s, body, len, field, sizeof field, err, sizeof err) < 0) {
+        http_reply_error(c, 400, field, "%s", err);
+        return;
+    }
+    int status;
+    if (ctl_deploy_begin(d, &s, &status, err, sizeof err) < 0) {
+        const char *f = strncmp(err, "strategy:", 9) == 0 ? "strategy"
+                      : strncmp(err, "target_pool:", 12) == 0 ? "target_pool" : NULL;
+        http_reply_error(c, status, f, "%s", err);
+        return;
+    }
+    reply_current(c, 202, d);
+}
+
+static void h_current(http_ctx *c, void *arg)
+{
+    ctl_deployer *d = arg;
+    if (ready(c, d))
+        reply_current(c, 200, d);
+}
+
+static void h_list(http_ctx *c, void *arg)
+{
+    ctl_deployer *d = arg;
+    if (!ready(c, d))
+        return;
+    const char *l = http_ctx_query(c, "limit");
+    long limit = l ? strtol(l, NULL, 10) : 100;
+    if (limit <= 0 || limit > 1000) {
+        http_reply_error(c, 400, "limit", "expected 1..1000, got '%s'", l);
+        return;
+    }
+    buf b;
+    buf_init(&b);
+    ctl_deploy_history_json(d, (size_t)limit, &b);
+    http_reply_buf_json(c, 200, &b);
+    buf_free(&b);
+}
+
+static void h_action(http_ctx *c, void *arg)
+{
+    ctl_deployer *d = arg;
+    if (!ready(c, d))
+        return;
+    const char *act = http_ctx_param(c, "action");
+    static const char *const names[] = { "pause", "resume", "promote", "rollback" };
+    int cmd = -1;
+    for (int i = 0; i < 4 && act; i++)
+        if (strcmp(act, names[i]) == 0)
+            cmd = i;
+    if (cmd < 0) {
+        http_reply_error(c, 404, "action", "expected promote, pause, resume or rollback, got '%s'",
+                         act ? act : "");
+        return;
+    }
+    char err[256];
+    if (ctl_deploy_command(d, (ctl_dep_cmd)cmd, err, sizeof err) < 0) {
+        http_reply_error(c, 409, NULL, "%s", err);
+        return;
+    }
+    reply_current(c, 202, d);
+}
+
+int ctl_deploy_routes(http_router *r, ctl_mgr *m, const ctl_config *c)
+{
+    char err[512];
+    ctl_deployer *d = NULL;
+    pthread_mutex_lock(&reg_mu);
+    for (size_t i = 0; i < DEP_MAX && !d; i++)
+        if (reg[i].m == m)
+            d = reg[i].d;
+    for (size_t i = 0; i < DEP_MAX && !d; i++)
+        if (!reg[i].m) {
+            d = ctl_deploy_new(m, c, err, sizeof err);
+            if (!d)
+                log_warn("deploys disabled: %s", err);
+            else
+                reg[i].m = m, reg[i].d = d;
+            break;
+        }
+    pthread_mutex_unlock(&reg_mu);
+    if (http_route(r, "POST", "/api/v1/deploys", h_create, d) < 0
+        || http_route(r, "GET", "/api/v1/deploys", h_list, d) < 0
+        || http_route(r, "GET", "/api/v1/deploys/current", h_current, d) < 0
+        || http_route(r, "POST", "/api/v1/deploys/current/{action}", h_action, d) < 0)
+        return -1;
+    return 0;
+}
+
+void ctl_deploy_release(ctl_mgr *m)
+{
+    ctl_deployer *d = NULL;
+    pthread_mutex_lock(&reg_mu);
+    for (size_t i = 0; i < DEP_MAX; i++)
+        if (reg[i].m == m) {
+            d = reg[i].d;
+            reg[i].m = NULL;
+            reg[i].d = NULL;
+        }
+    pthread_mutex_unlock(&reg_mu);
+    ctl_deploy_free(d);
+}
