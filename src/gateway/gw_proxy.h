@@ -181,6 +181,7 @@ struct gw_worker {
     gw_exchange  *qhead, *qtail; /* requests waiting for a backend slot (FIFO) */
     unsigned      nqueued;
     ev_timer      qtimer;        /* re-tries the queue: slots free up on any worker */
+    ev_timer      accept_more;   /* accepting resumes next iteration after a full burst */
     gw_member   **held;          /* members whose idle connections sit in `idle` */
     size_t        nheld, capheld;
     bool          draining;      /* SIGTERM: listener closed */

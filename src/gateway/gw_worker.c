@@ -144,10 +144,27 @@ static void on_new_gen(gw_worker *w, const gw_snap *s)
     w->gen = s->gen;
 }
 
+static void accept_io(ev_loop *loop, int fd, unsigned events, void *arg);
+
+static void accept_resume(ev_loop *loop, ev_timer *t)
+{
+    gw_worker *w = t->arg;
+    if (w->lfd >= 0)
+        accept_io(loop, w->lfd, EV_READ, w);
+}
+
+/* Accepts up to a burst, so a flood of connects cannot starve the
+ * requests of connections already open. The listener is edge-triggered:
+ * connections left in the queue raise no new edge, so a full burst
+ * schedules the rest for the next loop iteration. */
 static void accept_io(ev_loop *loop, int fd, unsigned events, void *arg)
 {
     gw_worker *w = arg;
-    for (int burst = 0; burst < 256; burst++) {
+    for (int burst = 0;; burst++) {
+        if (burst == 256) {
+            ev_timer_start(loop, &w->accept_more, 0);
+            return;
+        }
         sock_addr peer;
         int cfd = sock_accept(fd, &peer);
         if (cfd < 0) {
@@ -181,6 +198,7 @@ static void queue_tick(ev_loop *loop, ev_timer *t)
 
 static void close_listener(gw_worker *w)
 {
+    ev_timer_stop(w->loop, &w->accept_more);
     if (w->lfd >= 0) {
         ev_io_del(w->loop, w->lfd);
         close(w->lfd);
@@ -241,6 +259,7 @@ int gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen)
         w->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)(i + 1) * 0xBF58476D1CE4E5B9ull) ^ ev_wall_us();
         w->free_bufs = calloc(GW_FREE_BUFS, sizeof *w->free_bufs);
         ev_timer_init(&w->qtimer, queue_tick, w);
+        ev_timer_init(&w->accept_more, accept_resume, w);
         w->loop = ev_loop_new();
         if (!w->loop || !w->free_bufs) {
             snprintf(err, errlen, "out of memory");

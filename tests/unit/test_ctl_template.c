@@ -148,7 +148,7 @@ Test(ctl_template, config_defaults)
     memset(&e, 0, sizeof e);
     cr_assert_eq(cfg_load_text(&fs, &f, "{}", 2, "t", &e), 0, "%s", e.msg);
     cr_assert_eq(cfg_defaults(&fs, &f, &e), 0, "%s", e.msg);
-    cr_assert_str_eq(f.control.listen, "127.0.0.1:8082");
+    cr_assert_str_eq(f.control.listen, "127.0.0.1:8081");
     cr_assert_str_eq(f.control.tmpl.ready_path, "/health/ready");
     cr_assert_eq(f.control.instances, 3);
     cr_assert_eq(f.control.driver, CTL_DRIVER_PROCESS);
