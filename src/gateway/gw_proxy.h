@@ -155,6 +155,7 @@ struct gw_conn {
     buf          out;            /* bytes to the client */
     ev_timer     timer;          /* header / idle */
     gw_exchange *ex;
+    unsigned     pend_idx;       /* 1 + slot in w->pend while output waits; 0 if none */
     gw_conn     *prev, *next;    /* worker's connection list */
 };
 
@@ -184,6 +185,10 @@ struct gw_worker {
     ev_timer      accept_more;   /* accepting resumes next iteration after a full burst */
     gw_member   **held;          /* members whose idle connections sit in `idle` */
     size_t        nheld, capheld;
+    /* Writes wait for the end of the loop iteration (see gw_conn_defer). */
+    bool          defer;
+    gw_conn     **pend;          /* connections with output waiting; NULL = closed since */
+    unsigned      npend, cappend;
     bool          draining;      /* SIGTERM: listener closed */
     uint64_t      drain_deadline_us;
 };
@@ -222,6 +227,12 @@ void  gw_conn_reply(gw_conn *c, int status, const char *extra_headers, const cha
 void  gw_conn_process(gw_conn *c);
 /* Writes queued output. -1 (and c->dead) when the client is gone. */
 int   gw_conn_flush(gw_conn *c);
+/* While the worker dispatches a batch of events, a write is held back and
+ * c is listed instead: true when it was. */
+bool  gw_conn_defer(gw_conn *c);
+/* After the batch: writes everything held back (upstream requests first,
+ * then client responses) and runs each connection's state machine. */
+void  gw_worker_flush(gw_worker *w);
 /* The exchange finished (response fully queued, or failed after bytes
  * went out): account it and move to the next request. */
 void  gw_conn_request_done(gw_conn *c, int status_class);
@@ -232,6 +243,8 @@ void  gw_conn_request_done(gw_conn *c, int status_class);
 void  gw_exchange_start(gw_conn *c);
 /* More request body bytes may be in c->in. */
 void  gw_exchange_pump_body(gw_exchange *ex);
+/* Writes the request bytes waiting for the upstream. */
+void  gw_exchange_flush(gw_exchange *ex);
 /* Client output drained below the mark: resume reading the upstream. */
 void  gw_exchange_resume(gw_exchange *ex);
 /* Offers queued requests a backend again (worker queue timer). */

@@ -816,6 +816,8 @@ static void up_read(gw_exchange *ex)
 
 static void up_flush(gw_exchange *ex)
 {
+    if (ex->ufd >= 0 && !ex->connecting && ex->uout.len && gw_conn_defer(ex->c))
+        return;
     while (ex->ufd >= 0 && !ex->connecting && ex->uout.len) {
         ssize_t n = write(ex->ufd, buf_head(&ex->uout), ex->uout.len);
         if (n > 0) {
@@ -835,6 +837,11 @@ static void up_flush(gw_exchange *ex)
             ex->up_close = true;
         return;
     }
+}
+
+void gw_exchange_flush(gw_exchange *ex)
+{
+    up_flush(ex);
 }
 
 void gw_exchange_resume(gw_exchange *ex)

@@ -211,6 +211,7 @@ static void *worker_main(void *arg)
     gw_worker *w = arg;
     gw_rt *rt = w->rt;
     metrics_thread_bind(w->id % METRICS_SHARDS);
+    w->defer = true;
     while (1) {
         gw_rcu_quiescent(&rt->rcu, w->id);
         const gw_snap *s = gw_rcu_read(&rt->rcu);
@@ -234,6 +235,7 @@ static void *worker_main(void *arg)
             log_error("worker %u: event loop: %s", w->id, strerror(errno));
             break;
         }
+        gw_worker_flush(w);
     }
     while (w->conns)
         gw_conn_close(w->conns);
@@ -333,6 +335,7 @@ void gw_workers_join(gw_rt *rt)
         for (size_t k = 0; k < w->nheld; k++)
             gw_member_unref(w->held[k]);
         free(w->held);
+        free(w->pend);
         while (w->free_ex) {
             gw_exchange *e = w->free_ex;
             w->free_ex = e->next_free;

@@ -84,6 +84,43 @@ Test(ev, timers_fire_in_deadline_order_fifo_ties)
     ev_loop_free(loop);
 }
 
+static void on_due_only(ev_loop *loop, ev_timer *t)
+{
+    tt *x = t->arg;
+    if (x->due < last_due || ev_now_us(loop) < x->due)
+        order_bad++;
+    last_due = x->due;
+    fired++;
+}
+
+Test(ev, rearm_in_place_earlier_and_later_keeps_order)
+{
+    ev_loop *loop = ev_loop_new();
+    all = calloc(NT, sizeof *all);
+    srand(7);
+    for (int i = 0; i < NT; i++) {
+        ev_timer_init(&all[i].t, on_due_only, &all[i]);
+        ev_timer_start(loop, &all[i].t, (uint64_t)(rand() % 31) * 1000);
+    }
+    /* Move two of every three: some earlier, some later, some to the same
+     * deadline; none may fire twice, out of order or early. */
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < NT; i++)
+            if (i % 3 != 0)
+                ev_timer_start(loop, &all[i].t, (uint64_t)(rand() % 31) * 1000);
+    for (int i = 0; i < NT; i++)
+        all[i].due = all[i].t.due_us;
+    fired = 0; order_bad = 0; last_due = 0;
+    uint64_t deadline = ev_monotonic_us() + 2000000;
+    while (fired < NT && ev_monotonic_us() < deadline)
+        ev_run_once(loop, 100);
+    ev_run_once(loop, 0);
+    cr_assert_eq(fired, NT);
+    cr_assert_eq(order_bad, 0);
+    free(all);
+    ev_loop_free(loop);
+}
+
 static int restart_count;
 static void on_restart(ev_loop *loop, ev_timer *t)
 {
