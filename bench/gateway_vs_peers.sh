@@ -103,10 +103,13 @@ for W in $WORKERS_LIST; do
             # nginx: measure its worker, not the master
             [ "$n" = nginx ] && pid=$(pgrep -P "$pid" | head -1)
             before=$(rss_kb "$pid"); [ -n "${BENCH_DEBUG:-}" ] && echo "pid=$pid rss=$before" >&2
-            /usr/bin/python3 bench/peers/gw_idleconns.py 127.0.0.1 "$port" "$IDLE" 4 > "$DIR/idle.out" 2>&1 &
+            /usr/bin/python3 bench/peers/gw_idleconns.py 127.0.0.1 "$port" "$IDLE" 6 > "$DIR/idle.out" 2>&1 &
             ip=$!
             for _ in $(seq 100); do grep -q open "$DIR/idle.out" && break; sleep 0.2; done
-            sleep 1
+            # Idle means idle for a while: the rush of IDLE connects (200 at
+            # a time) leaves request buffers behind, which hscale returns
+            # within two 1 s housekeeping ticks; every proxy gets the same wait.
+            sleep 3
             after=$(rss_kb "$pid")
             opened=$(awk '/open/ { print $2 }' "$DIR/idle.out")
             wait "$ip" 2>/dev/null

@@ -72,7 +72,7 @@ static void peer_text(gw_conn *c, const sock_addr *peer)
 
 void gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer)
 {
-    gw_conn *c = calloc(1, sizeof *c);
+    gw_conn *c = gw_conn_alloc(w);
     if (!c) {
         close(fd);
         return;
@@ -84,7 +84,7 @@ void gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer)
     ev_timer_init(&c->timer, conn_timeout, c);
     if (ev_io_add(w->loop, fd, EV_READ | EV_WRITE, conn_io, c) < 0) {
         close(fd);
-        free(c);
+        gw_conn_free(w, c);
         return;
     }
     c->next = w->conns;
@@ -103,8 +103,14 @@ static void exchange_free(gw_worker *w, gw_exchange *ex)
     gw_exchange_abort(ex);
     gw_buf_release(w, &ex->uout);
     gw_buf_release(w, &ex->uin);
+    if (w->nfree_ex >= GW_FREE_EXCHANGES) {
+        free(ex);           /* past a burst: give the memory back */
+        w->gc_freed = true;
+        return;
+    }
     ex->next_free = w->free_ex;
     w->free_ex = ex;
+    w->nfree_ex++;
 }
 
 void gw_conn_close(gw_conn *c)
@@ -130,7 +136,7 @@ void gw_conn_close(gw_conn *c)
     w->nconns--;
     atomic_fetch_sub_explicit(&w->rt->clients, 1, memory_order_relaxed);
     metrics_add(w->rt->m_clients, -1);
-    free(c);
+    gw_conn_free(w, c);
 }
 
 void gw_conn_reply(gw_conn *c, int status, const char *extra_headers, const char *json)
@@ -271,10 +277,16 @@ static int conn_read(gw_conn *c)
 static gw_exchange *exchange_new(gw_worker *w, gw_conn *c)
 {
     gw_exchange *ex = w->free_ex;
-    if (ex)
+    if (ex) {
         w->free_ex = ex->next_free;
-    else if (!(ex = malloc(sizeof *ex)))
-        return NULL;
+        if (--w->nfree_ex < w->low_free_ex)
+            w->low_free_ex = w->nfree_ex;
+    } else {
+        w->low_free_ex = 0;
+        w->gc_busy = true;
+        if (!(ex = malloc(sizeof *ex)))
+            return NULL;
+    }
     /* Everything but the parsed heads, which their parsers reset. */
     memset(ex, 0, offsetof(gw_exchange, req));
     ex->req.scanned = 0;

@@ -177,6 +177,13 @@ struct gw_worker {
     gw_conn      *conns;
     unsigned      nconns;
     gw_exchange  *free_ex;
+    unsigned      nfree_ex;
+    gw_conn      *free_conns;    /* slab-allocated (gw_conn_alloc) */
+    struct gw_slab *slabs;
+    ev_timer      gc;            /* returns unused cached memory (gc_tick) */
+    unsigned      low_free_bufs, low_free_ex;   /* cache low-water marks this interval */
+    bool          gc_busy;       /* the request path allocated this interval */
+    bool          gc_freed;      /* memory went back to malloc since the last trim */
     char        **free_bufs;     /* recycled buffer memory (GW_BUF_SIZE each) */
     unsigned      nfree_bufs;
     gw_exchange  *qhead, *qtail; /* requests waiting for a backend slot (FIFO) */
@@ -194,6 +201,7 @@ struct gw_worker {
 };
 
 #define GW_BUF_SIZE   16384u
+#define GW_FREE_EXCHANGES 256u          /* exchanges a worker keeps for reuse */
 #define GW_OUT_HIGH   (256u * 1024u)   /* stop reading the upstream past this */
 #define GW_BODY_RETRY_MAX (64u * 1024u) /* larger request bodies stream and are not retried */
 
@@ -207,6 +215,9 @@ gw_lb_cursor *gw_worker_cursor(gw_worker *w, const gw_snap *s, int pi);
 gw_route_series *gw_worker_route_series(gw_worker *w, const gw_snap *s, int route, int pool);
 gw_pool_series  *gw_worker_pool_series(gw_worker *w, const gw_snap *s, int pool);
 uint64_t gw_worker_rand(gw_worker *w);
+/* Client connection memory from the worker's slabs. */
+gw_conn *gw_conn_alloc(gw_worker *w);
+void  gw_conn_free(gw_worker *w, gw_conn *c);
 /* Buffer memory from the worker's cache; gw_buf_release gives it back. */
 void  gw_buf_acquire(gw_worker *w, buf *b);
 void  gw_buf_release(gw_worker *w, buf *b);

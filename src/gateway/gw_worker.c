@@ -15,9 +15,11 @@
 #include "gateway/gw_proxy.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -62,25 +64,127 @@ void gw_buf_acquire(gw_worker *w, buf *b)
         return;
     if (w->nfree_bufs) {
         b->data = w->free_bufs[--w->nfree_bufs];
+        if (w->nfree_bufs < w->low_free_bufs)
+            w->low_free_bufs = w->nfree_bufs;
         b->cap = GW_BUF_SIZE;
         b->off = b->len = 0;
         return;
     }
+    w->low_free_bufs = 0;
+    w->gc_busy = true;
     buf_reserve(b, GW_BUF_SIZE);
 }
 
+/* Past this many, released buffers go straight back to malloc; below it,
+ * gc_tick returns what a burst left unused. */
 #define GW_FREE_BUFS 256
 
 void gw_buf_release(gw_worker *w, buf *b)
 {
     if (!b->data)
         return;
-    if (b->cap == GW_BUF_SIZE && w->nfree_bufs < GW_FREE_BUFS)
+    if (b->cap == GW_BUF_SIZE && w->nfree_bufs < GW_FREE_BUFS) {
         w->free_bufs[w->nfree_bufs++] = b->data;
-    else
+    } else {
         free(b->data);
+        w->gc_freed = true;
+    }
     b->data = NULL;
     b->cap = b->off = b->len = 0;
+}
+
+/* Client connections come from slabs of their own rather than from malloc:
+ * a connection may live for hours while buffers and exchanges come and go
+ * around it, and in one heap every live connection would pin the page of
+ * freed buffer memory it sits in, so a burst's memory could never go back.
+ * Slabs stay until the worker exits. Under AddressSanitizer a free slot is
+ * poisoned, so a use after close is still caught. */
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#define SLOT_POISON(p, n)   ASAN_POISON_MEMORY_REGION(p, n)
+#define SLOT_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define SLOT_POISON(p, n)   ((void)(p), (void)(n))
+#define SLOT_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+typedef struct gw_slab {
+    struct gw_slab *next;
+} gw_slab;
+
+#define GW_SLAB_BYTES (64u * 1024u)
+#define GW_SLAB_HDR   ((sizeof(gw_slab) + 63u) & ~(size_t)63u)
+
+void gw_conn_free(gw_worker *w, gw_conn *c)
+{
+    c->next = w->free_conns;
+    w->free_conns = c;
+    SLOT_POISON(c, sizeof *c);
+}
+
+gw_conn *gw_conn_alloc(gw_worker *w)
+{
+    if (!w->free_conns) {
+        void *p = mmap(NULL, GW_SLAB_BYTES, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        gw_slab *slab = p;
+        slab->next = w->slabs;
+        w->slabs = slab;
+        char *base = (char *)p + GW_SLAB_HDR;
+        size_t n = (GW_SLAB_BYTES - GW_SLAB_HDR) / sizeof(gw_conn);
+        for (size_t i = n; i-- > 0;)
+            gw_conn_free(w, (gw_conn *)(void *)(base + i * sizeof(gw_conn)));
+    }
+    gw_conn *c = w->free_conns;
+    SLOT_UNPOISON(c, sizeof *c);
+    w->free_conns = c->next;
+    memset(c, 0, sizeof *c);
+    return c;
+}
+
+static void slabs_free(gw_worker *w)
+{
+    while (w->slabs) {
+        gw_slab *s = w->slabs;
+        w->slabs = s->next;
+        SLOT_UNPOISON(s, GW_SLAB_BYTES);
+        munmap(s, GW_SLAB_BYTES);
+    }
+    w->free_conns = NULL;
+}
+
+/* Gives memory back after a burst. What sat unused in the caches through
+ * a whole interval is freed (a steady load keeps its working set, since its
+ * low-water mark stays near zero), and once an interval passes with no
+ * allocation on the request path, malloc_trim returns the free pages of the
+ * heap to the system: 10,000 clients that connected in a rush and went
+ * idle then cost what idle connections cost, not what the rush did. */
+#define GW_GC_US (1000u * 1000u)
+
+static void gc_tick(ev_loop *loop, ev_timer *t)
+{
+    gw_worker *w = t->arg;
+    for (unsigned n = w->low_free_bufs; n > 0 && w->nfree_bufs > 0; n--) {
+        free(w->free_bufs[--w->nfree_bufs]);
+        w->gc_freed = true;
+    }
+    for (unsigned n = w->low_free_ex; n > 0 && w->free_ex; n--) {
+        gw_exchange *ex = w->free_ex;
+        w->free_ex = ex->next_free;
+        w->nfree_ex--;
+        free(ex);
+        w->gc_freed = true;
+    }
+    if (w->gc_freed && !w->gc_busy) {
+        malloc_trim(0);
+        w->gc_freed = false;
+    }
+    w->gc_busy = false;
+    w->low_free_bufs = w->nfree_bufs;
+    w->low_free_ex = w->nfree_ex;
+    ev_timer_start(loop, t, GW_GC_US);
 }
 
 void gw_worker_hold(gw_worker *w, gw_member *m)
@@ -212,6 +316,7 @@ static void *worker_main(void *arg)
     gw_rt *rt = w->rt;
     metrics_thread_bind(w->id % METRICS_SHARDS);
     w->defer = true;
+    ev_timer_start(w->loop, &w->gc, GW_GC_US);
     while (1) {
         gw_rcu_quiescent(&rt->rcu, w->id);
         const gw_snap *s = gw_rcu_read(&rt->rcu);
@@ -262,6 +367,7 @@ int gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen)
         w->free_bufs = calloc(GW_FREE_BUFS, sizeof *w->free_bufs);
         ev_timer_init(&w->qtimer, queue_tick, w);
         ev_timer_init(&w->accept_more, accept_resume, w);
+        ev_timer_init(&w->gc, gc_tick, w);
         w->loop = ev_loop_new();
         if (!w->loop || !w->free_bufs) {
             snprintf(err, errlen, "out of memory");
@@ -336,6 +442,7 @@ void gw_workers_join(gw_rt *rt)
             gw_member_unref(w->held[k]);
         free(w->held);
         free(w->pend);
+        slabs_free(w);
         while (w->free_ex) {
             gw_exchange *e = w->free_ex;
             w->free_ex = e->next_free;
