@@ -39,8 +39,12 @@ def test_prometheus_discovers_up_and_fires_instance_down(procs, tmp_path):
         up = up_by_instance(pport)
         return want <= set(up) and all(up[a] == "1" for a in want) and up
 
-    up = wait_for("every instance scraped", lambda: all_up(addrs()), deadline)
-    assert f"127.0.0.1:{s.admin}" in up and up[f"127.0.0.1:{s.admin}"] == "1"   # the gateway too
+    # Prometheus spreads first scrapes over the interval: wait for the
+    # gateway's target as for the instances'.
+    gateway = f"127.0.0.1:{s.admin}"
+    up = wait_for("every instance and the gateway scraped",
+                  lambda: all_up(addrs() | {gateway}), deadline)
+    assert up[gateway] == "1"
 
     # Scale out through the API: a new target, no Prometheus restart.
     st, _ = s.api("POST", "/api/v1/scaling/desired", {"count": 3})
