@@ -112,58 +112,82 @@ int ctl_as_set_desired(void *arg, int count, char *err, size_t errlen)
     return rc;
 }
 
+/* Every GET here renders under the lock and replies 200 with the JSON. */
+typedef void as_render_fn(ctl_autoscaler *as, buf *b, long param);
+
+static void reply_rendered(http_ctx *c, ctl_autoscaler *as, as_render_fn *render, long param)
+{
+    buf b;
+    buf_init(&b);
+    pthread_mutex_lock(&as->mu);
+    render(as, &b, param);
+    pthread_mutex_unlock(&as->mu);
+    http_reply_buf_json(c, 200, &b);
+    buf_free(&b);
+}
+
+static void render_metrics(ctl_autoscaler *as, buf *b, long param)
+{
+    (void)param;
+    buf_append_str(b, "{\"interval_s\":");
+    secs(b, as->cfg.check_interval);
+    buf_printf(b, ",\"now\":%llu,\"series\":[",
+               (unsigned long long)(ctl_as_now_us() / 1000000u));
+    for (size_t k = 0; k < as->ring_len; k++) {
+        const as_sample *s = &as->ring[(as->ring_head + k) % as->ring_cap];
+        buf_printf(b, "%s{\"t\":%lld,\"instances\":%d,\"ready\":%d,\"rps\":", k ? "," : "",
+                   (long long)s->t, s->instances, s->ready);
+        num(b, s->rps);
+        buf_append_str(b, ",\"p95_ms\":");
+        num(b, s->p95_ms);
+        buf_append_str(b, ",\"error_rate\":");
+        num(b, s->error_rate);
+        buf_append_str(b, ",\"cpu_percent\":");
+        num(b, s->cpu);
+        buf_append_str(b, ",\"memory_percent\":");
+        num(b, s->mem);
+        buf_append_str(b, "}");
+    }
+    buf_append_str(b, "],\"instances\":[");
+    for (size_t i = 0; i < as->nview; i++) {
+        const as_inst *v = &as->view[i];
+        buf_append_str(b, i ? ",{\"id\":" : "{\"id\":");
+        jstr(b, v->info.id);
+        buf_append_str(b, ",\"address\":");
+        jstr(b, v->info.address);
+        buf_append_str(b, ",\"version\":");
+        jstr(b, v->info.version);
+        buf_printf(b, ",\"state\":\"%s\",\"rps\":", ctl_inst_state_name(v->info.state));
+        num(b, v->rps);
+        buf_append_str(b, ",\"p95_ms\":");
+        num(b, v->p95_ms);
+        buf_append_str(b, ",\"cpu_percent\":");
+        num(b, v->cpu);
+        buf_append_str(b, ",\"memory_percent\":");
+        num(b, v->mem);
+        buf_append_str(b, ",\"in_flight\":");
+        num(b, v->in_flight);
+        buf_printf(b, ",\"healthy\":%s}", v->info.healthy ? "true" : "false");
+    }
+    buf_append_str(b, "]}");
+}
+
 static void h_metrics(http_ctx *c, void *arg)
 {
     ctl_autoscaler *as = arg;
     if (!ctl_api_authorized(c, as->c->token))
         return;
-    buf b;
-    buf_init(&b);
-    pthread_mutex_lock(&as->mu);
-    buf_append_str(&b, "{\"interval_s\":");
-    secs(&b, as->cfg.check_interval);
-    buf_printf(&b, ",\"now\":%llu,\"series\":[",
-               (unsigned long long)(ctl_as_now_us() / 1000000u));
-    for (size_t k = 0; k < as->ring_len; k++) {
-        const as_sample *s = &as->ring[(as->ring_head + k) % as->ring_cap];
-        buf_printf(&b, "%s{\"t\":%lld,\"instances\":%d,\"ready\":%d,\"rps\":", k ? "," : "",
-                   (long long)s->t, s->instances, s->ready);
-        num(&b, s->rps);
-        buf_append_str(&b, ",\"p95_ms\":");
-        num(&b, s->p95_ms);
-        buf_append_str(&b, ",\"error_rate\":");
-        num(&b, s->error_rate);
-        buf_append_str(&b, ",\"cpu_percent\":");
-        num(&b, s->cpu);
-        buf_append_str(&b, ",\"memory_percent\":");
-        num(&b, s->mem);
-        buf_append_str(&b, "}");
-    }
-    buf_append_str(&b, "],\"instances\":[");
-    for (size_t i = 0; i < as->nview; i++) {
-        const as_inst *v = &as->view[i];
-        buf_append_str(&b, i ? ",{\"id\":" : "{\"id\":");
-        jstr(&b, v->info.id);
-        buf_append_str(&b, ",\"address\":");
-        jstr(&b, v->info.address);
-        buf_append_str(&b, ",\"version\":");
-        jstr(&b, v->info.version);
-        buf_printf(&b, ",\"state\":\"%s\",\"rps\":", ctl_inst_state_name(v->info.state));
-        num(&b, v->rps);
-        buf_append_str(&b, ",\"p95_ms\":");
-        num(&b, v->p95_ms);
-        buf_append_str(&b, ",\"cpu_percent\":");
-        num(&b, v->cpu);
-        buf_append_str(&b, ",\"memory_percent\":");
-        num(&b, v->mem);
-        buf_append_str(&b, ",\"in_flight\":");
-        num(&b, v->in_flight);
-        buf_printf(&b, ",\"healthy\":%s}", v->info.healthy ? "true" : "false");
-    }
-    buf_append_str(&b, "]}");
-    pthread_mutex_unlock(&as->mu);
-    http_reply_buf_json(c, 200, &b);
-    buf_free(&b);
+    reply_rendered(c, as, render_metrics, 0);
+}
+
+static void render_history(ctl_autoscaler *as, buf *b, long limit)
+{
+    buf_append_str(b, "{\"events\":");
+    if (as->hist)
+        ctl_history_query(as->hist, (size_t)limit, b);
+    else
+        buf_append_str(b, "[]");
+    buf_append_str(b, "}");
 }
 
 static void h_history(http_ctx *c, void *arg)
@@ -181,18 +205,13 @@ static void h_history(http_ctx *c, void *arg)
             return;
         }
     }
-    buf b;
-    buf_init(&b);
-    buf_append_str(&b, "{\"events\":");
-    pthread_mutex_lock(&as->mu);
-    if (as->hist)
-        ctl_history_query(as->hist, (size_t)limit, &b);
-    else
-        buf_append_str(&b, "[]");
-    pthread_mutex_unlock(&as->mu);
-    buf_append_str(&b, "}");
-    http_reply_buf_json(c, 200, &b);
-    buf_free(&b);
+    reply_rendered(c, as, render_history, limit);
+}
+
+static void render_config(ctl_autoscaler *as, buf *b, long param)
+{
+    (void)param;
+    cfg_to_json(&ctl_autoscale_schema, &as->cfg, b);
 }
 
 static void h_config_get(http_ctx *c, void *arg)
@@ -200,13 +219,7 @@ static void h_config_get(http_ctx *c, void *arg)
     ctl_autoscaler *as = arg;
     if (!ctl_api_authorized(c, as->c->token))
         return;
-    buf b;
-    buf_init(&b);
-    pthread_mutex_lock(&as->mu);
-    cfg_to_json(&ctl_autoscale_schema, &as->cfg, &b);
-    pthread_mutex_unlock(&as->mu);
-    http_reply_buf_json(c, 200, &b);
-    buf_free(&b);
+    reply_rendered(c, as, render_config, 0);
 }
 
 static void h_config_put(http_ctx *c, void *arg)
@@ -256,13 +269,56 @@ static void h_config_put(http_ctx *c, void *arg)
     as->cfg = next;
     if (!was && next.enabled)
         as->resync = true;
-    buf b;
-    buf_init(&b);
-    cfg_to_json(&ctl_autoscale_schema, &as->cfg, &b);
     pthread_mutex_unlock(&as->mu);
     log_info("autoscaler: config replaced through the API");
-    http_reply_buf_json(c, 200, &b);
-    buf_free(&b);
+    reply_rendered(c, as, render_config, 0);
+}
+
+static void render_recommendations(ctl_autoscaler *as, buf *b, long param)
+{
+    (void)param;
+    double tcpu = as->cfg.target.cpu > 0 ? as->cfg.target.cpu : 70;
+    ctl_capacity cap;
+    ctl_capacity_estimate(&as->pool, tcpu, &cap);
+    int cur = ctl_scaler_enabled(as->sc) ? ctl_scaler_desired(as->sc) : as->mgr_desired;
+    buf_printf(b, "{\"current\":%d,\"ready\":%d,\"target_cpu_percent\":", cur, as->pool.ready);
+    num(b, tcpu);
+    buf_append_str(b, ",\"rps\":");
+    num(b, as->pool.total_rps);
+    buf_append_str(b, ",\"rps_per_instance\":");
+    num(b, cap.rps_per_instance);
+    buf_append_str(b, ",\"rps_per_instance_at_target\":");
+    num(b, cap.rps_per_instance_at_target);
+    buf_append_str(b, ",\"headroom_rps\":");
+    num(b, cap.headroom_rps);
+    buf_printf(b, ",\"needed_now\":%d,\"for_load\":[", cap.needed_now);
+    static const double mult[] = { 1, 2, 5, 10 };
+    for (size_t i = 0; i < sizeof mult / sizeof mult[0]; i++) {
+        double rps = isfinite(as->pool.total_rps) ? as->pool.total_rps * mult[i] : NAN;
+        buf_printf(b, "%s{\"load\":\"%gx\",\"rps\":", i ? "," : "", mult[i]);
+        num(b, rps);
+        buf_printf(b, ",\"instances\":%d}",
+                   isfinite(rps) ? ctl_capacity_for(&cap, rps, 0.2) : -1);
+    }
+    buf_append_str(b, "],\"policies\":[");
+    if (as->have_last)
+        for (size_t i = 0; i < as->last.event.nrecs; i++) {
+            const ctl_rec *r = &as->last.event.recs[i];
+            buf_append_str(b, i ? ",{\"policy\":" : "{\"policy\":");
+            jstr(b, r->policy);
+            if (r->replicas == CTL_NO_REC)
+                buf_append_str(b, ",\"replicas\":null");
+            else
+                buf_printf(b, ",\"replicas\":%d", r->replicas);
+            buf_append_str(b, ",\"value\":");
+            num(b, r->value);
+            buf_append_str(b, ",\"target\":");
+            num(b, r->target);
+            buf_append_str(b, ",\"note\":");
+            jstr(b, r->note);
+            buf_append_str(b, "}");
+        }
+    buf_append_str(b, "]}");
 }
 
 static void h_recommendations(http_ctx *c, void *arg)
@@ -270,54 +326,7 @@ static void h_recommendations(http_ctx *c, void *arg)
     ctl_autoscaler *as = arg;
     if (!ctl_api_authorized(c, as->c->token))
         return;
-    buf b;
-    buf_init(&b);
-    pthread_mutex_lock(&as->mu);
-    double tcpu = as->cfg.target.cpu > 0 ? as->cfg.target.cpu : 70;
-    ctl_capacity cap;
-    ctl_capacity_estimate(&as->pool, tcpu, &cap);
-    int cur = ctl_scaler_enabled(as->sc) ? ctl_scaler_desired(as->sc) : as->mgr_desired;
-    buf_printf(&b, "{\"current\":%d,\"ready\":%d,\"target_cpu_percent\":", cur, as->pool.ready);
-    num(&b, tcpu);
-    buf_append_str(&b, ",\"rps\":");
-    num(&b, as->pool.total_rps);
-    buf_append_str(&b, ",\"rps_per_instance\":");
-    num(&b, cap.rps_per_instance);
-    buf_append_str(&b, ",\"rps_per_instance_at_target\":");
-    num(&b, cap.rps_per_instance_at_target);
-    buf_append_str(&b, ",\"headroom_rps\":");
-    num(&b, cap.headroom_rps);
-    buf_printf(&b, ",\"needed_now\":%d,\"for_load\":[", cap.needed_now);
-    static const double mult[] = { 1, 2, 5, 10 };
-    for (size_t i = 0; i < sizeof mult / sizeof mult[0]; i++) {
-        double rps = isfinite(as->pool.total_rps) ? as->pool.total_rps * mult[i] : NAN;
-        buf_printf(&b, "%s{\"load\":\"%gx\",\"rps\":", i ? "," : "", mult[i]);
-        num(&b, rps);
-        buf_printf(&b, ",\"instances\":%d}",
-                   isfinite(rps) ? ctl_capacity_for(&cap, rps, 0.2) : -1);
-    }
-    buf_append_str(&b, "],\"policies\":[");
-    if (as->have_last)
-        for (size_t i = 0; i < as->last.event.nrecs; i++) {
-            const ctl_rec *r = &as->last.event.recs[i];
-            buf_append_str(&b, i ? ",{\"policy\":" : "{\"policy\":");
-            jstr(&b, r->policy);
-            if (r->replicas == CTL_NO_REC)
-                buf_append_str(&b, ",\"replicas\":null");
-            else
-                buf_printf(&b, ",\"replicas\":%d", r->replicas);
-            buf_append_str(&b, ",\"value\":");
-            num(&b, r->value);
-            buf_append_str(&b, ",\"target\":");
-            num(&b, r->target);
-            buf_append_str(&b, ",\"note\":");
-            jstr(&b, r->note);
-            buf_append_str(&b, "}");
-        }
-    buf_append_str(&b, "]}");
-    pthread_mutex_unlock(&as->mu);
-    http_reply_buf_json(c, 200, &b);
-    buf_free(&b);
+    reply_rendered(c, as, render_recommendations, 0);
 }
 
 static void onoff(http_ctx *c, ctl_autoscaler *as, bool on)
