@@ -15,7 +15,10 @@ for bin in "$@"; do
   log=$(mktemp)
   args=("$corpus")
   [ -d "$seeds" ] && args+=("$seeds")
-  "$bin" -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$here/build/fuzz/$name-" \
+  # findings go next to the binary (under the make BUILD directory)
+  # -timeout: a unit that hangs (max_total_time is only checked between
+  # units) is reported as a finding instead of stalling the run
+  "$bin" -max_total_time="$secs" -timeout=10 -print_final_stats=1 -artifact_prefix="$(cd "$(dirname "$bin")" && pwd)/$name-" \
     "${args[@]}" >"$log" 2>&1
   rc=$?
   execs=$(grep -m1 'stat::number_of_executed_units' "$log" | awk '{print $2}')

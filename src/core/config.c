@@ -10,6 +10,7 @@
  * cfg_free() is always safe after an error; but a failed load may have
  * applied some keys, hence the load-into-a-copy pattern of config.h. */
 #include "core/config_int.h"
+#include "core/utf8.h"
 
 #include <errno.h>
 #include <libfyaml.h>
@@ -497,6 +498,20 @@ int cfg_load_text(const cfg_schema *s, void *obj, const char *text, size_t len,
     if (!name) name = "<text>";
     while (p < text + len && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
     if (p == text + len) return 0;   /* an empty document changes nothing */
+    /* YAML and JSON are Unicode text without NULs, and libfyaml 0.7
+     * mishandles both: it spins forever on a directive like "%\xff" and
+     * crashes in its cleanup on "? z:\t\0", so they never reach it. */
+    size_t bad = utf8_text_invalid_at(text, len);
+    if (bad < len) {
+        int line = 1, col = 1;
+        for (size_t i = 0; i < bad; i++) {
+            if (text[i] == '\n') { line++; col = 1; }
+            else col++;
+        }
+        cfg__set_err(err, name, line, col, "", "%s (byte %zu of the document)",
+                     text[bad] ? "invalid UTF-8" : "NUL byte", bad);
+        return -1;
+    }
 
     fy_diag_cfg_default(&dc);
     dc.fp = NULL;
@@ -513,6 +528,10 @@ int cfg_load_text(const cfg_schema *s, void *obj, const char *text, size_t len,
     dc.type_width = 0;
     struct fy_diag *diag = fy_diag_create(&dc);
     if (!diag) { cfg__set_err(err, name, 0, 0, "", "out of memory"); return -1; }
+    /* Errors at a token are collected rather than printed: printing them
+     * also draws the source line under the message, and libfyaml 0.7
+     * crashes doing that for some lines (long runs of tabs in JSON). */
+    fy_diag_set_collect_errors(diag, true);
     /* Duplicate keys are allowed through so the walk can report them with
      * their key path (resolving aliases would reject them first, so anchors
      * and aliases are refused in the walk instead); a leading '{' means
@@ -527,7 +546,11 @@ int cfg_load_text(const cfg_schema *s, void *obj, const char *text, size_t len,
     struct fy_document *doc = fy_document_build_from_string(&pc, text, len);
     int rc = 0;
     if (!doc) {
-        diag_to_err(&ds, name, err);
+        void *it = NULL;
+        struct fy_diag_error *de = fy_diag_errors_iterate(diag, &it);
+        const char *m = de && de->msg && de->msg[0] ? de->msg : "syntax error";
+        if (de) cfg__set_err(err, name, de->line, de->column, "", "%.*s", (int)strcspn(m, "\n"), m);
+        else diag_to_err(&ds, name, err);
         rc = -1;
     } else {
         load_ctx c = { name, err, NULL };

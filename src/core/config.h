@@ -19,7 +19,8 @@
  *   size     number with optional unit: B, KB, KiB, MB, MiB, GB, GiB. Stored
  *            as uint64_t bytes.
  *   string   any scalar. Stored as malloc'd char * (NULL when empty default).
- *   addr     "host:port", checked by sock_addr_parse. Stored as char *.
+ *   addr     "host:port", checked by sock_addr_parse. Stored as char *. An
+ *            optional one (no default) may be "": unset (NULL).
  *   enum     one of `choices`. Stored as int (the index).
  *   strlist  a sequence of strings, or one comma-separated scalar (env).
  *            Stored as char ** plus a size_t count at count_offset.

@@ -302,6 +302,12 @@ int cfg__set_text(const cfg_field *f, void *obj, const char *text, char *msg, si
     case CFG_ADDR: {
         sock_addr a;
         char why[128];
+        /* An optional address (no default) may be given empty: unset, which
+         * is also how cfg_to_json writes it, so that form must load back. */
+        if (!*text && !f->def) {
+            cfg__free_field(f, obj);
+            return 0;
+        }
         if (sock_addr_parse(text, &a, why, sizeof why) < 0) {
             snprintf(msg, msglen, "expected an address like 127.0.0.1:8080, got '%s' (%s)", text, why);
             return -1;

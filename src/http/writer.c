@@ -10,6 +10,7 @@
  * treat -1 as fatal for the connection. */
 #include "writer.h"
 #include "parser.h"
+#include "core/utf8.h"
 
 #include <string.h>
 #include <time.h>
@@ -119,8 +120,21 @@ int http_write_json_string(buf *out, const char *s, size_t len)
         if (ch == '"' || ch == '\\') {
             *p++ = '\\';
             *p++ = (char)ch;
+        } else if (ch >= 0x80) {
+            /* UTF-8 passes through; any other byte (a message cut in the
+             * middle of a character, bytes quoted from a bad request)
+             * becomes U+FFFD, so the output is always valid JSON. */
+            size_t k = utf8_seq_len((const unsigned char *)s + i, len - i);
+            if (k) {
+                memcpy(p, s + i, k);
+                p += k;
+                i += k - 1;
+            } else {
+                memcpy(p, "\\ufffd", 6);
+                p += 6;
+            }
         } else if (ch >= 0x20 && ch != 0x7f) {
-            *p++ = (char)ch;     /* ASCII and UTF-8 bytes pass through */
+            *p++ = (char)ch;
         } else {
             switch (ch) {
             case '\n': *p++ = '\\'; *p++ = 'n'; break;

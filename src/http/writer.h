@@ -29,7 +29,8 @@ int http_write_error(buf *out, int status, const char *field, const char *msg,
 /* Chunked framing pieces. */
 int http_write_chunk(buf *out, const void *data, size_t len);
 int http_write_last_chunk(buf *out);
-/* Appends s as a JSON string literal (quotes and escapes included). */
+/* Appends s as a JSON string literal (quotes and escapes included); bytes
+ * that are not well-formed UTF-8 become \ufffd, so the result is valid JSON. */
 int http_write_json_string(buf *out, const char *s, size_t len);
 
 #endif

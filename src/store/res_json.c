@@ -8,32 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "store/store_int.h"
-
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    if (p[0] < 0x80)
-        return 1;
-    size_t len;
-    unsigned cp;
-    if ((p[0] & 0xe0) == 0xc0) { len = 2; cp = p[0] & 0x1f; }
-    else if ((p[0] & 0xf0) == 0xe0) { len = 3; cp = p[0] & 0x0f; }
-    else if ((p[0] & 0xf8) == 0xf0) { len = 4; cp = p[0] & 0x07; }
-    else return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    /* overlong forms, surrogates, beyond U+10FFFF */
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-        return 0;
-    return len;
-}
 
 static int json_str(buf *out, const char *s, size_t n)
 {
@@ -42,7 +18,7 @@ static int json_str(buf *out, const char *s, size_t n)
         return -1;
     size_t run = 0;      /* bytes copied verbatim in one append */
     for (size_t i = 0; i < n; ) {
-        size_t l = utf8_len(p + i, n - i);
+        size_t l = utf8_seq_len(p + i, n - i);
         unsigned char ch = p[i];
         if (l && ch >= 0x20 && ch != '"' && ch != '\\') {
             i += l;

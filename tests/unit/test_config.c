@@ -257,6 +257,12 @@ static const err_case err_cases[] = {
     { "{\n  \"workers\": 4,\n  \"debug\" true\n}\n", 3, 0, "", "" },
     /* a missing comma: libfyaml points at the value before it */
     { "{\n  \"workers\": 4\n  \"debug\": true\n}\n", 2, 0, "", "" },
+    /* not UTF-8: refused before libfyaml, which spun forever on "%\xff" (fuzz_config) */
+    { "%\xff\n", 1, 2, "", "invalid UTF-8 (byte 1 of the document)" },
+    { "workers: 4\nname: \"a\xc3\x28\"\n", 2, 9, "", "invalid UTF-8" },
+    { "{\"name\": \"\xed\xa0\x80\"}", 1, 11, "", "invalid UTF-8" },   /* a surrogate */
+    /* an address with a default cannot be emptied */
+    { "listen: \"\"\n", 1, 10, "listen", "expected an address like 127.0.0.1:8080, got ''" },
 };
 
 /* One test over the table, not a parameterized one: Criterion runs each
@@ -477,6 +483,80 @@ Test(config, json_round_trip)
     cfg_to_json(&top_schema, &b, &j2);
     cr_assert_eq(j1.len, j2.len);
     cr_expect(memcmp(buf_head(&j1), buf_head(&j2), j1.len) == 0);
+    cfg_free(&top_schema, &a);
+    cfg_free(&top_schema, &b);
+    buf_free(&j1);
+    buf_free(&j2);
+}
+
+/* libfyaml 0.7 crashes (NULL write in its cleanup) on this document with
+ * a NUL in it; the loader refuses NULs first (found by fuzz_config). */
+Test(config, nul_byte_refused)
+{
+    t_conf c;
+    cfg_error e;
+    load_defaults(&c);
+    static const char doc[] = "? z:\t\0";
+    cr_assert_eq(cfg_load_text(&top_schema, &c, doc, sizeof doc - 1, "t.yaml", &e), -1);
+    cr_expect_eq(e.line, 1);
+    cr_expect_eq(e.column, 6);
+    cr_expect(strstr(e.msg, "NUL byte (byte 5 of the document)") != NULL, "%s", e.msg);
+    static const char json[] = "{\"name\": \"a\0b\"}";
+    cr_assert_eq(cfg_load_text(&top_schema, &c, json, sizeof json - 1, "t.json", &e), -1);
+    cr_expect(strstr(e.msg, "NUL byte") != NULL, "%s", e.msg);
+    cfg_free(&top_schema, &c);
+}
+
+/* JSON with long runs of tabs: libfyaml 0.7 crashed drawing the source
+ * line under its error message (found by fuzz_config; reachable through
+ * the control plane's PUT of the autoscaling config). Errors are now
+ * collected, not printed, and still carry their position. */
+Test(config, syntax_error_in_tab_heavy_json)
+{
+    t_conf c;
+    cfg_error e;
+    load_defaults(&c);
+    static const char doc[] =
+        "{\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t0{\t\t\t\t\t\t\t\t\t\t\t\t\t\t{\t"
+        "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t0{\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t"
+        "\t\t\t\t\t\t\t\tccccccccccccccccccccccccccccccccccccccccccccccccccccccc\t\t\t\t\t\t"
+        "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t1MiBconcn\net_ut:TTTTTTTTT\t\t\t\t\t\t\t\t\t\t\tcc"
+        "ccccccccccccccccccccccccccccccccccccccccccccccccccccSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSS"
+        "SSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSc\t\t\t\t\t\t\t"
+        "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t1MiBconcn\net_ut:TTTTTTTTTTTTT";
+    cr_assert_eq(cfg_load_text(&top_schema, &c, doc, sizeof doc - 1, "t.json", &e), -1);
+    cr_expect(e.line >= 1, "%d", e.line);
+    cr_expect(e.msg[0] != '\0');
+    cfg_free(&top_schema, &c);
+}
+
+/* An optional address (no default) left unset is written as "" by
+ * cfg_to_json; that must load back as unset (found by fuzz_config: every
+ * gateway config without `admin` failed the round trip, and with it
+ * `hscale gateway --print-config` output and PUT /api/v1/routes). */
+Test(config, unset_optional_address_round_trips)
+{
+    t_conf a, b;
+    cfg_error e;
+    load_defaults(&a);
+    const char *y = "pools:\n  - name: p\n    backends:\n      - address: \"\"\n";
+    cr_assert_eq(cfg_load_text(&top_schema, &a, y, strlen(y), "t.yaml", &e), 0, "%s", e.msg);
+    cr_assert_eq(a.npools, 1);
+    cr_expect_null(a.pools[0].backends[0].address);
+    /* unset, so the validate hook still refuses a backend without one */
+    cr_expect_eq(cfg_validate(&top_schema, &a, &e), -1);
+    cr_expect_str_eq(e.key, "pools[0].backends[0].address");
+    buf j1, j2;
+    buf_init(&j1);
+    buf_init(&j2);
+    cfg_to_json(&top_schema, &a, &j1);
+    cr_expect(strstr(buf_head(&j1), "\"address\":\"\"") != NULL);
+    load_defaults(&b);
+    cr_assert_eq(cfg_load_text(&top_schema, &b, buf_head(&j1), j1.len, "<json>", &e), 0,
+                 "%s: %s", e.key, e.msg);
+    cr_expect_null(b.pools[0].backends[0].address);
+    cfg_to_json(&top_schema, &b, &j2);
+    cr_expect(j1.len == j2.len && memcmp(buf_head(&j1), buf_head(&j2), j1.len) == 0);
     cfg_free(&top_schema, &a);
     cfg_free(&top_schema, &b);
     buf_free(&j1);

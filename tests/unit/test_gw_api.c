@@ -123,3 +123,26 @@ Test(gw_api, remove_backend)
     cr_assert_eq(gw_api_remove_backend(&C, "web", "127.0.0.1:1", &out, &r), -1);
     cr_assert_eq(r.status, 404);
 }
+
+/* PUT /api/v1/routes re-loads the whole configuration through its JSON
+ * form; with `admin` unset that form holds "admin":"", which used to be
+ * refused, so every routes update failed (found by fuzz_gw_api). */
+Test(gw_api, put_routes_without_admin)
+{
+    gw_config out;
+    gw_api_result r;
+    cr_assert_null(C.admin);
+    const char *b = "{\"routes\": [{\"prefix\": \"/api\", \"methods\": [\"GET\"], \"pool\": \"web\"},"
+                    " {\"prefix\": \"/\", \"split\": [{\"pool\": \"web\", \"weight\": 3}]}]}";
+    cr_assert_eq(gw_api_put_routes(&C, b, strlen(b), &out, &r), 0, "%d %s", r.status, r.msg);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(out.nroutes, 2);
+    cr_assert_str_eq(out.routes[0].prefix, "/api");
+    cr_assert_null(out.admin);
+    cfg_free(&gw_config_schema, &out);
+    b = "{\"routes\": [{\"prefix\": \"/\", \"pool\": \"missing\"}]}";
+    cr_assert_eq(gw_api_put_routes(&C, b, strlen(b), &out, &r), -1);
+    cr_assert_eq(r.status, 400);
+    cr_assert(strstr(r.msg, "pool"), "%s", r.msg);
+    cr_assert_eq(C.nroutes, 1);   /* nothing half-applied */
+}

@@ -110,6 +110,22 @@ Test(writer, json_escaping)
     cr_assert_str_eq(str(), "\"a\\\"b\\\\c\\u0001\\u001f\\t\\r\\n\\u007f" "caf\xc3\xa9 \xe2\x82\xac\"");
 }
 
+/* Error messages quote request bytes and are cut to fit a buffer, so a
+ * string may hold broken UTF-8 (found by fuzz_app_body: jansson's "invalid
+ * escape near '\"c\\\xde'" cut a character in two, and the 400 reply was
+ * not valid JSON). Such bytes become U+FFFD; good sequences pass. */
+Test(writer, json_invalid_utf8_replaced)
+{
+    const char in[] = "c\\\xde" "|\xff|\xc0\xaf|\xed\xa0\x80|\xf4\x90\x80\x80|\xe2\x82|\xf0\x9f\x98\x80";
+    http_write_json_string(&out, in, sizeof in - 1);
+    cr_assert_str_eq(str(), "\"c\\\\\\ufffd|\\ufffd|\\ufffd\\ufffd|\\ufffd\\ufffd\\ufffd|"
+                     "\\ufffd\\ufffd\\ufffd\\ufffd|\\ufffd\\ufffd|\xf0\x9f\x98\x80\"");
+    /* a cut at the very end */
+    buf_reset(&out);
+    http_write_json_string(&out, "ab\xc3", 3);
+    cr_assert_str_eq(str(), "\"ab\\ufffd\"");
+}
+
 Test(writer, json_nul_inside)
 {
     http_write_json_string(&out, "a\0b", 3);
