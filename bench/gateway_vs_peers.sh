@@ -137,6 +137,10 @@ for W in $WORKERS_LIST; do
             eval "RPS_$n=$rps; P99_$n=$p99; CPU_$n=$cpu"
         done
         if [ -n "$HS" ]; then
+            # Rounds are interleaved, so round i of each target saw the same
+            # machine: the per-round ratios show how much of the median is noise.
+            per=$(paste -d' ' "$DIR/res.hscale.$C" "$DIR/res.haproxy.$C" | awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $5 }')
+            echo "per-round hscale/haproxy: $per"
             awk -v h="$RPS_hscale" -v a="$RPS_haproxy" -v n="$RPS_nginx" -v hp="$P99_hscale" -v ap="$P99_haproxy" \
                 -v hc="$CPU_hscale" -v ac="$CPU_haproxy" -v nc="$CPU_nginx" \
                 'BEGIN { printf "ratio hscale/haproxy %.2f  hscale/nginx %.2f  p99 hscale %.2f ms vs haproxy %.2f ms\n", h/a, h/n, hp, ap
