@@ -264,6 +264,11 @@ void  gw_queue_dispatch(gw_worker *w);
  * retry budget, queue place); idempotent. */
 void  gw_exchange_abort(gw_exchange *ex);
 
+/* gw_pick.c */
+/* The index of the member of p for ex's next attempt; -1 when none can
+ * take it, -2 when the candidates are at max_conn (queue the request). */
+int   gw_pick_member(gw_exchange *ex, gw_pool *p, const gw_pool_cfg *pc, uint64_t now);
+
 /* gw_rewrite.c */
 /* Appends the upstream request head for ex (hop-by-hop removed, forwarding
  * headers set). */
