@@ -14,7 +14,9 @@
 # requests/s measures the whole box; each target's CPU time per request
 # (utime+stime of the proxy process over the run, from /proc) is printed
 # too: it is the proxy's own cost, and what its throughput scales with on
-# cores of its own.
+# cores of its own. So is the whole machine's busy CPU time per request
+# (/proc/stat): for the direct target that is wrk and the backend alone,
+# the floor every proxy adds its share to.
 #
 # Every process is started with its own config under a temp dir and stopped
 # by PID. Env: HSCALE_BIN (default build/hscale), DURATION (s, default 8),
@@ -60,20 +62,23 @@ nginx -c "$(fill bench/peers/gw_backend.conf 1 $BACKEND)" -p "$DIR" || exit 1
 wait_port $BACKEND || { echo "backend did not start"; exit 1; }
 
 ticks() { [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Busy ticks of the whole machine (every CPU, everything but idle and iowait).
+box_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 HZ=$(getconf CLK_TCK)
 
-# wrk_run PORT CONNS PID -> "rps p50_ms p99_ms cpu_us_per_request"
+# wrk_run PORT CONNS PID -> "rps p50_ms p99_ms proxy_cpu_us box_cpu_us" (per request)
 wrk_run() {
-    local t0; t0=$(ticks "$3")
+    local t0 b0 t1 b1
+    t0=$(ticks "$3"); b0=$(box_ticks)
     wrk -t1 -c"$2" -d"${DURATION}s" --latency "http://127.0.0.1:$1/" 2>/dev/null > "$DIR/wrk.out"
-    local t1; t1=$(ticks "$3")
-    awk -v dt=$((t1 - t0)) -v hz="$HZ" '
+    t1=$(ticks "$3"); b1=$(box_ticks)
+    awk -v dt=$((t1 - t0)) -v db=$((b1 - b0)) -v hz="$HZ" '
         function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
         /requests in/ { n = $1 }
         /Requests\/sec/ { rps = $2 }
         /^ +50%/ { p50 = ms($2) }
         /^ +99%/ { p99 = ms($2) }
-        END { printf "%d %.2f %.2f %.2f\n", rps, p50, p99, n ? dt * 1e6 / hz / n : 0 }' "$DIR/wrk.out"
+        END { printf "%d %.2f %.2f %.2f %.2f\n", rps, p50, p99, n ? dt * 1e6 / hz / n : 0, n ? db * 1e6 / hz / n : 0 }' "$DIR/wrk.out"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
@@ -128,23 +133,26 @@ for W in $WORKERS_LIST; do
                 echo "$(wrk_run "$port" "$C" "$pid")" >> "$DIR/res.$n.$C"
             done
         done
-        printf "%-8s %5s %10s %9s %9s %12s\n" target conns req/s p50_ms p99_ms cpu_us/req
+        printf "%-8s %5s %10s %9s %9s %12s %12s\n" target conns req/s p50_ms p99_ms cpu_us/req box_us/req
         for t in $TARGETS; do
             n=${t%%:*}; f="$DIR/res.$n.$C"
             rps=$(cut -d' ' -f1 "$f" | median); p50=$(cut -d' ' -f2 "$f" | median)
             p99=$(cut -d' ' -f3 "$f" | median); cpu=$(cut -d' ' -f4 "$f" | median)
-            printf "%-8s %5s %10s %9s %9s %12s\n" "$n" "$C" "$rps" "$p50" "$p99" "$cpu"
-            eval "RPS_$n=$rps; P99_$n=$p99; CPU_$n=$cpu"
+            box=$(cut -d' ' -f5 "$f" | median)
+            printf "%-8s %5s %10s %9s %9s %12s %12s\n" "$n" "$C" "$rps" "$p50" "$p99" "$cpu" "$box"
+            eval "RPS_$n=$rps; P99_$n=$p99; CPU_$n=$cpu; BOX_$n=$box"
         done
         if [ -n "$HS" ]; then
             # Rounds are interleaved, so round i of each target saw the same
             # machine: the per-round ratios show how much of the median is noise.
-            per=$(paste -d' ' "$DIR/res.hscale.$C" "$DIR/res.haproxy.$C" | awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $5 }')
+            per=$(paste -d' ' "$DIR/res.hscale.$C" "$DIR/res.haproxy.$C" | awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $6 }')
             echo "per-round hscale/haproxy: $per"
             awk -v h="$RPS_hscale" -v a="$RPS_haproxy" -v n="$RPS_nginx" -v hp="$P99_hscale" -v ap="$P99_haproxy" \
                 -v hc="$CPU_hscale" -v ac="$CPU_haproxy" -v nc="$CPU_nginx" \
+                -v hb="$BOX_hscale" -v ab="$BOX_haproxy" -v db="$BOX_direct" \
                 'BEGIN { printf "ratio hscale/haproxy %.2f  hscale/nginx %.2f  p99 hscale %.2f ms vs haproxy %.2f ms\n", h/a, h/n, hp, ap
-                         printf "CPU per request: hscale %.2f us, haproxy %.2f us, nginx %.2f us: haproxy/hscale %.2f, nginx/hscale %.2f\n", hc, ac, nc, ac/hc, nc/hc }'
+                         printf "CPU per request: hscale %.2f us, haproxy %.2f us, nginx %.2f us: haproxy/hscale %.2f, nginx/hscale %.2f\n", hc, ac, nc, ac/hc, nc/hc
+                         printf "whole machine per request: hscale %.2f us, haproxy %.2f us (wrk + backend alone: %.2f us): haproxy/hscale %.2f\n", hb, ab, db, ab/hb }'
         fi
         rm -f "$DIR"/res.*
     done

@@ -13,7 +13,7 @@ PACKAGES=(
   # build
   gcc make pkg-config
   libfyaml-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev
-  libssl-dev zlib1g-dev
+  libssl-dev zlib1g-dev liburing-dev
   # unit tests, sanitizers, fuzzing, lint
   libcriterion-dev clang libclang-rt-14-dev cppcheck
   # end-to-end tests: real peers

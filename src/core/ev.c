@@ -56,6 +56,10 @@ struct ev_loop {
     ev_slot    *slots;
     size_t      nslots;
 
+    ev_batch_each_fn *batch_each;
+    ev_batch_done_fn *batch_done;
+    void             *batch_arg;
+
     ev_timer  **heap;
     size_t      heap_len, heap_cap;
     uint64_t    timer_seq;
@@ -442,6 +446,39 @@ static unsigned from_epoll(uint32_t e, unsigned registered)
     return ev;
 }
 
+void ev_set_batch_hook(ev_loop *loop, ev_batch_each_fn *each, ev_batch_done_fn *done,
+                       void *hook_arg)
+{
+    loop->batch_each = each;
+    loop->batch_done = done;
+    loop->batch_arg = hook_arg;
+}
+
+/* The live slot an event of this batch is for, or NULL when the event is
+ * the eventfd's or its fd was deleted earlier in the batch. */
+static ev_slot *event_slot(ev_loop *loop, uint64_t data)
+{
+    if (data == EV_WAKE_TAG)
+        return NULL;
+    int fd = (int)(uint32_t)data;
+    if ((size_t)fd >= loop->nslots)
+        return NULL;
+    ev_slot *s = &loop->slots[fd];
+    return s->active && s->gen == (uint32_t)(data >> 32) ? s : NULL;
+}
+
+/* Offers the batch's readable fds to the hook before dispatching any. */
+static void run_batch_hook(ev_loop *loop, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const ev_slot *s = event_slot(loop, loop->evs[i].data.u64);
+        if (s && (from_epoll(loop->evs[i].events, s->events) & (EV_READ | EV_ERROR)))
+            loop->batch_each(loop, (int)(uint32_t)loop->evs[i].data.u64, s->fn, s->arg,
+                             loop->batch_arg);
+    }
+    loop->batch_done(loop, loop->batch_arg);
+}
+
 int ev_run_once(ev_loop *loop, int timeout_ms)
 {
     int timeout = next_timeout(loop, timeout_ms);
@@ -452,6 +489,8 @@ int ev_run_once(ev_loop *loop, int timeout_ms)
         n = 0;
     }
     ev_now_update(loop);
+    if (loop->batch_each && n > 0)
+        run_batch_hook(loop, n);
     int handled = 0;
     for (int i = 0; i < n; i++) {
         uint64_t data = loop->evs[i].data.u64;
@@ -461,15 +500,11 @@ int ev_run_once(ev_loop *loop, int timeout_ms)
             (void)r;
             continue;
         }
-        int fd = (int)(uint32_t)data;
-        uint32_t gen = (uint32_t)(data >> 32);
-        if ((size_t)fd >= loop->nslots)
-            continue;
-        ev_slot *s = &loop->slots[fd];
-        if (!s->active || s->gen != gen)
+        ev_slot *s = event_slot(loop, data);
+        if (!s)
             continue;
         unsigned mask = from_epoll(loop->evs[i].events, s->events);
-        s->fn(loop, fd, mask, s->arg);
+        s->fn(loop, (int)(uint32_t)data, mask, s->arg);
         handled++;
     }
     handled += run_timers(loop);

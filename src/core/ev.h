@@ -70,6 +70,15 @@ int  ev_io_mod(ev_loop *loop, int fd, unsigned events, ev_io_fn *fn, void *arg);
  * it in the current batch are dropped. Does not close fd. */
 void ev_io_del(ev_loop *loop, int fd);
 
+/* Batch hook: after each wait and before any callback runs, `each` is
+ * called for every ready fd that is readable (with its callback and arg),
+ * then `done` once. A proxy uses it to read every ready socket of the
+ * batch in one system call; `each` must not add or remove fds. */
+typedef void ev_batch_each_fn(ev_loop *loop, int fd, ev_io_fn *fn, void *arg, void *hook_arg);
+typedef void ev_batch_done_fn(ev_loop *loop, void *hook_arg);
+void ev_set_batch_hook(ev_loop *loop, ev_batch_each_fn *each, ev_batch_done_fn *done,
+                       void *hook_arg);
+
 void ev_timer_init(ev_timer *t, ev_timer_fn *fn, void *arg);
 /* Arms (or re-arms) t to fire once, `after_us` from the loop's now. */
 void ev_timer_start(ev_loop *loop, ev_timer *t, uint64_t after_us);

@@ -92,6 +92,7 @@ typedef struct gw_ratelimit_cfg {
 typedef struct gw_config {
     char    *listen;
     int      workers;               /* 0: one per core */
+    bool     io_uring;              /* batch socket I/O through io_uring when the kernel allows */
     char    *admin;                 /* admin API address, NULL: off */
     char    *admin_token;           /* required when admin is not loopback */
     /* timeouts */

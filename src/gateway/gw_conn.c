@@ -28,8 +28,6 @@
 
 #include "core/log.h"
 
-static void conn_io(ev_loop *loop, int fd, unsigned events, void *arg);
-
 static void conn_timeout(ev_loop *loop, ev_timer *t)
 {
     gw_conn *c = t->arg;
@@ -82,7 +80,7 @@ void gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer)
     c->state = GC_WAIT;
     peer_text(c, peer);
     ev_timer_init(&c->timer, conn_timeout, c);
-    if (ev_io_add(w->loop, fd, EV_READ | EV_WRITE, conn_io, c) < 0) {
+    if (ev_io_add(w->loop, fd, EV_READ | EV_WRITE, gw_conn_io, c) < 0) {
         close(fd);
         gw_conn_free(w, c);
         return;
@@ -190,7 +188,9 @@ bool gw_conn_defer(gw_conn *c)
 void gw_worker_flush(gw_worker *w)
 {
     w->defer = false;
-    /* Requests first: the backends start on them while responses go out. */
+    gw_io_write_pending(w);        /* one call for every socket's bytes ... */
+    /* ... then the ordinary path: the rest, and each connection's state.
+     * Requests first: the backends start on them while responses go out. */
     for (unsigned i = 0; i < w->npend; i++) {
         gw_conn *c = w->pend[i];
         if (c && !c->dead && c->ex)
@@ -235,6 +235,18 @@ static size_t read_cap(const gw_conn *c)
     return (size_t)c->w->rt->limits.max_head + GW_BODY_RETRY_MAX + GW_BUF_SIZE;
 }
 
+/* Readies c->in for a read of at least 2 KB; false when memory ran out. */
+static bool conn_make_room(gw_conn *c)
+{
+    gw_buf_acquire(c->w, &c->in);
+    if (buf_room(&c->in) < 2048) {
+        buf_compact(&c->in);
+        if (buf_room(&c->in) < 2048 && buf_reserve(&c->in, GW_BUF_SIZE) < 0)
+            return false;
+    }
+    return true;
+}
+
 /* Reads what the socket has. Returns -1 when the connection closed. */
 static int conn_read(gw_conn *c)
 {
@@ -247,10 +259,14 @@ static int conn_read(gw_conn *c)
             c->read_blocked = true;
             return 0;
         }
-        if (buf_room(&c->in) < 2048) {
-            buf_compact(&c->in);
-            if (buf_room(&c->in) < 2048 && buf_reserve(&c->in, GW_BUF_SIZE) < 0)
-                return 0;
+        if (!conn_make_room(c))
+            return 0;
+        if (c->rx_seq == c->w->io_seq) {
+            /* gw_io read this socket ahead in this batch; its bytes are in. */
+            c->rx_seq = 0;
+            if (c->rx_more)
+                continue;
+            return 0;
         }
         size_t room = buf_room(&c->in);
         ssize_t n = read(c->fd, buf_tail(&c->in), room);
@@ -272,6 +288,29 @@ static int conn_read(gw_conn *c)
         return -1;
     }
     return 0;
+}
+
+char *gw_conn_rx_room(gw_conn *c, size_t *room)
+{
+    /* Only where gw_conn_io would read: never a closing or capped connection. */
+    if (c->dead || c->peer_eof || c->state == GC_CLOSING || c->in.len >= read_cap(c)
+        || !conn_make_room(c))
+        return NULL;
+    *room = buf_room(&c->in);
+    return buf_tail(&c->in);
+}
+
+void gw_conn_rx_done(gw_conn *c, int res, size_t room)
+{
+    if (res > 0) {
+        buf_commit(&c->in, (size_t)res);
+        c->rx_more = (size_t)res == room;
+    } else if (res == -EAGAIN || res == -EWOULDBLOCK) {
+        c->rx_more = false;
+    } else {
+        return;              /* EOF or an error: conn_read's own read meets it */
+    }
+    c->rx_seq = c->w->io_seq;
 }
 
 static gw_exchange *exchange_new(gw_worker *w, gw_conn *c)
@@ -412,7 +451,7 @@ void gw_conn_request_done(gw_conn *c, int status_class)
     c->state = c->close_after ? GC_CLOSING : GC_WAIT;
 }
 
-static void conn_io(ev_loop *loop, int fd, unsigned events, void *arg)
+void gw_conn_io(ev_loop *loop, int fd, unsigned events, void *arg)
 {
     gw_conn *c = arg;
     (void)loop;

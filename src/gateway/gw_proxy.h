@@ -116,6 +116,9 @@ typedef struct gw_exchange {
     bool         sent_to_client; /* any response byte queued to the client */
     bool         up_close;       /* upstream connection cannot be reused */
     bool         up_eof;
+    bool         rx_got;         /* the batch read (rx_seq) brought bytes into uin */
+    bool         rx_more;        /* ... and filled the room: the socket may hold more */
+    uint32_t     rx_seq;         /* w->io_seq of the batch that read this socket ahead */
     bool         resp_head_done;
     bool         resp_done;
     uint8_t      resp_body;      /* http_body_kind of the response */
@@ -147,6 +150,8 @@ struct gw_conn {
     bool         backlog;        /* stopped reading upstream: client output full */
     bool         dead;           /* socket failed: close at the top of the stack */
     bool         read_blocked;   /* stopped reading with bytes maybe left in the socket */
+    bool         rx_more;        /* the batch read (rx_seq) filled the room */
+    uint32_t     rx_seq;         /* w->io_seq of the batch that read this socket ahead */
     uint8_t      ip_len;
     char         ip[46];         /* peer address text, for X-Forwarded-For */
     unsigned char ip_raw[16];    /* peer address bytes, for rate limits and hashing */
@@ -192,6 +197,8 @@ struct gw_worker {
     ev_timer      accept_more;   /* accepting resumes next iteration after a full burst */
     gw_member   **held;          /* members whose idle connections sit in `idle` */
     size_t        nheld, capheld;
+    struct gw_io *io;            /* batched socket I/O (gw_io.c); NULL: plain calls */
+    uint32_t      io_seq;        /* current batch; a read-ahead result is valid for it */
     /* Writes wait for the end of the loop iteration (see gw_conn_defer). */
     bool          defer;
     gw_conn     **pend;          /* connections with output waiting; NULL = closed since */
@@ -247,6 +254,12 @@ void  gw_worker_flush(gw_worker *w);
 /* The exchange finished (response fully queued, or failed after bytes
  * went out): account it and move to the next request. */
 void  gw_conn_request_done(gw_conn *c, int status_class);
+/* The client socket's event callback (gw_io.c tells sockets apart by it). */
+void  gw_conn_io(ev_loop *loop, int fd, unsigned events, void *arg);
+/* Read-ahead for gw_io.c: where the next read of c would land (NULL when
+ * conn_read would not read now), then what it brought (bytes, or -errno). */
+char *gw_conn_rx_room(gw_conn *c, size_t *room);
+void  gw_conn_rx_done(gw_conn *c, int res, size_t room);
 
 /* gw_upstream.c */
 /* Routes, picks and starts the first attempt for c->ex. Answers locally
@@ -263,6 +276,25 @@ void  gw_queue_dispatch(gw_worker *w);
 /* Drops the upstream side and everything the exchange holds (member,
  * retry budget, queue place); idempotent. */
 void  gw_exchange_abort(gw_exchange *ex);
+/* The upstream socket's event callback. */
+void  gw_exchange_io(ev_loop *loop, int fd, unsigned events, void *arg);
+/* Read-ahead and write-ahead for gw_io.c, as for the client side: where a
+ * read of the upstream would land, what it brought; what is waiting to be
+ * sent and how much of it went. */
+char *gw_exchange_rx_room(gw_exchange *ex, size_t *room);
+void  gw_exchange_rx_done(gw_exchange *ex, int res, size_t room);
+const char *gw_exchange_tx_pending(gw_exchange *ex, size_t *len);
+void  gw_exchange_tx_done(gw_exchange *ex, size_t sent);
+
+/* gw_io.c: each event batch's socket reads, and each flush's writes, in one
+ * io_uring call instead of one system call per socket. */
+/* Sets w->io when enabled and the kernel allows it; w->io stays NULL (plain
+ * read and write) otherwise. */
+void  gw_io_init(gw_worker *w, bool enabled);
+void  gw_io_free(gw_worker *w);
+/* Sends everything held back for the listed connections in one call; what
+ * a socket did not take is left for the ordinary write path. */
+void  gw_io_write_pending(gw_worker *w);
 
 /* gw_pick.c */
 /* The index of the member of p for ex's next attempt; -1 when none can

@@ -28,7 +28,6 @@ enum fail_kind { FAIL_CONNECT, FAIL_RESET, FAIL_TIMEOUT, FAIL_BAD_RESPONSE };
 
 #define UOUT_HIGH      (256u * 1024u)
 
-static void up_io(ev_loop *loop, int fd, unsigned events, void *arg);
 static void up_timeout(ev_loop *loop, ev_timer *t);
 static void attempt(gw_exchange *ex);
 
@@ -324,13 +323,14 @@ static void attempt(gw_exchange *ex)
     gw_rewrite_request(ex, buf_head(&ex->c->in), &ex->uout);
     gw_buf_acquire(w, &ex->uin);
     buf_reset(&ex->uin);
+    ex->rx_seq = 0;                  /* a read ahead of an earlier attempt is void */
 
     int fd = hc_pool_get(w->idle, m);
     if (fd >= 0) {
         ex->reused = true;
         ex->connecting = false;
         ex->ufd = fd;
-        if (ev_io_mod(w->loop, fd, EV_READ | EV_WRITE, up_io, ex) < 0) {
+        if (ev_io_mod(w->loop, fd, EV_READ | EV_WRITE, gw_exchange_io, ex) < 0) {
             close(fd);
             ex->ufd = -1;
             attempt_failed(ex, FAIL_CONNECT);
@@ -349,7 +349,7 @@ static void attempt(gw_exchange *ex)
     }
     ex->ufd = fd;
     ex->connecting = true;
-    if (ev_io_add(w->loop, fd, EV_READ | EV_WRITE, up_io, ex) < 0) {
+    if (ev_io_add(w->loop, fd, EV_READ | EV_WRITE, gw_exchange_io, ex) < 0) {
         attempt_failed(ex, FAIL_CONNECT);
         return;
     }
@@ -651,17 +651,42 @@ static void process_response(gw_exchange *ex)
         c->backlog = true;
 }
 
+/* The upstream may be read now: the client is not backed up, nothing ended. */
+static bool up_readable(const gw_exchange *ex)
+{
+    return ex->ufd >= 0 && !ex->c->backlog && !ex->c->dead && !ex->up_eof;
+}
+
+/* Readies ex->uin for a read of at least 4 KB; false when memory ran out. */
+static bool up_make_room(gw_exchange *ex)
+{
+    gw_buf_acquire(ex_worker(ex), &ex->uin);
+    if (buf_room(&ex->uin) < 4096) {
+        buf_compact(&ex->uin);
+        if (buf_room(&ex->uin) < 4096 && buf_reserve(&ex->uin, GW_BUF_SIZE) < 0)
+            return false;
+    }
+    return true;
+}
+
 /* Reads what the upstream has (unless the client is backed up). */
 static void up_read(gw_exchange *ex)
 {
     gw_worker *w = ex_worker(ex);
     gw_conn *c = ex->c;
-    while (ex->ufd >= 0 && !c->backlog && !c->dead && !ex->up_eof) {
-        gw_buf_acquire(w, &ex->uin);
-        if (buf_room(&ex->uin) < 4096) {
-            buf_compact(&ex->uin);
-            if (buf_room(&ex->uin) < 4096 && buf_reserve(&ex->uin, GW_BUF_SIZE) < 0)
+    while (up_readable(ex)) {
+        if (!up_make_room(ex))
+            return;
+        if (ex->rx_seq == w->io_seq) {
+            /* gw_io read this socket ahead in this batch; its bytes are in. */
+            ex->rx_seq = 0;
+            if (!ex->rx_got)
                 return;
+            ex->resp_started = true;
+            process_response(ex);
+            if (!ex->rx_more || c->ex != ex)
+                return;
+            continue;
         }
         size_t room = buf_room(&ex->uin);
         ssize_t n = read(ex->ufd, buf_tail(&ex->uin), room);
@@ -688,6 +713,45 @@ static void up_read(gw_exchange *ex)
     }
 }
 
+char *gw_exchange_rx_room(gw_exchange *ex, size_t *room)
+{
+    /* Only where the upstream callback would read: a connected, current attempt. */
+    if (ex->connecting || ex->c->ex != ex || !up_readable(ex) || !up_make_room(ex))
+        return NULL;
+    *room = buf_room(&ex->uin);
+    return buf_tail(&ex->uin);
+}
+
+void gw_exchange_rx_done(gw_exchange *ex, int res, size_t room)
+{
+    if (res > 0) {
+        buf_commit(&ex->uin, (size_t)res);
+        ex->rx_got = true;
+        ex->rx_more = (size_t)res == room;
+    } else if (res == -EAGAIN || res == -EWOULDBLOCK) {
+        ex->rx_got = false;
+        ex->rx_more = false;
+    } else {
+        return;              /* EOF or an error: up_read's own read meets it */
+    }
+    ex->rx_seq = ex_worker(ex)->io_seq;
+}
+
+const char *gw_exchange_tx_pending(gw_exchange *ex, size_t *len)
+{
+    if (ex->ufd < 0 || ex->connecting || !ex->uout.len)
+        return NULL;
+    *len = ex->uout.len;
+    return buf_head(&ex->uout);
+}
+
+void gw_exchange_tx_done(gw_exchange *ex, size_t sent)
+{
+    buf_consume(&ex->uout, sent);
+    if (ex->uout.len == 0)
+        pump_into_uout(ex);          /* room again: take more body */
+}
+
 static void up_flush(gw_exchange *ex)
 {
     if (ex->ufd >= 0 && !ex->connecting && ex->uout.len && gw_conn_defer(ex->c))
@@ -695,9 +759,7 @@ static void up_flush(gw_exchange *ex)
     while (ex->ufd >= 0 && !ex->connecting && ex->uout.len) {
         ssize_t n = write(ex->ufd, buf_head(&ex->uout), ex->uout.len);
         if (n > 0) {
-            buf_consume(&ex->uout, (size_t)n);
-            if (ex->uout.len == 0)
-                pump_into_uout(ex);      /* room again: take more body */
+            gw_exchange_tx_done(ex, (size_t)n);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -726,7 +788,7 @@ void gw_exchange_resume(gw_exchange *ex)
         process_response(ex);
 }
 
-static void up_io(ev_loop *loop, int fd, unsigned events, void *arg)
+void gw_exchange_io(ev_loop *loop, int fd, unsigned events, void *arg)
 {
     gw_exchange *ex = arg;
     gw_conn *c = ex->c;

@@ -316,6 +316,7 @@ static void *worker_main(void *arg)
     gw_rt *rt = w->rt;
     metrics_thread_bind(w->id % METRICS_SHARDS);
     w->defer = true;
+    gw_io_init(w, rt->cfg.io_uring);   /* here: the ring belongs to this thread */
     ev_timer_start(w->loop, &w->gc, GW_GC_US);
     while (1) {
         gw_rcu_quiescent(&rt->rcu, w->id);
@@ -344,6 +345,7 @@ static void *worker_main(void *arg)
     }
     while (w->conns)
         gw_conn_close(w->conns);
+    gw_io_free(w);
     gw_rcu_quiescent(&rt->rcu, w->id);
     return NULL;
 }

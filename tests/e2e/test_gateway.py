@@ -8,13 +8,35 @@ import time
 
 from gw_util import http as requests  # noqa: E402 (default timeouts)
 
+import pytest
+
 from conftest import read_log, run_hscale
 from gw_util import Backend, Gateway, raw, write_yaml
 
+# The data path runs either way: socket calls batched through io_uring (the
+# default) or plain read/write (io_uring: false, or a kernel that refuses).
+IO_MODES = {"io_uring": ("true", "batched through io_uring"),
+            "plain": ("false", "plain calls (io_uring off)")}
 
-def test_proxies_and_sets_forwarding_headers(procs):
+
+@pytest.fixture(params=sorted(IO_MODES))
+def io_gateway(request, procs):
+    """Starts a gateway over the given backends in one I/O mode; checks the mode took."""
+    flag, logged = IO_MODES[request.param]
+
+    def start(backends):
+        gw = Gateway(procs, backends, env={"HSCALE_GATEWAY_IO_URING": flag})
+        deadline = time.time() + 5
+        while logged not in read_log(gw.proc) and time.time() < deadline:
+            time.sleep(0.05)
+        assert "socket I/O: " + logged in read_log(gw.proc)
+        return gw
+    return start
+
+
+def test_proxies_and_sets_forwarding_headers(procs, io_gateway):
     b = Backend(procs, "a")
-    gw = Gateway(procs, [b])
+    gw = io_gateway([b])
     r = requests.get(gw.url("/echo?x=1"), headers={
         "Host": "cases.example", "X-Forwarded-For": "10.9.8.7", "X-Request-Id": "abc123",
         "Keep-Alive": "timeout=5", "Connection": "keep-alive, X-Secret", "X-Secret": "s",
@@ -46,9 +68,9 @@ def test_round_robin_spreads_evenly(procs):
     assert seen == {"a": 10, "b": 10, "c": 10}
 
 
-def test_request_bodies_stream_both_ways(procs):
+def test_request_bodies_stream_both_ways(procs, io_gateway):
     b = Backend(procs, "a")
-    gw = Gateway(procs, [b])
+    gw = io_gateway([b])
     body = bytes(range(256)) * 4096       # 1 MiB: larger than any buffer
     r = requests.post(gw.url("/echo"), data=body)
     assert r.status_code == 200
@@ -69,9 +91,9 @@ def test_request_bodies_stream_both_ways(procs):
     assert ch.headers.get("Transfer-Encoding") == "chunked"
 
 
-def test_pipelined_requests_answer_in_order(procs):
+def test_pipelined_requests_answer_in_order(procs, io_gateway):
     b = Backend(procs, "a")
-    gw = Gateway(procs, [b])
+    gw = io_gateway([b])
     reqs = b"".join(b"GET /p%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(10))
     out = raw(gw.port, reqs + b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
               read_until_close=True)

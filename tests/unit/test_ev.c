@@ -227,6 +227,64 @@ Test(ev, io_edge_triggered_socketpair)
     ev_loop_free(loop);
 }
 
+/* The batch hook sees every readable fd of a batch, with its callback and
+ * arg, before any callback of the batch runs; then `done` once. A writable
+ * fd with nothing to read is not offered. */
+static int hook_each, hook_done, hook_before_cb, cb_calls, hook_bad_arg;
+static void hook_cb(ev_loop *loop, int fd, unsigned ev, void *arg)
+{
+    cb_calls++;
+    char b[16];
+    while (read(fd, b, sizeof b) > 0) {
+    }
+}
+static void on_each(ev_loop *loop, int fd, ev_io_fn *fn, void *arg, void *hook_arg)
+{
+    hook_each++;
+    if (cb_calls == 0)
+        hook_before_cb++;
+    if (fn != hook_cb || *(int *)arg != fd || *(int *)hook_arg != 42)
+        hook_bad_arg++;
+}
+static void on_done(ev_loop *loop, void *hook_arg)
+{
+    hook_done++;
+}
+
+Test(ev, batch_hook_sees_readable_fds_before_callbacks)
+{
+    ev_loop *loop = ev_loop_new();
+    int a[2], b[2], c[2], tag = 42;
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a), 0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, c), 0);
+    ev_set_batch_hook(loop, on_each, on_done, &tag);
+    cr_assert_eq(ev_io_add(loop, a[0], EV_READ, hook_cb, &a[0]), 0);
+    cr_assert_eq(ev_io_add(loop, b[0], EV_READ, hook_cb, &b[0]), 0);
+    cr_assert_eq(ev_io_add(loop, c[0], EV_WRITE, hook_cb, &c[0]), 0);
+    cr_assert_eq(write(a[1], "x", 1), 1);
+    cr_assert_eq(write(b[1], "y", 1), 1);
+    ev_run_once(loop, 100);
+    cr_assert_eq(cb_calls, 3, "a, b readable and c writable: three callbacks");
+    cr_assert_eq(hook_each, 2, "only the readable fds are offered");
+    cr_assert_eq(hook_before_cb, 2, "offered before any callback ran");
+    cr_assert_eq(hook_done, 1);
+    cr_assert_eq(hook_bad_arg, 0);
+    /* Nothing ready: no batch, no hook. */
+    cr_assert_eq(ev_run_once(loop, 10), 0);
+    cr_assert_eq(hook_done, 1);
+    ev_set_batch_hook(loop, NULL, NULL, NULL);
+    cr_assert_eq(write(a[1], "z", 1), 1);
+    ev_run_once(loop, 100);
+    cr_assert_eq(hook_each, 2, "hook removed");
+    for (int i = 0; i < 2; i++) {
+        close(a[i]);
+        close(b[i]);
+        close(c[i]);
+    }
+    ev_loop_free(loop);
+}
+
 /* Callback on A deletes and closes B, then makes a new socketpair whose
  * first fd reuses B's number and registers it; the stale event for B in
  * the same batch must not reach the new owner. */
