@@ -73,7 +73,7 @@ void gw_io_init(gw_worker *w, bool enabled)
         rc = io_uring_queue_init(GW_IO_OPS, &io->ring, 0);
     if (rc < 0) {
         if (w->id == 0)
-            log_info("gateway: io_uring unavailable (%s): plain socket calls", strerror(-rc));
+            log_info("gateway: socket I/O: plain calls (io_uring unavailable: %s)", strerror(-rc));
         free(io);
         return;
     }
