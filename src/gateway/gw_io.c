@@ -60,7 +60,7 @@ void gw_io_init(gw_worker *w, bool enabled)
     w->io_seq = 1;
     if (!enabled) {
         if (w->id == 0)
-            log_info("gateway: socket I/O: plain calls (io_uring off)");
+            log_info("socket I/O: plain calls (io_uring off)");
         return;
     }
     gw_io *io = calloc(1, sizeof *io);
@@ -73,14 +73,14 @@ void gw_io_init(gw_worker *w, bool enabled)
         rc = io_uring_queue_init(GW_IO_OPS, &io->ring, 0);
     if (rc < 0) {
         if (w->id == 0)
-            log_info("gateway: socket I/O: plain calls (io_uring unavailable: %s)", strerror(-rc));
+            log_info("socket I/O: plain calls (io_uring unavailable: %s)", strerror(-rc));
         free(io);
         return;
     }
     w->io = io;
     ev_set_batch_hook(w->loop, batch_each, batch_done, w);
     if (w->id == 0)
-        log_info("gateway: socket I/O: batched through io_uring");
+        log_info("socket I/O: batched through io_uring");
 }
 
 void gw_io_free(gw_worker *w)
@@ -122,7 +122,7 @@ static void run_ops(gw_io *io)
         got++;
     }
     if (rc < 0) {
-        log_error("gateway: io_uring: %s: back to plain socket calls", strerror(-rc));
+        log_error("socket I/O: io_uring failed (%s): plain calls from now on", strerror(-rc));
         io->broken = true;
         for (unsigned i = 0; i < n; i++)
             io->res[i] = -EAGAIN;
