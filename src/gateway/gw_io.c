@@ -122,10 +122,10 @@ static void run_ops(gw_io *io)
         got++;
     }
     if (rc < 0) {
+        /* Results already collected stand (a send that went must not be
+         * sent again); the rest read as -EAGAIN: nothing done. */
         log_error("socket I/O: io_uring failed (%s): plain calls from now on", strerror(-rc));
         io->broken = true;
-        for (unsigned i = 0; i < n; i++)
-            io->res[i] = -EAGAIN;
     }
 }
 
