@@ -250,7 +250,6 @@ static bool conn_make_room(gw_conn *c)
 /* Reads what the socket has. Returns -1 when the connection closed. */
 static int conn_read(gw_conn *c)
 {
-    gw_buf_acquire(c->w, &c->in);
     while (!c->peer_eof) {
         if (c->in.len >= read_cap(c)) {
             /* Enough unparsed bytes: stop until the request drains them.

@@ -278,11 +278,30 @@ void  gw_queue_dispatch(gw_worker *w);
 void  gw_exchange_abort(gw_exchange *ex);
 /* The upstream socket's event callback. */
 void  gw_exchange_io(ev_loop *loop, int fd, unsigned events, void *arg);
-/* Read-ahead and write-ahead for gw_io.c, as for the client side: where a
- * read of the upstream would land, what it brought; what is waiting to be
- * sent and how much of it went. */
+/* Shared with gw_response.c: how an attempt failed, and what ends it. */
+enum gw_fail_kind { GW_FAIL_CONNECT, GW_FAIL_RESET, GW_FAIL_TIMEOUT, GW_FAIL_BAD_RESPONSE };
+/* Retries on another member when allowed, else answers 502/504. */
+void  gw_attempt_failed(gw_exchange *ex, enum gw_fail_kind kind);
+/* The passive health signal for the attempt's member. */
+void  gw_report_outcome(gw_exchange *ex, bool ok);
+void  gw_close_upstream(gw_exchange *ex);
+void  gw_release_member(gw_exchange *ex);
+/* The exchange's pool in the current snapshot (NULL when it is gone). */
+gw_pool *gw_exchange_pool(gw_exchange *ex, const gw_snap *s, const gw_pool_cfg **pc);
+/* (Re)arms the attempt's timer, bounded by the request's overall deadline. */
+void  gw_arm_try_timer(gw_exchange *ex, uint64_t after_us);
+
+/* gw_response.c */
+/* Parses and relays what ex->uin holds; ends the exchange when complete. */
+void  gw_response_process(gw_exchange *ex);
+/* Reads what the upstream has (unless the client is backed up) and relays it. */
+void  gw_response_read(gw_exchange *ex);
+/* Read-ahead for gw_io.c, as for the client side: where a read of the
+ * upstream would land, then what it brought (bytes, or -errno). */
 char *gw_exchange_rx_room(gw_exchange *ex, size_t *room);
 void  gw_exchange_rx_done(gw_exchange *ex, int res, size_t room);
+/* Write-ahead for gw_io.c: what is waiting to be sent to the upstream,
+ * and how much of it went. */
 const char *gw_exchange_tx_pending(gw_exchange *ex, size_t *len);
 void  gw_exchange_tx_done(gw_exchange *ex, size_t sent);
 

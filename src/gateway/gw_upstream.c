@@ -1,20 +1,16 @@
 /* gw_upstream.c -- one request's trip to a backend: routing, the rate
- * limit, a member (chosen by gw_pick.c), connecting (or reusing an idle
- * connection), streaming the request body up and the response back,
- * timeouts, retries and the passive health signal.
+ * limit, a member (chosen by gw_pick.c), the max_conn queue, connecting
+ * (or reusing an idle connection), sending the request and streaming its
+ * body up, timeouts, retries and the passive health signal. The answer
+ * coming back is gw_response.c's.
  *
  * Invariants:
  *  - A request is retried only while nothing of its response has reached
  *    the client, only when its method allows it (gw_method_retryable), only
  *    when its whole body is still in the client buffer to be sent again,
  *    and only within the retry budget. Retries go to another member.
- *  - A response is parsed with the request's method, so a HEAD answer or a
- *    204/304 never swallows the next response; an upstream connection goes
- *    back to the idle pool only when the response ended exactly at the end
- *    of the bytes read and the request body was sent whole. Anything else
- *    closes it: a connection whose framing is in doubt is never reused.
- *  - Client output is bounded: past GW_OUT_HIGH the upstream is not read
- *    until the client drains (backpressure instead of buffering a body). */
+ *  - A member is pinned (ex->m) from the pick until the attempt ends, and
+ *    its in-flight count is held for exactly that long (gw_release_member). */
 #include "gateway/gw_proxy.h"
 
 #include <errno.h>
@@ -23,8 +19,6 @@
 #include <unistd.h>
 
 #include "core/log.h"
-
-enum fail_kind { FAIL_CONNECT, FAIL_RESET, FAIL_TIMEOUT, FAIL_BAD_RESPONSE };
 
 #define UOUT_HIGH      (256u * 1024u)
 
@@ -35,7 +29,7 @@ static gw_worker *ex_worker(const gw_exchange *ex) { return ex->c->w; }
 
 /* The exchange's pool in the current snapshot: by index while the
  * generation is unchanged, else by name (NULL when it is gone). */
-static gw_pool *ex_pool(gw_exchange *ex, const gw_snap *s, const gw_pool_cfg **pc)
+gw_pool *gw_exchange_pool(gw_exchange *ex, const gw_snap *s, const gw_pool_cfg **pc)
 {
     int pi = ex->pool;
     if (s->gen != ex->gen) {
@@ -60,7 +54,7 @@ static void local_reply(gw_exchange *ex, int status, const char *headers, const 
     gw_conn_request_done(c, status / 100);
 }
 
-static void close_upstream(gw_exchange *ex)
+void gw_close_upstream(gw_exchange *ex)
 {
     if (ex->ufd < 0)
         return;
@@ -70,7 +64,7 @@ static void close_upstream(gw_exchange *ex)
     ex->ufd = -1;
 }
 
-static void release_member(gw_exchange *ex)
+void gw_release_member(gw_exchange *ex)
 {
     if (!ex->m)
         return;
@@ -150,8 +144,8 @@ void gw_exchange_abort(gw_exchange *ex)
     gw_worker *w = ex_worker(ex);
     queue_remove(ex);
     ev_timer_stop(w->loop, &ex->timer);
-    close_upstream(ex);
-    release_member(ex);
+    gw_close_upstream(ex);
+    gw_release_member(ex);
     if (ex->in_retry) {
         gw_retry_end(&w->rt->budget);
         ex->in_retry = false;
@@ -225,7 +219,7 @@ void gw_exchange_pump_body(gw_exchange *ex)
     int rc = pump_into_uout(ex);
     if (rc < 0) {
         /* Malformed chunked body: the upstream got a partial request. */
-        close_upstream(ex);
+        gw_close_upstream(ex);
         ex->c->close_after = true;
         char msg[96];
         snprintf(msg, sizeof msg, "{\"error\":\"%s\",\"status\":%d}",
@@ -246,7 +240,7 @@ static uint64_t overall_deadline(const gw_exchange *ex)
     return ex->t_start_us + ex_worker(ex)->rt->cfg.response_timeout_us;
 }
 
-static void arm_timer(gw_exchange *ex, uint64_t after_us)
+void gw_arm_try_timer(gw_exchange *ex, uint64_t after_us)
 {
     gw_worker *w = ex_worker(ex);
     uint64_t now = ev_now_us(w->loop);
@@ -258,15 +252,13 @@ static void arm_timer(gw_exchange *ex, uint64_t after_us)
     ev_timer_start(w->loop, &ex->timer, after_us);
 }
 
-static void attempt_failed(gw_exchange *ex, enum fail_kind kind);
-
 static void attempt(gw_exchange *ex)
 {
     gw_worker *w = ex_worker(ex);
     gw_rt *rt = w->rt;
     const gw_snap *s = gw_rcu_read(&rt->rcu);
     const gw_pool_cfg *pc;
-    gw_pool *p = ex_pool(ex, s, &pc);
+    gw_pool *p = gw_exchange_pool(ex, s, &pc);
     uint64_t now = ev_now_us(w->loop);
     if (!p) {
         local_reply(ex, 503, "Retry-After: 1\r\n",
@@ -333,10 +325,10 @@ static void attempt(gw_exchange *ex)
         if (ev_io_mod(w->loop, fd, EV_READ | EV_WRITE, gw_exchange_io, ex) < 0) {
             close(fd);
             ex->ufd = -1;
-            attempt_failed(ex, FAIL_CONNECT);
+            gw_attempt_failed(ex, GW_FAIL_CONNECT);
             return;
         }
-        arm_timer(ex, rt->cfg.try_timeout_us);
+        gw_arm_try_timer(ex, rt->cfg.try_timeout_us);
         pump_into_uout(ex);
         up_flush(ex);
         return;
@@ -344,16 +336,16 @@ static void attempt(gw_exchange *ex)
     ex->reused = false;
     fd = sock_connect(&m->addr);
     if (fd < 0) {
-        attempt_failed(ex, FAIL_CONNECT);
+        gw_attempt_failed(ex, GW_FAIL_CONNECT);
         return;
     }
     ex->ufd = fd;
     ex->connecting = true;
     if (ev_io_add(w->loop, fd, EV_READ | EV_WRITE, gw_exchange_io, ex) < 0) {
-        attempt_failed(ex, FAIL_CONNECT);
+        gw_attempt_failed(ex, GW_FAIL_CONNECT);
         return;
     }
-    arm_timer(ex, rt->cfg.connect_timeout_us);
+    gw_arm_try_timer(ex, rt->cfg.connect_timeout_us);
 }
 
 void gw_exchange_start(gw_conn *c)
@@ -414,13 +406,13 @@ void gw_exchange_start(gw_conn *c)
 
 /* --- failure and retry ------------------------------------------------- */
 
-static void report_outcome(gw_exchange *ex, bool ok)
+void gw_report_outcome(gw_exchange *ex, bool ok)
 {
     gw_worker *w = ex_worker(ex);
     if (!ex->m)
         return;
     const gw_snap *s = gw_rcu_read(&w->rt->rcu);
-    gw_pool *p = ex_pool(ex, s, NULL);
+    gw_pool *p = gw_exchange_pool(ex, s, NULL);
     if (!p)
         return;
     uint64_t now = ev_now_us(w->loop);
@@ -436,11 +428,11 @@ static void report_outcome(gw_exchange *ex, bool ok)
 /* A failed connect sent nothing, so any method may go elsewhere and it
  * costs no retry budget (the budget exists to stop retry storms against
  * slow or failing backends, not to fail requests a dead port refused). */
-static bool can_retry(gw_exchange *ex, enum fail_kind kind)
+static bool can_retry(gw_exchange *ex, enum gw_fail_kind kind)
 {
     gw_worker *w = ex_worker(ex);
     gw_rt *rt = w->rt;
-    bool nothing_sent = kind == FAIL_CONNECT;
+    bool nothing_sent = kind == GW_FAIL_CONNECT;
     if (ex->sent_to_client || ex->head_len == 0 || (!ex->retryable && !nothing_sent))
         return false;
     if (ex->attempts > (unsigned)rt->cfg.retries || ex->attempts >= 4)
@@ -455,15 +447,15 @@ static bool can_retry(gw_exchange *ex, enum fail_kind kind)
     return true;
 }
 
-static void attempt_failed(gw_exchange *ex, enum fail_kind kind)
+void gw_attempt_failed(gw_exchange *ex, enum gw_fail_kind kind)
 {
     gw_worker *w = ex_worker(ex);
     ev_timer_stop(w->loop, &ex->timer);
-    close_upstream(ex);
+    gw_close_upstream(ex);
     if (ex->m)
         atomic_fetch_add_explicit(&ex->m->by_class[0], 1, memory_order_relaxed);
-    report_outcome(ex, false);
-    release_member(ex);
+    gw_report_outcome(ex, false);
+    gw_release_member(ex);
     if (can_retry(ex, kind)) {
         if (ex->ps)
             metrics_inc(ex->ps->retries);
@@ -475,12 +467,12 @@ static void attempt_failed(gw_exchange *ex, enum fail_kind kind)
         return;
     }
     static const char *const msgs[] = {
-        [FAIL_CONNECT] = "{\"error\":\"backend connection failed\",\"status\":502}",
-        [FAIL_RESET] = "{\"error\":\"backend closed the connection\",\"status\":502}",
-        [FAIL_TIMEOUT] = "{\"error\":\"backend timed out\",\"status\":504}",
-        [FAIL_BAD_RESPONSE] = "{\"error\":\"backend sent a malformed response\",\"status\":502}",
+        [GW_FAIL_CONNECT] = "{\"error\":\"backend connection failed\",\"status\":502}",
+        [GW_FAIL_RESET] = "{\"error\":\"backend closed the connection\",\"status\":502}",
+        [GW_FAIL_TIMEOUT] = "{\"error\":\"backend timed out\",\"status\":504}",
+        [GW_FAIL_BAD_RESPONSE] = "{\"error\":\"backend sent a malformed response\",\"status\":502}",
     };
-    local_reply(ex, kind == FAIL_TIMEOUT ? 504 : 502, NULL, msgs[kind]);
+    local_reply(ex, kind == GW_FAIL_TIMEOUT ? 504 : 502, NULL, msgs[kind]);
 }
 
 static void up_timeout(ev_loop *loop, ev_timer *t)
@@ -497,244 +489,8 @@ static void up_timeout(ev_loop *loop, ev_timer *t)
     } else if (ex->resp_head_done)
         c->dead = true;           /* the body stalled mid-way */
     else
-        attempt_failed(ex, ex->connecting ? FAIL_CONNECT : FAIL_TIMEOUT);
+        gw_attempt_failed(ex, ex->connecting ? GW_FAIL_CONNECT : GW_FAIL_TIMEOUT);
     gw_conn_process(c);
-}
-
-/* --- response ---------------------------------------------------------- */
-
-/* The response is complete: hand the connection back or close it. */
-static void finish_upstream(gw_exchange *ex)
-{
-    gw_worker *w = ex_worker(ex);
-    ev_timer_stop(w->loop, &ex->timer);
-    gw_member *m = ex->m;
-    bool reuse = !ex->up_close && !ex->up_eof && ex->req_body_done && ex->uin.len == 0
-                 && ex->uout.len == 0 && m
-                 && atomic_load_explicit(&m->state, memory_order_relaxed) == GW_ST_READY;
-    if (reuse) {
-        gw_worker_hold(w, m);
-        hc_pool_put(w->idle, m, ex->ufd);
-        ex->ufd = -1;
-    } else {
-        close_upstream(ex);
-    }
-    release_member(ex);
-}
-
-static void fail_response(gw_exchange *ex, enum fail_kind kind)
-{
-    attempt_failed(ex, kind);
-}
-
-/* Forwards response body bytes from uin to the client. True when done. */
-static bool forward_body(gw_exchange *ex)
-{
-    gw_conn *c = ex->c;
-    switch (ex->resp_body) {
-    case HTTP_BODY_NONE:
-        return true;
-    case HTTP_BODY_LENGTH: {
-        size_t n = ex->uin.len < ex->resp_body_left ? ex->uin.len : (size_t)ex->resp_body_left;
-        if (n) {
-            buf_append(&c->out, buf_head(&ex->uin), n);
-            buf_consume(&ex->uin, n);
-            ex->resp_body_left -= n;
-        }
-        return ex->resp_body_left == 0;
-    }
-    case HTTP_BODY_CHUNKED: {
-        if (ex->uin.len == 0)
-            return false;
-        long used = http_chunked_feed(&ex->resp_chunk, buf_head(&ex->uin), ex->uin.len, NULL, NULL);
-        if (used < 0) {
-            c->dead = true;        /* framing broke mid-body */
-            ex->up_close = true;
-            return true;
-        }
-        buf_append(&c->out, buf_head(&ex->uin), (size_t)used);
-        buf_consume(&ex->uin, (size_t)used);
-        return http_chunked_done(&ex->resp_chunk);
-    }
-    default:   /* HTTP_BODY_CLOSE: everything until EOF */
-        if (ex->uin.len) {
-            buf_append(&c->out, buf_head(&ex->uin), ex->uin.len);
-            buf_reset(&ex->uin);
-        }
-        return ex->up_eof;
-    }
-}
-
-/* Parses the head when it is whole, then forwards the body. */
-static void process_response(gw_exchange *ex)
-{
-    gw_worker *w = ex_worker(ex);
-    gw_rt *rt = w->rt;
-    gw_conn *c = ex->c;
-    while (!ex->resp_head_done) {
-        int r = http_parse_response(buf_head(&ex->uin), ex->uin.len, &ex->resp,
-                                    ex->req.method, &rt->limits);
-        if (r == HTTP_INCOMPLETE) {
-            if (ex->up_eof)
-                fail_response(ex, ex->uin.len ? FAIL_BAD_RESPONSE : FAIL_RESET);
-            return;
-        }
-        if (r == HTTP_ERROR) {
-            ex->up_close = true;
-            fail_response(ex, FAIL_BAD_RESPONSE);
-            return;
-        }
-        if (ex->resp.status >= 100 && ex->resp.status < 200) {
-            if (ex->resp.status == 101) {
-                fail_response(ex, FAIL_BAD_RESPONSE);
-                return;
-            }
-            /* Interim (100 Continue): pass it on and read the final head. */
-            if (ex->req.h.version_minor == 1) {
-                gw_buf_acquire(w, &c->out);
-                buf_append(&c->out, buf_head(&ex->uin), (size_t)r);
-            }
-            buf_consume(&ex->uin, (size_t)r);
-            ex->resp.scanned = 0;
-            continue;
-        }
-        uint64_t now = ev_now_update(w->loop);
-        ex->resp_head_done = true;
-        ex->status = ex->resp.status;
-        if (ex->ps)
-            metrics_observe_us(ex->ps->upstream, now - ex->t_try_us);
-        if (ex->m)
-            atomic_fetch_add_explicit(&ex->m->by_class[ex->status / 100 <= 5 ? ex->status / 100 : 5],
-                                      1, memory_order_relaxed);
-        report_outcome(ex, ex->status < 500);
-        ex->resp_body = (uint8_t)ex->resp.h.body;
-        ex->resp_body_left = ex->resp.h.content_length;
-        if (ex->resp_body == HTTP_BODY_CHUNKED)
-            http_chunked_init(&ex->resp_chunk, 0);
-        if (!ex->resp.h.keep_alive)
-            ex->up_close = true;
-        if (ex->resp_body == HTTP_BODY_CLOSE || !ex->req_body_done)
-            c->close_after = true;      /* no boundary to keep the client on */
-        const char *cookie = NULL;
-        uint64_t max_age = 0;
-        if (ex->set_sticky) {
-            const gw_snap *s = gw_rcu_read(&rt->rcu);
-            const gw_pool_cfg *pc;
-            if (ex_pool(ex, s, &pc)) {
-                cookie = pc->sticky_cookie;
-                max_age = pc->sticky_max_age_us;
-            }
-        }
-        gw_buf_acquire(w, &c->out);
-        gw_rewrite_response(ex, buf_head(&ex->uin), &c->out, cookie, max_age);
-        buf_consume(&ex->uin, (size_t)r);
-        ex->sent_to_client = true;
-        /* From here the timer guards a stalled body, one try_timeout per read. */
-        arm_timer(ex, rt->cfg.try_timeout_us);
-    }
-    if (forward_body(ex)) {
-        if (ex->uin.len)
-            ex->up_close = true;        /* bytes past the response: never reuse */
-        finish_upstream(ex);
-        gw_conn_request_done(c, ex->status / 100);
-        return;
-    }
-    if (ex->up_eof) {
-        /* Cut short by the backend. */
-        ex->up_close = true;
-        c->dead = true;
-        if (ex->m)
-            atomic_fetch_add_explicit(&ex->m->by_class[0], 1, memory_order_relaxed);
-        return;
-    }
-    if (c->out.len > GW_OUT_HIGH)
-        c->backlog = true;
-}
-
-/* The upstream may be read now: the client is not backed up, nothing ended. */
-static bool up_readable(const gw_exchange *ex)
-{
-    return ex->ufd >= 0 && !ex->c->backlog && !ex->c->dead && !ex->up_eof;
-}
-
-/* Readies ex->uin for a read of at least 4 KB; false when memory ran out. */
-static bool up_make_room(gw_exchange *ex)
-{
-    gw_buf_acquire(ex_worker(ex), &ex->uin);
-    if (buf_room(&ex->uin) < 4096) {
-        buf_compact(&ex->uin);
-        if (buf_room(&ex->uin) < 4096 && buf_reserve(&ex->uin, GW_BUF_SIZE) < 0)
-            return false;
-    }
-    return true;
-}
-
-/* Reads what the upstream has (unless the client is backed up). */
-static void up_read(gw_exchange *ex)
-{
-    gw_worker *w = ex_worker(ex);
-    gw_conn *c = ex->c;
-    while (up_readable(ex)) {
-        if (!up_make_room(ex))
-            return;
-        if (ex->rx_seq == w->io_seq) {
-            /* gw_io read this socket ahead in this batch; its bytes are in. */
-            ex->rx_seq = 0;
-            if (!ex->rx_got)
-                return;
-            ex->resp_started = true;
-            process_response(ex);
-            if (!ex->rx_more || c->ex != ex)
-                return;
-            continue;
-        }
-        size_t room = buf_room(&ex->uin);
-        ssize_t n = read(ex->ufd, buf_tail(&ex->uin), room);
-        if (n > 0) {
-            ex->resp_started = true;
-            buf_commit(&ex->uin, (size_t)n);
-            process_response(ex);
-            if ((size_t)n < room || c->ex != ex)
-                return;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        /* EOF or reset. */
-        ex->up_eof = true;
-        if (!ex->resp_started) {
-            fail_response(ex, FAIL_RESET);
-            return;
-        }
-        process_response(ex);
-        return;
-    }
-}
-
-char *gw_exchange_rx_room(gw_exchange *ex, size_t *room)
-{
-    /* Only where the upstream callback would read: a connected, current attempt. */
-    if (ex->connecting || ex->c->ex != ex || !up_readable(ex) || !up_make_room(ex))
-        return NULL;
-    *room = buf_room(&ex->uin);
-    return buf_tail(&ex->uin);
-}
-
-void gw_exchange_rx_done(gw_exchange *ex, int res, size_t room)
-{
-    if (res > 0) {
-        buf_commit(&ex->uin, (size_t)res);
-        ex->rx_got = true;
-        ex->rx_more = (size_t)res == room;
-    } else if (res == -EAGAIN || res == -EWOULDBLOCK) {
-        ex->rx_got = false;
-        ex->rx_more = false;
-    } else {
-        return;              /* EOF or an error: up_read's own read meets it */
-    }
-    ex->rx_seq = ex_worker(ex)->io_seq;
 }
 
 const char *gw_exchange_tx_pending(gw_exchange *ex, size_t *len)
@@ -768,7 +524,7 @@ static void up_flush(gw_exchange *ex)
             return;
         /* The backend went away while we were sending. */
         if (!ex->resp_started)
-            attempt_failed(ex, FAIL_RESET);
+            gw_attempt_failed(ex, GW_FAIL_RESET);
         else
             ex->up_close = true;
         return;
@@ -783,9 +539,9 @@ void gw_exchange_flush(gw_exchange *ex)
 void gw_exchange_resume(gw_exchange *ex)
 {
     if (ex->ufd >= 0 && !ex->connecting)
-        up_read(ex);
+        gw_response_read(ex);
     else if (ex->resp_head_done)
-        process_response(ex);
+        gw_response_process(ex);
 }
 
 void gw_exchange_io(ev_loop *loop, int fd, unsigned events, void *arg)
@@ -798,17 +554,17 @@ void gw_exchange_io(ev_loop *loop, int fd, unsigned events, void *arg)
         if (!(events & (EV_WRITE | EV_ERROR)))
             goto out;
         if (sock_connect_result(ex->ufd) != 0) {
-            attempt_failed(ex, FAIL_CONNECT);
+            gw_attempt_failed(ex, GW_FAIL_CONNECT);
             goto out;
         }
         ex->connecting = false;
-        arm_timer(ex, ex_worker(ex)->rt->cfg.try_timeout_us);
+        gw_arm_try_timer(ex, ex_worker(ex)->rt->cfg.try_timeout_us);
         pump_into_uout(ex);
     }
     if (ex->uout.len)
         up_flush(ex);
     if (c->ex == ex && ex->ufd >= 0 && (events & (EV_READ | EV_ERROR)))
-        up_read(ex);
+        gw_response_read(ex);
 out:
     gw_conn_process(c);
 }
