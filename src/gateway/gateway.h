@@ -93,6 +93,7 @@ typedef struct gw_config {
     char    *listen;
     int      workers;               /* 0: one per core */
     bool     io_uring;              /* batch socket I/O through io_uring when the kernel allows */
+    bool     yield_after_batch;     /* give the CPU to runnable peers after a busy iteration */
     char    *admin;                 /* admin API address, NULL: off */
     char    *admin_token;           /* required when admin is not loopback */
     /* timeouts */

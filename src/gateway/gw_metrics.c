@@ -59,6 +59,15 @@ void gw_metrics_init(gw_rt *rt)
                                        "Requests waiting for a backend under max_conn.",
                                        METRIC_GAUGE, none);
     rt->m_queued = metrics_series(fq, none);
+    /* How well the workers batch: callbacks per busy iteration, and how
+     * often a worker stepped aside for its peers (yield_after_batch). */
+    rt->m_batches = metrics_series(metrics_family(reg, "hscale_gateway_loop_batches_total",
+        "Worker loop iterations that ran at least one callback.", METRIC_COUNTER, none), none);
+    rt->m_callbacks = metrics_series(metrics_family(reg, "hscale_gateway_loop_callbacks_total",
+        "Socket, timer and task callbacks run by the worker loops.", METRIC_COUNTER, none), none);
+    rt->m_yields = metrics_series(metrics_family(reg, "hscale_gateway_loop_yields_total",
+        "Times a worker gave its CPU to other runnable processes after a batch.",
+        METRIC_COUNTER, none), none);
 }
 
 static series_node *node_find(const char *key)

@@ -69,6 +69,7 @@ typedef struct gw_rt {
     metrics_registry *reg;
     metric_family    *f_req, *f_dur, *f_up, *f_retry, *f_eject, *f_queued, *f_rl;
     metric_series    *m_clients, *m_rl_total, *m_queued;
+    metric_series    *m_batches, *m_callbacks, *m_yields;   /* worker loop (gw_worker.c) */
     _Atomic uint32_t  clients;        /* open client connections, all workers */
     _Atomic bool      stopping;
     gw_worker        *workers;
@@ -203,6 +204,7 @@ struct gw_worker {
     bool          defer;
     gw_conn     **pend;          /* connections with output waiting; NULL = closed since */
     unsigned      npend, cappend;
+    bool          yield_cpu;     /* yield_after_batch of the current snapshot */
     bool          draining;      /* SIGTERM: listener closed */
     uint64_t      drain_deadline_us;
 };

@@ -1,8 +1,10 @@
 """End-to-end tests of `hscale gateway`: proxying, balancing, routing and the
 header rules, each against real backend processes (gw_backend.py)."""
 import collections
+import concurrent.futures
 import hashlib
 import json
+import signal
 import socket
 import time
 
@@ -242,6 +244,61 @@ gateway:
     assert s.get(gw.url("/other")).status_code == 200     # other routes are not limited
     m = requests.get(gw.admin_url("/metrics")).text
     assert "hscale_gateway_rate_limited_total 4" in m
+
+
+def loop_counters(gw):
+    """The worker-loop counters from the gateway's /metrics."""
+    text = requests.get(gw.admin_url("/metrics")).text
+    out = {}
+    for name in ("batches", "callbacks", "yields"):
+        line = [ln for ln in text.splitlines() if ln.startswith(f"hscale_gateway_loop_{name}_total ")]
+        assert len(line) == 1, f"hscale_gateway_loop_{name}_total missing"
+        out[name] = float(line[0].split()[1])
+    return out
+
+
+def concurrent_gets(gw, clients=8, each=25):
+    """`clients` keep-alive clients at once, `each` GETs apiece; all must be 200."""
+    def one(_):
+        s = requests.Session()
+        return [s.get(gw.url("/")).status_code for _ in range(each)]
+    with concurrent.futures.ThreadPoolExecutor(clients) as ex:
+        codes = [c for r in ex.map(one, range(clients)) for c in r]
+    assert codes == [200] * clients * each
+
+
+def test_workers_yield_after_batches_as_configured(procs, tmp_path):
+    b = Backend(procs, "a")
+    cfg = tmp_path / "hscale.yaml"
+
+    def write(yield_after_batch):
+        cfg.write_text(f"""
+gateway:
+  yield_after_batch: {yield_after_batch}
+  pools: [{{name: p, backends: [{{address: "{b.addr}"}}]}}]
+  routes: [{{prefix: /, pool: p}}]
+""")
+    write("false")
+    gw = Gateway(procs, config=str(cfg))
+    concurrent_gets(gw)
+    off = loop_counters(gw)
+    # Each request is at least a client read and a backend read.
+    assert off["batches"] > 0 and off["callbacks"] >= 400, off
+    assert off["callbacks"] >= off["batches"], off
+    assert off["yields"] == 0, off
+    # Turned on by a reload: from then on every busy iteration yields.
+    write("true")
+    gw.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 5
+    while read_log(gw.proc).count("configuration reloaded") < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    concurrent_gets(gw)
+    on = loop_counters(gw)
+    # Only the iteration that was already waiting when the reload landed
+    # may have run with the old setting.
+    assert 0 < on["yields"] <= on["batches"] - off["batches"], (off, on)
+    assert on["batches"] - off["batches"] - on["yields"] <= 1, (off, on)
+    assert on["callbacks"] - off["callbacks"] >= 400, (off, on)
 
 
 def test_security_headers_per_route(procs, tmp_path):
