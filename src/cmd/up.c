@@ -4,8 +4,9 @@
  * with backoff if it dies), the control plane runs embedded with the
  * autoscaler on, and the app instances are the control plane's children,
  * all sharing one SQLite store in the data directory, seeded on first
- * start. The gateway starts first and the instances register with it once
- * ready, so the first request served is already behind the proxy.
+ * start. The gateway starts first (up waits for its admin listener) and the
+ * instances register with it once ready, so the first request served is
+ * already behind the proxy.
  *
  * Shutdown order is the point of the design: control stops first, so the
  * instances drain through a gateway that still routes, then the gateway.
@@ -32,6 +33,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/proc.h"
+#include "core/sock.h"
 
 static const char usage[] =
     "usage: hscale up [options]\n\n"
@@ -205,6 +207,30 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Waits up to timeout_ms for the gateway's admin listener, so the first
+ * instances find it when they are ready: an instance that misses it is only
+ * registered on its next health check, seconds later. A gateway that does
+ * not come up is left to the supervision loop (restart with backoff). */
+static void wait_gateway_admin(const char *admin, uint64_t timeout_ms)
+{
+    sock_addr a;
+    char err[128];
+    if (sock_addr_parse(admin, &a, err, sizeof err) < 0)
+        return;
+    uint64_t deadline = mono_ms() + timeout_ms;
+    do {
+        int fd = sock_connect_blocking(&a, 100);
+        if (fd >= 0) {
+            close(fd);
+            return;
+        }
+        struct timespec ts = { 0, 20 * 1000000L };
+        nanosleep(&ts, NULL);
+    } while (mono_ms() < deadline);
+    log_warn("gateway admin %s not reachable after %llu ms; instances register once it is",
+             admin, (unsigned long long)timeout_ms);
+}
+
 int cmd_up(int argc, char **argv)
 {
     if (cmd_wants_help(argc, argv)) {
@@ -251,6 +277,7 @@ int cmd_up(int argc, char **argv)
     rc = 1;
     if (write_gateway_config(gwcfg, &f, u.control.pool) < 0 || (gw = spawn_gateway(gwcfg, gwlog)) < 0)
         goto out;
+    wait_gateway_admin(f.admin, 5000);
     as = ctl_autoscaler_new(&u.control, &u.autoscaling, err, sizeof err);
     if (!as) {
         log_error("autoscaling: %s", err);

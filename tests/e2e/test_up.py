@@ -21,6 +21,10 @@ def alive(pid):
 
 def test_up_api_status_kill9_and_clean_stop(procs, tmp_path):
     s = start_up(procs, tmp_path, "--min", "2", "--max", "4")
+    # up waits for the gateway's admin listener before starting instances,
+    # so none of the first ones misses it and waits a check for its turn
+    log = open(s.proc.log_path).read()
+    assert "unreachable" not in log and log.count(" registered at ") == 2, log
     st = s.status()
     a = st["autoscaling"]
     assert a["enabled"] is True and a["min"] == 2 and a["max"] == 4 and a["desired"] == 2
