@@ -500,7 +500,10 @@ Test(ctl_inst, forgotten_member_is_registered_again)
 
 /* An exec driver whose launch of i-1 takes 1.5 s: i-2 must not wait for it,
  * and a stop during the launch terminates i-1 once it exists. */
-static void exec_setup(void)
+/* i-1's launch is slow: it waits for the test to create `release` in the
+ * temp dir, at most i1_tenths tenths of a second, so a test decides when it
+ * ends instead of racing a fixed sleep on a loaded machine. */
+static void exec_setup(int i1_tenths)
 {
     char path[400];
     snprintf(path, sizeof path, "%s/drv.sh", dir);
@@ -511,14 +514,16 @@ static void exec_setup(void)
         "d=%s\n"
         "case \"$1\" in\n"
         "launch)\n"
-        "  [ \"$HSCALE_INSTANCE_ID\" = i-1 ] && sleep 1.5\n"
+        "  if [ \"$HSCALE_INSTANCE_ID\" = i-1 ]; then\n"
+        "    i=0; while [ ! -e $d/release ] && [ $i -lt %d ]; do sleep 0.1; i=$((i+1)); done\n"
+        "  fi\n"
         "  port=$(python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])')\n"
         "  setsid python3 $d/srv.py $port $d/unhealthy-$HSCALE_INSTANCE_ID >/dev/null 2>&1 </dev/null &\n"
         "  echo $! > $d/$HSCALE_INSTANCE_ID.pid\n"
         "  echo 127.0.0.1:$port ;;\n"
         "terminate)\n"
         "  kill $(cat $d/$2.pid) && echo \"$2 $3\" >> $d/terminated ;;\n"
-        "esac\n", dir);
+        "esac\n", dir, i1_tenths);
     fclose(f);
     chmod(path, 0755);
     char line[500];
@@ -539,21 +544,25 @@ static ctl_driver *exec_driver(void)
 
 Test(ctl_inst, exec_slow_launch_does_not_block_others)
 {
-    exec_setup();
+    exec_setup(80);
     set("instances", "2");
     char err[512] = "";
     mgr = ctl_mgr_new(&cfg, exec_driver(), err, sizeof err);
     cr_assert_not_null(mgr, "%s", err);
     cr_assert_eq(ctl_mgr_start(mgr, err, sizeof err), 0, "%s", err);
-    cr_assert(WAIT_FOR(1200, (find_id("i-2") && find_id("i-2")->state == CTL_INST_READY)),
+    cr_assert(WAIT_FOR(6000, (find_id("i-2") && find_id("i-2")->state == CTL_INST_READY)),
               "i-2 ready while i-1 is still launching");
     cr_assert_eq(find_id("i-1")->address[0], '\0', "i-1 not launched yet");
-    cr_assert(WAIT_FOR(5000, count(CTL_INST_READY) == 2));
+    char path[400], t[200] = "";
+    snprintf(path, sizeof path, "%s/release", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    cr_assert(WAIT_FOR(8000, count(CTL_INST_READY) == 2));
     ctl_mgr_free(mgr);
     mgr = NULL;
-    char path[400], t[200] = "";
     snprintf(path, sizeof path, "%s/terminated", dir);
-    FILE *f = fopen(path, "r");
+    f = fopen(path, "r");
     cr_assert_not_null(f);
     size_t n = fread(t, 1, sizeof t - 1, f);
     fclose(f);
@@ -563,7 +572,7 @@ Test(ctl_inst, exec_slow_launch_does_not_block_others)
 
 Test(ctl_inst, exec_stop_during_launch_terminates_it)
 {
-    exec_setup();
+    exec_setup(15);
     set("instances", "1");
     char err[512] = "";
     mgr = ctl_mgr_new(&cfg, exec_driver(), err, sizeof err);
