@@ -498,11 +498,11 @@ Test(ctl_inst, forgotten_member_is_registered_again)
     cr_assert(WAIT_FOR(2000, (snapshot(), list[0].registered)));
 }
 
-/* An exec driver whose launch of i-1 takes 1.5 s: i-2 must not wait for it,
- * and a stop during the launch terminates i-1 once it exists. */
-/* i-1's launch is slow: it waits for the test to create `release` in the
- * temp dir, at most i1_tenths tenths of a second, so a test decides when it
- * ends instead of racing a fixed sleep on a loaded machine. */
+/* An exec driver whose launch of i-1 is slow: i-2 must not wait for it, and
+ * a stop during the launch terminates i-1 once it exists. The launch waits
+ * for the test to create `release` in the temp dir, at most i1_tenths tenths
+ * of a second, so the test decides when it ends instead of racing a fixed
+ * sleep on a loaded machine. */
 static void exec_setup(int i1_tenths)
 {
     char path[400];
