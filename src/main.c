@@ -53,6 +53,7 @@ static int print_config_reference(void)
     /* declared here rather than by including the control headers: the
      * schemas are all this function needs of them */
     extern const cfg_schema ctl_config_schema, ctl_autoscale_schema;
+    extern const cfg_schema *ctl_service_schema(void);
     buf out;
     buf_init(&out);
     buf_append_str(&out, "## gateway\n\n");
@@ -65,6 +66,12 @@ static int print_config_reference(void)
     cfg_doc_markdown(&ctl_config_schema, "control", &out);
     buf_append_str(&out, "\n## autoscaling\n\n");
     cfg_doc_markdown(&ctl_autoscale_schema, "autoscaling", &out);
+    buf_append_str(&out, "\n## services\n\n"
+                   "Several services in one control plane (`hscale control`, `hscale up`); each\n"
+                   "entry takes the template keys at its top level, the per-service `control:`\n"
+                   "keys beside them and its own `autoscaling:`. Entries of a list take no\n"
+                   "environment variables. See [control.md](control.md#several-services).\n\n");
+    cfg_doc_markdown(ctl_service_schema(), "services[]", &out);
     fwrite(buf_head(&out), 1, out.len, stdout);
     buf_free(&out);
     return 0;

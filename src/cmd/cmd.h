@@ -9,6 +9,9 @@
 
 #include <stdio.h>
 
+#include "control/control.h"
+#include "control/ctl_service.h"
+
 #define EXIT_USAGE 2
 
 typedef struct cmd {
@@ -34,5 +37,20 @@ int cmd_usage_error(const char *usage, const char *cmdname, const char *fmt, ...
     __attribute__((format(printf, 3, 4)));
 /* True when argv holds -h or --help (before any "--"). */
 int cmd_wants_help(int argc, char **argv);
+
+/* The services of one control plane and their autoscalers (fleet.c). */
+typedef struct cmd_fleet {
+    size_t          n;
+    ctl_service_def defs[CTL_MAX_SERVICES];
+    ctl_hooks       hooks[CTL_MAX_SERVICES];
+    ctl_autoscaler *as[CTL_MAX_SERVICES];
+} cmd_fleet;
+
+/* One service per `services:` entry (resolved against control's shared
+ * keys), or the default service from control and autoscaling when the list
+ * is empty. Configs must outlive the fleet. 0, or -1 with err. */
+int  cmd_fleet_build(cmd_fleet *fl, ctl_config *control, const ctl_autoscale_cfg *autoscaling,
+                     ctl_service_cfg *svcs, size_t nsvcs, char *err, size_t errlen);
+void cmd_fleet_free(cmd_fleet *fl);
 
 #endif

@@ -58,15 +58,27 @@ static const char usage[] =
 typedef struct ctl_file {
     ctl_config        control;
     ctl_autoscale_cfg autoscaling;
+    ctl_service_cfg  *services;
+    size_t            nservices;
 } ctl_file;
 
-static const cfg_field file_fields[] = {
+static int file_validate(void *obj, cfg_error *err)
+{
+    const ctl_file *f = obj;
+    return ctl_services_check(f->services, f->nservices, err);
+}
+
+/* .sub of services is filled in at run time: the entry schema is built. */
+static cfg_field file_fields[] = {
     { .key = "control", .type = CFG_OBJECT, .offset = offsetof(ctl_file, control),
       .sub = &ctl_config_schema, .help = "the control plane" },
     { .key = "autoscaling", .type = CFG_OBJECT, .offset = offsetof(ctl_file, autoscaling),
       .sub = &ctl_autoscale_schema, .help = "the autoscaler" },
+    { .key = "services", .type = CFG_LIST, .offset = offsetof(ctl_file, services),
+      .elem_size = sizeof(ctl_service_cfg), .count_offset = offsetof(ctl_file, nservices),
+      .help = "several services (each as control: + autoscaling:)" },
 };
-static const cfg_schema file_schema = { "hscale", file_fields, 2, NULL };
+static const cfg_schema file_schema = { "hscale", file_fields, 3, file_validate };
 
 /* Flag name -> config path. */
 static const struct { const char *flag, *path; } flag_paths[] = {
@@ -119,6 +131,7 @@ int cmd_control(int argc, char **argv)
             vals[k] = v;
     }
 
+    file_fields[2].sub = ctl_service_schema();
     ctl_file f;
     cfg_error err;
     memset(&f, 0, sizeof f);
@@ -146,7 +159,11 @@ int cmd_control(int argc, char **argv)
             b.len--;
             buf_append_str(&b, ",\"autoscaling\":");
             cfg_to_json(&ctl_autoscale_schema, &f.autoscaling, &b);
-            buf_append_str(&b, "}");
+            for (size_t i = 0; i < f.nservices; i++) {
+                buf_append_str(&b, i ? "," : ",\"services\":[");
+                cfg_to_json(ctl_service_schema(), &f.services[i], &b);
+            }
+            buf_append_str(&b, f.nservices ? "]}" : "}");
         }
         fwrite(buf_head(&b), 1, b.len, stdout);
         fputc('\n', stdout);
@@ -157,16 +174,15 @@ int cmd_control(int argc, char **argv)
     log_set_component("control");
     {
         char e[512];
-        ctl_autoscaler *as = ctl_autoscaler_new(&f.control, &f.autoscaling, e, sizeof e);
-        if (!as) {
-            fprintf(stderr, "hscale control: autoscaling: %s\n", e);
+        cmd_fleet fl;
+        if (cmd_fleet_build(&fl, &f.control, &f.autoscaling, f.services, f.nservices, e,
+                            sizeof e) < 0) {
+            fprintf(stderr, "hscale control: %s\n", e);
             rc = 1;
             goto out;
         }
-        ctl_hooks hooks;
-        ctl_autoscaler_hooks(as, &hooks);
-        rc = ctl_run(&f.control, &hooks);
-        ctl_autoscaler_free(as);
+        rc = ctl_run_services(fl.defs, fl.n);
+        cmd_fleet_free(&fl);
     }
     goto out;
 bad: {

@@ -11,8 +11,10 @@
  * Shutdown order is the point of the design: control stops first, so the
  * instances drain through a gateway that still routes, then the gateway.
  * Children carry PR_SET_PDEATHSIG, so even a kill -9 of `up` leaves nothing
- * behind. Precedence of settings: built-in defaults < -c file (sections
- * control and autoscaling) < environment < flags. */
+ * behind. Settings (up_config.c): built-in defaults < up's own < -c file
+ * (every section: gateway, control, autoscaling, services) < environment
+ * < flags; the gateway's config is written from the result. With
+ * services:, each is run with its own autoscaler behind one control API. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -34,6 +36,7 @@
 #include "core/log.h"
 #include "core/proc.h"
 #include "core/sock.h"
+#include "cmd/up_int.h"
 
 static const char usage[] =
     "usage: hscale up [options]\n\n"
@@ -48,26 +51,10 @@ static const char usage[] =
     "  --min N           autoscaling floor (default 2)\n"
     "  --max N           autoscaling ceiling (default 10)\n"
     "  --data DIR        data directory (default ./hscale-data)\n"
-    "  -c, --config FILE hscale.yaml: its control: and autoscaling: sections\n"
+    "  -c, --config FILE hscale.yaml: gateway:, control:, autoscaling: and\n"
+    "                    services: (several services; see docs/control.md)\n"
     "  -h, --help        this text\n\n"
     "See `hscale status` for the instances and the scaling events.\n";
-
-typedef struct up_file {
-    ctl_config        control;
-    ctl_autoscale_cfg autoscaling;
-} up_file;
-
-static const cfg_field file_fields[] = {
-    { .key = "control", .type = CFG_OBJECT, .offset = offsetof(up_file, control),
-      .sub = &ctl_config_schema, .help = "the control plane" },
-    { .key = "autoscaling", .type = CFG_OBJECT, .offset = offsetof(up_file, autoscaling),
-      .sub = &ctl_autoscale_schema, .help = "the autoscaler" },
-};
-static const cfg_schema file_schema = { "hscale", file_fields, 2, NULL };
-
-typedef struct up_flags {
-    const char *listen, *admin, *control, *instances, *min, *max, *data, *config;
-} up_flags;
 
 static int parse_flags(int argc, char **argv, up_flags *f)
 {
@@ -100,55 +87,22 @@ static int parse_flags(int argc, char **argv, up_flags *f)
     return 0;
 }
 
-/* defaults < file < env < flags, with up's own defaults (paths under the
- * data directory, registration with the child gateway) under the file. */
-static int load_config(up_file *u, const up_flags *f, cfg_error *err)
+/* Does any service run this binary's reference app (which wants the
+ * seeded store)? A stack of the user's own services seeds nothing. */
+static bool up_runs_reference_app(const up_file *u)
 {
-    char v[PATH_MAX + 256];
-    if (cfg_defaults(&file_schema, u, err) < 0)
-        return -1;
-    snprintf(v, sizeof v, "%s/control", f->data);
-    if (cfg_set(&file_schema, u, "control.state_dir", v, err) < 0)
-        return -1;
-    snprintf(v, sizeof v, "%s/prometheus/targets.json", f->data);
-    if (cfg_set(&file_schema, u, "control.sd_file", v, err) < 0)
-        return -1;
-    /* one worker each: instances are the unit of scale, and 2-10 of them
-     * share the machine */
-    snprintf(v, sizeof v, "{exe} app --listen {host}:{port} --instance-id {id} --version {version} "
-             "--workers 1 --db sqlite:%s/s0.db", f->data);
-    if (cfg_set(&file_schema, u, "control.template.command", v, err) < 0
-        /* instances share one SQLite file but not a process: a local
-         * cache in each would serve another instance's stale rows, so up
-         * runs them without one (a Redis cache is shared; see docs/app.md) */
-        || cfg_set(&file_schema, u, "control.template.env", "HSCALE_CACHE=none", err) < 0
-        || cfg_set(&file_schema, u, "control.instances", "3", err) < 0
-        /* the built-in app is ready when /health/ready says so: no JIT or
-         * cache to warm, so new instances count after 2 s, not 30 */
-        || cfg_set(&file_schema, u, "autoscaling.warmup", "2s", err) < 0)
-        return -1;
-    if (f->config && cfg_load_file(&file_schema, u, f->config, err) < 0)
-        return -1;
-    if (cfg_apply_env(&file_schema, u, err) < 0)
-        return -1;
-    snprintf(v, sizeof v, "http://%s", f->admin);
-    const struct { const char *path, *val; } sets[] = {
-        { "control.gateway", v },              { "control.listen", f->control },
-        { "control.instances", f->instances }, { "autoscaling.min_instances", f->min },
-        { "autoscaling.max_instances", f->max },
-    };
-    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
-        if (sets[i].val && cfg_set(&file_schema, u, sets[i].path, sets[i].val, err) < 0)
-            return -1;
-    /* the manual ceiling follows the autoscaler's */
-    if (u->control.max_instances < u->autoscaling.max_instances)
-        u->control.max_instances = u->autoscaling.max_instances;
-    if (u->control.instances > u->control.max_instances)
-        u->control.max_instances = u->control.instances;
-    return cfg_validate(&file_schema, u, err);
+    size_t n = u->nservices ? u->nservices : 1;
+    for (size_t i = 0; i < n; i++) {
+        const char *command = (u->nservices ? &u->services[i].control : &u->control)->tmpl.command;
+        if (!command || strstr(command, "{exe} app"))
+            return true;
+    }
+    return false;
 }
 
-static int seed_once(const char *dir)
+/* Creates the data directory; the first time, seeds the reference app's
+ * store when a service runs it. */
+static int seed_once(const char *dir, bool seed)
 {
     struct stat st;
     if (stat(dir, &st) == 0)
@@ -157,6 +111,8 @@ static int seed_once(const char *dir)
         fprintf(stderr, "hscale up: cannot create %s: %s\n", dir, strerror(errno));
         return -1;
     }
+    if (!seed)
+        return 0;
     char db[PATH_MAX + 16], err[512];
     snprintf(db, sizeof db, "sqlite:%s/s0.db", dir);
     printf("hscale up: seeding %s (100 users, 10000 cases)\n", dir);
@@ -166,22 +122,6 @@ static int seed_once(const char *dir)
         return -1;
     }
     return 0;
-}
-
-/* The gateway's config: one pool the control plane fills, one route. */
-static int write_gateway_config(const char *path, const up_flags *f, const char *pool)
-{
-    FILE *fp = fopen(path, "w");
-    if (!fp) {
-        fprintf(stderr, "hscale up: cannot write %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    fprintf(fp, "# written by `hscale up` at every start\n"
-                "gateway:\n  listen: %s\n  admin: %s\n  pools:\n    - name: %s\n"
-                "      health: {interval: 1s, timeout: 500ms}\n"
-                "  routes:\n    - prefix: /\n      pool: %s\n",
-            f->listen, f->admin, pool, pool);
-    return fclose(fp) == 0 ? 0 : -1;
 }
 
 static pid_t spawn_gateway(const char *cfg, const char *logpath)
@@ -237,7 +177,7 @@ int cmd_up(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    up_flags f = { .listen = "127.0.0.1:8080", .admin = "127.0.0.1:8082", .data = "hscale-data" };
+    up_flags f = { .data = "hscale-data" };
     int rc = parse_flags(argc, argv, &f);
     if (rc)
         return rc;
@@ -245,17 +185,17 @@ int cmd_up(int argc, char **argv)
     cfg_error ce;
     memset(&u, 0, sizeof u);
     memset(&ce, 0, sizeof ce);
-    if (load_config(&u, &f, &ce) < 0) {
+    if (up_config_load(&u, &f, &ce) < 0) {
         char msg[1024];
         cfg_error_format(&ce, msg, sizeof msg);
         fprintf(stderr, "hscale up: %s\n", msg);
-        cfg_free(&file_schema, &u);
+        up_config_free(&u);
         return EXIT_USAGE;
     }
     log_init_from_env();
     log_set_component("up");
-    if (seed_once(f.data) < 0) {
-        cfg_free(&file_schema, &u);
+    if (seed_once(f.data, up_runs_reference_app(&u)) < 0) {
+        up_config_free(&u);
         return 1;
     }
 
@@ -271,32 +211,39 @@ int cmd_up(int argc, char **argv)
     char gwcfg[PATH_MAX], gwlog[PATH_MAX], err[512];
     snprintf(gwcfg, sizeof gwcfg, "%s/gateway.yaml", f.data);
     snprintf(gwlog, sizeof gwlog, "%s/gateway.log", f.data);
-    ctl_autoscaler *as = NULL;
+    cmd_fleet fl;
+    memset(&fl, 0, sizeof fl);
     ctl_control *cc = NULL;
     pid_t gw = -1;
     rc = 1;
-    if (write_gateway_config(gwcfg, &f, u.control.pool) < 0 || (gw = spawn_gateway(gwcfg, gwlog)) < 0)
-        goto out;
-    wait_gateway_admin(f.admin, 5000);
-    as = ctl_autoscaler_new(&u.control, &u.autoscaling, err, sizeof err);
-    if (!as) {
-        log_error("autoscaling: %s", err);
+    if (up_gateway_write(&u, gwcfg, err, sizeof err) < 0) {
+        log_error("%s", err);
         goto out;
     }
-    ctl_hooks hooks;
-    ctl_autoscaler_hooks(as, &hooks);
-    cc = ctl_start(&u.control, &hooks, err, sizeof err);
+    if ((gw = spawn_gateway(gwcfg, gwlog)) < 0)
+        goto out;
+    wait_gateway_admin(u.gateway.admin, 5000);
+    if (cmd_fleet_build(&fl, &u.control, &u.autoscaling, u.services, u.nservices, err,
+                        sizeof err) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    cc = ctl_start_services(fl.defs, fl.n, err, sizeof err);
     if (!cc) {
         log_error("control: %s", err);
         goto out;
     }
-    printf("hscale up: gateway   http://%s  (admin http://%s, log %s)\n"
-           "           control   http://%s  (scaling API, `hscale status --control http://%s`)\n"
-           "           app       %d instance(s), autoscaling %s [%d..%d], store sqlite:%s/s0.db\n"
-           "           logs      %s/control/logs, history %s/control/scaling.jsonl\n",
-           f.listen, f.admin, gwlog, u.control.listen, u.control.listen, u.control.instances,
-           u.autoscaling.enabled ? "on" : "off", u.autoscaling.min_instances,
-           u.autoscaling.max_instances, f.data, f.data, f.data);
+    printf("hscale up: gateway   http://%s  (admin http://%s, config %s, log %s)\n"
+           "           control   http://%s  (scaling API, `hscale status --control http://%s`)\n",
+           u.gateway.listen, u.gateway.admin, gwcfg, gwlog, u.control.listen, u.control.listen);
+    for (size_t i = 0; i < fl.n; i++) {
+        const ctl_config *c = fl.defs[i].c;
+        const ctl_autoscale_cfg *a = u.nservices ? &u.services[i].autoscaling : &u.autoscaling;
+        printf("           %-9s %d instance(s), autoscaling %s [%d..%d], %s%s, logs %s/logs\n",
+               fl.defs[i].name, c->instances, a->enabled ? "on" : "off", a->min_instances,
+               a->max_instances, ctl_service_listens(c) ? "pool " : "no port",
+               ctl_service_listens(c) ? c->pool : "", c->state_dir ? c->state_dir : ".");
+    }
     fflush(stdout);
 
     /* Supervise the gateway until a signal: a crash is restarted after a
@@ -333,8 +280,8 @@ out:
     ctl_stop(cc);                /* drains through the gateway, still up */
     if (gw > 0)
         proc_stop(gw, 5000);
-    ctl_autoscaler_free(as);
-    cfg_free(&file_schema, &u);
+    cmd_fleet_free(&fl);
+    up_config_free(&u);
     if (rc == 0)
         log_info("stopped");
     return rc;

@@ -41,6 +41,16 @@ typedef struct ctl_exec_cfg {
     uint64_t timeout_us;       /* per script run */
 } ctl_exec_cfg;
 
+/* The gateway's active check of the service's pool (ALB target group
+ * semantics): the path is the template's ready_path, so what makes the
+ * control plane call an instance ready is what keeps it in rotation. */
+typedef struct ctl_health_cfg {
+    uint64_t interval_us;
+    uint64_t timeout_us;
+    int      healthy_threshold;    /* passes in a row that bring a member back */
+    int      unhealthy_threshold;  /* failures in a row that take it out */
+} ctl_health_cfg;
+
 typedef enum { CTL_DRIVER_PROCESS, CTL_DRIVER_EXEC } ctl_driver_kind;
 
 typedef struct ctl_config {
@@ -61,6 +71,7 @@ typedef struct ctl_config {
     uint64_t stop_grace_us;        /* SIGTERM to SIGKILL */
     uint64_t restart_backoff_us;   /* first restart delay; doubles per crash */
     uint64_t restart_backoff_max_us;
+    ctl_health_cfg   health;       /* the gateway pool's checks */
     ctl_template_cfg tmpl;
     ctl_exec_cfg     exec;
 } ctl_config;
@@ -129,13 +140,30 @@ ctl_autoscaler *ctl_autoscaler_new(const ctl_config *c, const struct ctl_autosca
 void            ctl_autoscaler_hooks(ctl_autoscaler *as, ctl_hooks *out);
 void            ctl_autoscaler_free(ctl_autoscaler *as);
 
-/* Starts the instance manager and the API listener. hooks may be NULL. */
+/* One service of a control plane: its name (API paths, CLI --service), its
+ * whole config (shared keys equal across services; the first service's
+ * listen, token, gateway and sd_file are the ones used) and its autoscaler
+ * seam (may be NULL). */
+typedef struct ctl_service_def {
+    const char       *name;
+    const ctl_config *c;
+    const ctl_hooks  *hooks;
+} ctl_service_def;
+
+#define CTL_MAX_SERVICES 32
+
+/* Starts every service's instance manager behind one API listener. The
+ * first service answers the paths that name none. */
+ctl_control *ctl_start_services(const ctl_service_def *defs, size_t n, char *err, size_t errlen);
+/* The single-service form: one service named "default". hooks may be NULL. */
 ctl_control *ctl_start(const ctl_config *c, const ctl_hooks *hooks, char *err, size_t errlen);
 /* The bound API port (useful with port 0). */
 int          ctl_api_port(const ctl_control *cc);
 /* Drains and stops every instance, then the listener. */
 void         ctl_stop(ctl_control *cc);
-/* ctl_start, then waits for SIGINT or SIGTERM, then ctl_stop. Exit code. */
+/* ctl_start_services, then waits for SIGINT or SIGTERM, then ctl_stop.
+ * Exit code. */
+int          ctl_run_services(const ctl_service_def *defs, size_t n);
 int          ctl_run(const ctl_config *c, const ctl_hooks *hooks);
 
 #endif

@@ -268,7 +268,7 @@ static int as_decide(void *arg, const ctl_instance_info *inst, size_t n, int des
     as->mgr_desired = desired;
     if (ctl_scaler_enabled(as->sc)) {
         ctl_scaler_step(as->sc, &obs, now, &as->dec);
-        if (ctl_deploy_active())
+        if (ctl_deploy_active(as->c))
             hold_for_deploy(as, desired);
         else
             as->deploy_hold_noted = false;

@@ -68,6 +68,29 @@ static const cfg_field exec_fields[] = {
 };
 static const cfg_schema exec_schema = { "exec", exec_fields, N(exec_fields), NULL };
 
+static const cfg_field health_fields[] = {
+    { .key = "interval", .type = CFG_DURATION, .offset = offsetof(ctl_health_cfg, interval_us),
+      .def = "30s", .min = 0.05, .max = 3600, .help = "gateway check period of each member" },
+    { .key = "timeout", .type = CFG_DURATION, .offset = offsetof(ctl_health_cfg, timeout_us),
+      .def = "5s", .min = 0.01, .max = 3600, .help = "a check not answered by then failed" },
+    { .key = "healthy_threshold", .type = CFG_INT, .offset = offsetof(ctl_health_cfg, healthy_threshold),
+      .def = "2", .min = 1, .max = 100, .help = "passes in a row that bring a member back" },
+    { .key = "unhealthy_threshold", .type = CFG_INT,
+      .offset = offsetof(ctl_health_cfg, unhealthy_threshold), .def = "3", .min = 1, .max = 100,
+      .help = "failures in a row that take a member out of rotation" },
+};
+static int health_validate(void *obj, cfg_error *err)
+{
+    const ctl_health_cfg *h = obj;
+    if (h->timeout_us > h->interval_us) {
+        snprintf(err->key, sizeof err->key, "timeout");
+        snprintf(err->msg, sizeof err->msg, "expected at most interval");
+        return -1;
+    }
+    return 0;
+}
+static const cfg_schema health_schema = { "health", health_fields, N(health_fields), health_validate };
+
 static const char *const drivers[] = { "process", "exec", NULL };
 
 static const cfg_field ctl_fields[] = {
@@ -110,6 +133,9 @@ static const cfg_field ctl_fields[] = {
     { .key = "restart_backoff_max", .type = CFG_DURATION,
       .offset = offsetof(ctl_config, restart_backoff_max_us), .def = "30s", .min = 0.01, .max = 86400,
       .help = "cap on the restart delay" },
+    { .key = "health", .type = CFG_OBJECT, .offset = offsetof(ctl_config, health),
+      .sub = &health_schema,
+      .help = "the gateway's checks of the pool (path: template.ready_path); written by `hscale up`" },
     { .key = "template", .type = CFG_OBJECT, .offset = offsetof(ctl_config, tmpl),
       .sub = &ctl_template_schema, .help = "how to start one instance" },
     { .key = "exec", .type = CFG_OBJECT, .offset = offsetof(ctl_config, exec), .sub = &exec_schema,

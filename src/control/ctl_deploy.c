@@ -21,17 +21,10 @@
 
 #include "core/log.h"
 
-/* Deploys running in this process: the autoscaler's view. */
-static atomic_int deploys_active;
-
-bool ctl_deploy_active(void)
-{
-    return atomic_load(&deploys_active) > 0;
-}
-
 struct ctl_deployer {
     ctl_mgr          *m;
     const ctl_config *c;
+    atomic_int        active;     /* the autoscaler's view: started, not yet ended */
     ctl_history      *hist;       /* NULL without a state dir */
     pthread_mutex_t   mu;
     pthread_cond_t    cv;
@@ -112,6 +105,11 @@ void ctl_deploy_free(ctl_deployer *d)
 const char *ctl_deploy_token(ctl_deployer *d)
 {
     return d->c->token;
+}
+
+bool ctl_deploy_busy(ctl_deployer *d, const ctl_config *c)
+{
+    return d->c == c && atomic_load(&d->active) > 0;
 }
 
 bool ctl_deploy_running(ctl_deployer *d)
@@ -328,7 +326,7 @@ static void *deploy_main(void *arg)
     snprintf(last, sizeof last, "%s", d->reason[0] ? d->reason : d->last);
     pthread_mutex_unlock(&d->mu);
     ctl_dep_event(r, res, NULL, "deploy %s: %s", res, last);
-    atomic_fetch_sub(&deploys_active, 1);
+    atomic_fetch_sub(&d->active, 1);
     pthread_mutex_lock(&d->mu);
     snprintf(d->result, sizeof d->result, "%s", res);
     snprintf(d->phase, sizeof d->phase, "done");
@@ -438,9 +436,9 @@ int ctl_deploy_begin(ctl_deployer *d, ctl_dep_spec *spec, int *http_status,
     d->started_us = ctl_wall_us();
     d->ended_us = 0;
     pthread_mutex_unlock(&d->mu);
-    atomic_fetch_add(&deploys_active, 1);
+    atomic_fetch_add(&d->active, 1);
     if (pthread_create(&d->th, NULL, deploy_main, d) != 0) {
-        atomic_fetch_sub(&deploys_active, 1);
+        atomic_fetch_sub(&d->active, 1);
         snprintf(err, errlen, "cannot start the deploy thread");
         *http_status = 500;
         goto fail;

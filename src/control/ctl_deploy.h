@@ -145,12 +145,14 @@ const char   *ctl_deploy_token(ctl_deployer *d);
 /* True while a deploy of this deployer runs. */
 bool          ctl_deploy_running(ctl_deployer *d);
 
-/* For the autoscaler: true while any deploy in this process runs. A
- * deploy changes the template first, so instances the autoscaler adds
- * meanwhile start at the target version; the autoscaler should hold
- * scale-in (a rolling deploy retires the old instances itself) and record
- * that it held. */
-bool          ctl_deploy_active(void);
+/* For the autoscaler: true while a deploy of the service configured by c
+ * runs (each service deploys on its own). A deploy changes the template
+ * first, so instances the autoscaler adds meanwhile start at the target
+ * version; the autoscaler should hold scale-in (a rolling deploy retires
+ * the old instances itself) and record that it held. */
+bool          ctl_deploy_active(const ctl_config *c);
+/* True while d, a deployer of c, runs one (ctl_deploy_active's test). */
+bool          ctl_deploy_busy(ctl_deployer *d, const ctl_config *c);
 
 /* ---- API (ctl_deploy_api.c) --------------------------------------------- */
 

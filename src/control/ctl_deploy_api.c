@@ -19,7 +19,7 @@
 /* The deployer of each control plane in this process, found by its
  * manager: ctl_api.c builds the router, ctl_run.c stops the manager, and
  * neither holds a deploy field (one line each wires them in). */
-#define DEP_MAX 8
+#define DEP_MAX 64   /* services of every control plane in the process */
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct { ctl_mgr *m; ctl_deployer *d; } reg[DEP_MAX];
 
@@ -137,6 +137,16 @@ int ctl_deploy_routes(http_router *r, ctl_mgr *m, const ctl_config *c)
         || http_route(r, "POST", "/api/v1/deploys/current/{action}", h_action, d) < 0)
         return -1;
     return 0;
+}
+
+bool ctl_deploy_active(const ctl_config *c)
+{
+    bool busy = false;
+    pthread_mutex_lock(&reg_mu);
+    for (size_t i = 0; i < DEP_MAX && !busy; i++)
+        busy = reg[i].d && ctl_deploy_busy(reg[i].d, c);
+    pthread_mutex_unlock(&reg_mu);
+    return busy;
 }
 
 void ctl_deploy_release(ctl_mgr *m)

@@ -177,27 +177,45 @@ int      ctl_instances_set_template(ctl_mgr *m, const ctl_template_cfg *t, char 
 
 /* ---- Prometheus discovery (ctl_sd.c) ------------------------------------ */
 
-/* The file_sd / HTTP SD target groups: ready and draining instances (role
- * app, with instance_id, version, pool), the gateway's admin listener and
- * control_addr (may be NULL). */
-void ctl_sd_json(ctl_mgr *m, const ctl_config *c, const char *control_addr, buf *out);
+/* The file_sd / HTTP SD target groups: ready and draining instances with
+ * an address (role app, with service, instance_id, version, pool) of every
+ * service, the gateway's admin listener and control_addr (may be NULL). */
+struct ctl_api;
+void ctl_sd_json(const struct ctl_api *svcs, size_t n, const char *control_addr, buf *out);
 /* Writes b to path atomically (temporary file, then rename), creating the
  * directory. 0, or -1 with a message. */
 int  ctl_sd_write(const char *path, const buf *b, char *err, size_t errlen);
 
 /* ---- Scaling API (ctl_api.c) -------------------------------------------- */
 
+/* One service's API: its manager, config and hooks, and the router of its
+ * paths (/api/v1/scaling/..., /api/v1/instances, /api/v1/deploys...). */
 typedef struct ctl_api {
+    const char       *service;
     ctl_mgr          *mgr;
     const ctl_config *c;
     const ctl_hooks  *hooks;   /* may be NULL */
     char              control_addr[64];   /* host:port the API listens on */
+    http_router      *router;
 } ctl_api;
+
+/* The listener's view of every service: svcs[0] answers the paths that
+ * name no service. */
+typedef struct ctl_api_set {
+    ctl_api *svcs;
+    size_t   n;
+} ctl_api_set;
 
 /* Checks the API's bearer token (NULL or "": open); on a mismatch replies
  * 401 and returns false. For handlers added through ctl_hooks.routes. */
 bool         ctl_api_authorized(http_ctx *c, const char *token);
-/* The routes of the control listener; a must outlive the router. */
-http_router *ctl_api_router(ctl_api *a);
+/* Builds a->router (the service's own paths); -1 when out of memory or a
+ * hook's routes fail. */
+int          ctl_api_service_router(ctl_api *a);
+/* The listener's router: /health, /metrics, the dashboard,
+ * GET /api/v1/services, /api/v1/services/{name}/... and every other
+ * /api/v1/ path for the service named by ?service= (default: the first).
+ * set must outlive the router. */
+http_router *ctl_api_router(ctl_api_set *set);
 
 #endif

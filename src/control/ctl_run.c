@@ -8,6 +8,7 @@
  * (an operator can watch the drain), then the listener closes. */
 #include "control/ctl_instances.h"
 #include "control/ctl_deploy.h"
+#include "control/ctl_service.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -26,12 +27,22 @@
 #define HSCALE_VERSION "dev"
 #endif
 
-struct ctl_control {
+/* One service: its config, its autoscaler seam and its manager. The API
+ * view (api[i] of the control) points at these. */
+typedef struct ctl_svc {
     const ctl_config *c;
     ctl_hooks         hooks;
     bool              has_hooks;
     ctl_mgr          *mgr;
-    ctl_api           api;
+    uint64_t          next_decide;
+} ctl_svc;
+
+struct ctl_control {
+    const ctl_config *c;          /* the first service's: shared keys */
+    ctl_svc          *svcs;
+    ctl_api          *api;        /* one per service, for the listener */
+    size_t            n;
+    ctl_api_set       set;
     http_router      *router;
     http_server      *srv;
     pthread_t         loop;
@@ -61,7 +72,7 @@ static int mkdir_p(const char *path, char *err, size_t errlen)
         goto fail;
     return 0;
 fail:
-    snprintf(err, errlen, "state_dir: cannot create %s: %s", tmp, strerror(errno));
+    snprintf(err, errlen, "state_dir: cannot create %.400s: %s", tmp, strerror(errno));
     return -1;
 }
 
@@ -74,15 +85,15 @@ static uint64_t mono_us(void)
 
 /* The autoscaler's seam: every check interval, the hook sees the instances
  * and may move the desired count (clamped to [0, max_instances]). */
-static void decide(ctl_control *cc, ctl_instance_info **inst, size_t *cap)
+static void decide(ctl_svc *sv, ctl_instance_info **inst, size_t *cap)
 {
-    size_t n = ctl_instances_list(cc->mgr, *inst, *cap);
+    size_t n = ctl_instances_list(sv->mgr, *inst, *cap);
     if (n > *cap) {
         ctl_instance_info *ni = realloc(*inst, n * sizeof *ni);
         if (ni) {
             *inst = ni;
             *cap = n;
-            n = ctl_instances_list(cc->mgr, *inst, *cap);
+            n = ctl_instances_list(sv->mgr, *inst, *cap);
         }
         if (n > *cap)
             n = *cap;
@@ -90,13 +101,13 @@ static void decide(ctl_control *cc, ctl_instance_info **inst, size_t *cap)
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     uint64_t now = (uint64_t)wall.tv_sec * 1000000u + (uint64_t)wall.tv_nsec / 1000u;
-    int desired = ctl_instances_desired(cc->mgr);
-    int want = cc->hooks.decide(cc->hooks.arg, *inst, n, desired, now);
+    int desired = ctl_instances_desired(sv->mgr);
+    int want = sv->hooks.decide(sv->hooks.arg, *inst, n, desired, now);
     if (want >= 0) {
-        if (want > cc->c->max_instances)
-            want = cc->c->max_instances;
+        if (want > sv->c->max_instances)
+            want = sv->c->max_instances;
         if (want != desired)
-            ctl_instances_scale_to(cc->mgr, want);
+            ctl_instances_scale_to(sv->mgr, want);
     }
 }
 
@@ -109,7 +120,7 @@ static void write_sd(ctl_control *cc, const char *control_addr)
         return;
     buf b;
     buf_init(&b);
-    ctl_sd_json(cc->mgr, cc->c, control_addr, &b);
+    ctl_sd_json(cc->api, cc->n, control_addr, &b);
     if (b.len != cc->sd_last.len || memcmp(buf_head(&b), buf_head(&cc->sd_last), b.len) != 0) {
         char err[512];
         if (ctl_sd_write(path, &b, err, sizeof err) < 0)
@@ -120,25 +131,41 @@ static void write_sd(ctl_control *cc, const char *control_addr)
     buf_free(&b);
 }
 
-/* The control loop: the autoscaler's decision every check interval, and
- * the discovery file whenever the instances change. */
+/* Sum of the managers' generations: moves whenever any service changes. */
+static uint64_t generation(ctl_control *cc)
+{
+    uint64_t g = 0;
+    for (size_t i = 0; i < cc->n; i++)
+        g += ctl_instances_generation(cc->svcs[i].mgr);
+    return g;
+}
+
+/* The control loop: each service's autoscaler decision every check
+ * interval, and the discovery file whenever the instances change. One
+ * thread for every service: a decision scrapes with short timeouts, so a
+ * slow service delays the others' by at most that. */
 static void *loop_main(void *arg)
 {
     ctl_control *cc = arg;
     size_t cap = 64;
     ctl_instance_info *inst = malloc(cap * sizeof *inst);
-    uint64_t next_decide = mono_us(), gen = UINT64_MAX;
+    uint64_t gen = UINT64_MAX;
+    for (size_t i = 0; i < cc->n; i++)
+        cc->svcs[i].next_decide = mono_us();
     pthread_mutex_lock(&cc->mu);
     while (!cc->quit && inst) {
         pthread_mutex_unlock(&cc->mu);
-        if (cc->hooks.decide && mono_us() >= next_decide) {
-            decide(cc, &inst, &cap);
-            uint64_t iv = cc->hooks.interval_us ? cc->hooks.interval_us(cc->hooks.arg) : 0;
-            next_decide = mono_us() + (iv ? iv : cc->c->check_interval_us);
+        for (size_t i = 0; i < cc->n; i++) {
+            ctl_svc *sv = &cc->svcs[i];
+            if (!sv->hooks.decide || mono_us() < sv->next_decide)
+                continue;
+            decide(sv, &inst, &cap);
+            uint64_t iv = sv->hooks.interval_us ? sv->hooks.interval_us(sv->hooks.arg) : 0;
+            sv->next_decide = mono_us() + (iv ? iv : sv->c->check_interval_us);
         }
-        uint64_t g = ctl_instances_generation(cc->mgr);
+        uint64_t g = generation(cc);
         if (g != gen) {
-            write_sd(cc, cc->api.control_addr);
+            write_sd(cc, cc->api[0].control_addr);
             gen = g;
         }
         pthread_mutex_lock(&cc->mu);
@@ -164,19 +191,62 @@ static void control_target(const char *listen, int port, char *out, size_t outle
         snprintf(out, outlen, "%.*s:%d", (int)hl, listen, port);
 }
 
-ctl_control *ctl_start(const ctl_config *c, const ctl_hooks *hooks, char *err, size_t errlen)
+/* Starts one service's manager (not yet its instances). */
+static int start_service(ctl_control *cc, size_t i, const ctl_service_def *d, char *err,
+                         size_t errlen)
 {
+    ctl_svc *sv = &cc->svcs[i];
+    const ctl_config *c = d->c;
+    sv->c = c;
+    if (d->hooks) {
+        sv->hooks = *d->hooks;
+        sv->has_hooks = true;
+    }
+    char e[512];
+    if (c->state_dir && c->state_dir[0] && mkdir_p(c->state_dir, e, sizeof e) < 0)
+        goto fail;
+    ctl_driver *drv = c->driver == CTL_DRIVER_EXEC
+                    ? ctl_driver_exec_new(&c->exec, c->state_dir, e, sizeof e)
+                    : ctl_driver_process_new(c->state_dir, e, sizeof e);
+    if (!drv || !(sv->mgr = ctl_mgr_new(c, drv, e, sizeof e)))
+        goto fail;
+    cc->api[i] = (ctl_api){ d->name, sv->mgr, c, sv->has_hooks ? &sv->hooks : NULL, "", NULL };
+    if (ctl_api_service_router(&cc->api[i]) < 0) {
+        snprintf(e, sizeof e, "cannot build its API (out of memory or a hook failed)");
+        goto fail;
+    }
+    return 0;
+fail:
+    if (cc->n > 1 || strcmp(d->name, ctl_default_service) != 0)
+        snprintf(err, errlen, "service %s: %s", d->name, e);
+    else
+        snprintf(err, errlen, "%s", e);
+    return -1;
+}
+
+ctl_control *ctl_start_services(const ctl_service_def *defs, size_t n, char *err, size_t errlen)
+{
+    if (n == 0 || n > CTL_MAX_SERVICES) {
+        snprintf(err, errlen, "expected 1 to %d services, got %zu", CTL_MAX_SERVICES, n);
+        return NULL;
+    }
     ctl_control *cc = calloc(1, sizeof *cc);
-    if (!cc) {
+    if (cc) {
+        cc->svcs = calloc(n, sizeof *cc->svcs);
+        cc->api = calloc(n, sizeof *cc->api);
+    }
+    if (!cc || !cc->svcs || !cc->api) {
+        if (cc) {
+            free(cc->svcs);
+            free(cc->api);
+        }
+        free(cc);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    const ctl_config *c = defs[0].c;
     cc->c = c;
     buf_init(&cc->sd_last);
-    if (hooks) {
-        cc->hooks = *hooks;
-        cc->has_hooks = true;
-    }
     pthread_mutex_init(&cc->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -190,22 +260,19 @@ ctl_control *ctl_start(const ctl_config *c, const ctl_hooks *hooks, char *err, s
         snprintf(err, errlen, "listen: %s", e);
         goto fail;
     }
-    if (c->state_dir && c->state_dir[0] && mkdir_p(c->state_dir, err, errlen) < 0)
-        goto fail;
-    ctl_driver *drv = c->driver == CTL_DRIVER_EXEC
-                    ? ctl_driver_exec_new(&c->exec, c->state_dir, err, errlen)
-                    : ctl_driver_process_new(c->state_dir, err, errlen);
-    if (!drv)
-        goto fail;
-    cc->mgr = ctl_mgr_new(c, drv, err, errlen);
-    if (!cc->mgr)
-        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        if (start_service(cc, i, &defs[i], err, errlen) < 0)
+            goto fail;
+        cc->n = i + 1;
+    }
 
     metrics_build_info(metrics_default(), HSCALE_VERSION, "control");
-    cc->api = (ctl_api){ cc->mgr, c, cc->has_hooks ? &cc->hooks : NULL, "" };
-    control_target(c->listen, sock_addr_port(&listen), cc->api.control_addr,
-                   sizeof cc->api.control_addr);
-    cc->router = ctl_api_router(&cc->api);
+    char addr[64];
+    control_target(c->listen, sock_addr_port(&listen), addr, sizeof addr);
+    for (size_t i = 0; i < n; i++)
+        snprintf(cc->api[i].control_addr, sizeof cc->api[i].control_addr, "%s", addr);
+    cc->set = (ctl_api_set){ cc->api, n };
+    cc->router = ctl_api_router(&cc->set);
     if (!cc->router) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -219,28 +286,52 @@ ctl_control *ctl_start(const ctl_config *c, const ctl_hooks *hooks, char *err, s
     }
     /* Instances start once the API listens: a port in use fails before
      * anything was launched. */
-    if (ctl_mgr_start(cc->mgr, err, errlen) < 0)
-        goto fail;
-    if (sock_addr_port(&listen) == 0)   /* port 0 (tests): known only now */
-        control_target(c->listen, http_server_port(cc->srv), cc->api.control_addr,
-                       sizeof cc->api.control_addr);
+    for (size_t i = 0; i < n; i++)
+        if (ctl_mgr_start(cc->svcs[i].mgr, e, sizeof e) < 0) {
+            snprintf(err, errlen, "service %s: %s", defs[i].name, e);
+            goto fail;
+        }
+    if (sock_addr_port(&listen) == 0) {  /* port 0 (tests): known only now */
+        control_target(c->listen, http_server_port(cc->srv), addr, sizeof addr);
+        for (size_t i = 0; i < n; i++)
+            snprintf(cc->api[i].control_addr, sizeof cc->api[i].control_addr, "%s", addr);
+    }
     if (pthread_create(&cc->loop, NULL, loop_main, cc) != 0) {
         snprintf(err, errlen, "cannot start the control loop thread");
         goto fail;
     }
     cc->loop_on = true;
-    log_info("API on %s, %s driver, %d instance(s)%s%s", c->listen,
-             c->driver == CTL_DRIVER_EXEC ? "exec" : "process", c->instances,
-             c->gateway ? ", gateway " : ", no gateway", c->gateway ? c->gateway : "");
+    log_info("API on %s, %zu service(s), %s%s", c->listen, n,
+             c->gateway ? "gateway " : "no gateway", c->gateway ? c->gateway : "");
+    for (size_t i = 0; i < n; i++) {
+        const ctl_config *sc = defs[i].c;
+        log_info("service %s: %s driver, %d instance(s), pool %s", defs[i].name,
+                 sc->driver == CTL_DRIVER_EXEC ? "exec" : "process", sc->instances, sc->pool);
+    }
     return cc;
 fail:
     ctl_stop(cc);
     return NULL;
 }
 
+ctl_control *ctl_start(const ctl_config *c, const ctl_hooks *hooks, char *err, size_t errlen)
+{
+    ctl_service_def d = { ctl_default_service, c, hooks };
+    return ctl_start_services(&d, 1, err, errlen);
+}
+
 int ctl_api_port(const ctl_control *cc)
 {
     return cc->srv ? http_server_port(cc->srv) : -1;
+}
+
+/* Drains and stops one service's instances; a deploy stops first. */
+static void *stop_service(void *arg)
+{
+    ctl_svc *sv = arg;
+    ctl_deploy_release(sv->mgr);
+    ctl_mgr_stop(sv->mgr);
+    return NULL;
 }
 
 void ctl_stop(ctl_control *cc)
@@ -254,25 +345,38 @@ void ctl_stop(ctl_control *cc)
         pthread_mutex_unlock(&cc->mu);
         pthread_join(cc->loop, NULL);
     }
-    if (cc->mgr) {
-        ctl_deploy_release(cc->mgr);   /* a deploy stops before its instances */
-        ctl_mgr_stop(cc->mgr);   /* drains and stops every instance */
-        if (cc->loop_on)
-            write_sd(cc, NULL);  /* none left: no InstanceDown for a clean stop */
-        ctl_mgr_free(cc->mgr);
+    /* Services drain side by side: a worker's long stop_grace must not
+     * hold up the web service's drain (nor the reverse). */
+    pthread_t th[CTL_MAX_SERVICES];
+    bool on[CTL_MAX_SERVICES] = { false };
+    for (size_t i = 0; i < cc->n; i++)
+        on[i] = cc->svcs[i].mgr && pthread_create(&th[i], NULL, stop_service, &cc->svcs[i]) == 0;
+    for (size_t i = 0; i < cc->n; i++) {
+        if (on[i])
+            pthread_join(th[i], NULL);
+        else if (cc->svcs[i].mgr)
+            stop_service(&cc->svcs[i]);
     }
+    if (cc->loop_on)
+        write_sd(cc, NULL);  /* none left: no InstanceDown for a clean stop */
     if (cc->srv) {
         http_server_stop(cc->srv, 2000);
         http_server_free(cc->srv);
     }
     http_router_free(cc->router);
+    for (size_t i = 0; i < cc->n; i++) {
+        http_router_free(cc->api[i].router);
+        ctl_mgr_free(cc->svcs[i].mgr);
+    }
     buf_free(&cc->sd_last);
     pthread_mutex_destroy(&cc->mu);
     pthread_cond_destroy(&cc->cv);
+    free(cc->svcs);
+    free(cc->api);
     free(cc);
 }
 
-int ctl_run(const ctl_config *c, const ctl_hooks *hooks)
+int ctl_run_services(const ctl_service_def *defs, size_t n)
 {
     /* Every thread inherits this mask, so the signal waits for sigwait
      * below; children get an empty mask from core/proc. */
@@ -283,7 +387,7 @@ int ctl_run(const ctl_config *c, const ctl_hooks *hooks)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     char err[512];
-    ctl_control *cc = ctl_start(c, hooks, err, sizeof err);
+    ctl_control *cc = ctl_start_services(defs, n, err, sizeof err);
     if (!cc) {
         log_error("%s", err);
         return 1;
@@ -294,4 +398,10 @@ int ctl_run(const ctl_config *c, const ctl_hooks *hooks)
     ctl_stop(cc);
     log_info("stopped");
     return 0;
+}
+
+int ctl_run(const ctl_config *c, const ctl_hooks *hooks)
+{
+    ctl_service_def d = { ctl_default_service, c, hooks };
+    return ctl_run_services(&d, 1);
 }

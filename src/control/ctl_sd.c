@@ -1,5 +1,7 @@
 /* ctl_sd.c -- Prometheus discovery of the fleet: one target group per
- * instance (role app, with instance_id, version and pool), the gateway's
+ * instance of every service (role app, with service, instance_id, version
+ * and pool; workers without an address are not scrapeable and left out),
+ * the gateway's
  * admin listener (role gateway) and the control listener (role control),
  * in the file_sd shape, which is also the HTTP SD shape (GET /api/v1/sd).
  *
@@ -25,31 +27,39 @@ static json_t *group(const char *target, const char *role)
     return json_pack("{s:[s], s:{s:s}}", "targets", target, "labels", "role", role);
 }
 
-void ctl_sd_json(ctl_mgr *m, const ctl_config *c, const char *control_addr, buf *out)
+static void ctl_sd_service(const ctl_api *a, json_t *arr)
 {
-    json_t *arr = json_array();
     size_t cap = 64;
     ctl_instance_info *inst = malloc(cap * sizeof *inst);
-    size_t n = inst ? ctl_instances_list(m, inst, cap) : 0;
+    size_t n = inst ? ctl_instances_list(a->mgr, inst, cap) : 0;
     if (n > cap) {
         ctl_instance_info *ni = realloc(inst, n * sizeof *ni);
         if (ni) {
             inst = ni;
             cap = n;
-            n = ctl_instances_list(m, inst, cap);
+            n = ctl_instances_list(a->mgr, inst, cap);
         }
         if (n > cap)
             n = cap;
     }
     for (size_t i = 0; i < n; i++) {
-        if (inst[i].state != CTL_INST_READY && inst[i].state != CTL_INST_DRAINING)
+        if ((inst[i].state != CTL_INST_READY && inst[i].state != CTL_INST_DRAINING)
+            || !inst[i].address[0])
             continue;
-        json_array_append_new(arr, json_pack("{s:[s], s:{s:s, s:s, s:s, s:s}}",
-            "targets", inst[i].address, "labels", "role", "app", "instance_id", inst[i].id,
-            "version", inst[i].version, "pool", c->pool));
+        json_array_append_new(arr, json_pack("{s:[s], s:{s:s, s:s, s:s, s:s, s:s}}",
+            "targets", inst[i].address, "labels", "role", "app", "service", a->service,
+            "instance_id", inst[i].id, "version", inst[i].version, "pool", a->c->pool));
     }
     free(inst);
-    if (c->gateway && c->gateway[0]) {
+}
+
+void ctl_sd_json(const ctl_api *svcs, size_t n, const char *control_addr, buf *out)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        ctl_sd_service(&svcs[i], arr);
+    const ctl_config *c = n ? svcs[0].c : NULL;
+    if (c && c->gateway && c->gateway[0]) {
         char url[512], e[256], hp[300];
         http_url u;
         snprintf(url, sizeof url, "%s%s", strstr(c->gateway, "://") ? "" : "http://", c->gateway);

@@ -291,6 +291,35 @@ int http_router_match(http_router *r, http_ctx *c, const char *path, size_t plen
     return 0;
 }
 
+void http_router_run(http_router *r, http_ctx *c, const char *path, size_t plen)
+{
+    char allow[128] = "";
+    http_method m = c->req ? c->req->method : HTTP_OTHER;
+    int rc = http_router_match(r, c, path, plen, m, c->method_name, allow, sizeof allow);
+    if (rc == 0) {
+        void *arg;
+        http_handler_fn *fn = http_route_fn(c->route, &arg);
+        fn(c, arg);
+        if (!c->replied)
+            http_reply_error(c, 500, NULL, "handler for %s sent no response", c->route_pattern);
+    } else if (rc == 405) {
+        http_ctx_add_header(c, "Allow", allow);
+        http_reply_error(c, 405, NULL, "method %s is not allowed here (allowed: %s)",
+                         c->method_name, allow);
+    } else {
+        http_reply_error(c, 404, NULL, "no route for %s %s", c->method_name, c->path);
+    }
+}
+
+void http_router_dispatch(http_router *r, http_ctx *c, const char *path)
+{
+    const http_route_ent *outer = c->route;
+    const char *outer_pattern = c->route_pattern;
+    http_router_run(r, c, path, strlen(path));
+    c->route = outer;
+    c->route_pattern = outer_pattern;
+}
+
 static int hexval(char ch)
 {
     if (ch >= '0' && ch <= '9') return ch - '0';

@@ -35,6 +35,12 @@ void         http_router_free(http_router *r);
 int http_route(http_router *r, const char *method, const char *pattern,
                http_handler_fn *fn, void *arg);
 
+/* Runs the request through another router as if its path were `path`
+ * (a handler that mounts a sub-API, such as one service of several):
+ * path parameters come from the inner match, 404 and 405 are answered
+ * the same way, and the request keeps the outer route for metrics. */
+void http_router_dispatch(http_router *r, http_ctx *c, const char *path);
+
 /* Request accessors (valid until the handler returns). */
 http_method  http_ctx_method(const http_ctx *c);
 const char  *http_ctx_method_name(const http_ctx *c);

@@ -347,22 +347,7 @@ static void dispatch(conn *c, const char *body, size_t blen)
         error_and_close(c, 500, "out of memory");
         return;
     }
-    char allow[128] = "";
-    int m = http_router_match(s->o.router, x, base + r->path.off, r->path.len,
-                              r->method, x->method_name, allow, sizeof allow);
-    if (m == 0) {
-        void *arg;
-        http_handler_fn *fn = http_route_fn(x->route, &arg);
-        fn(x, arg);
-        if (!x->replied)
-            http_reply_error(x, 500, NULL, "handler for %s sent no response", x->route_pattern);
-    } else if (m == 405) {
-        http_ctx_add_header(x, "Allow", allow);
-        http_reply_error(x, 405, NULL, "method %s is not allowed here (allowed: %s)",
-                         x->method_name, allow);
-    } else {
-        http_reply_error(x, 404, NULL, "no route for %s %s", x->method_name, x->path);
-    }
+    http_router_run(s->o.router, x, base + r->path.off, r->path.len);
     if (!x->keep_alive)
         c->closing = true;
     uint64_t us = ev_monotonic_us() - t0;

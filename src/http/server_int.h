@@ -63,6 +63,9 @@ char *http_ctx_strndup(http_ctx *c, const char *s, size_t n);
  * ("GET, HEAD") written into allow. */
 int  http_router_match(http_router *r, http_ctx *c, const char *path, size_t plen,
                        http_method m, const char *mname, char *allow, size_t allowlen);
+/* Matches and runs the handler, or answers 404 or 405 (with Allow); a
+ * handler that sends nothing gets a 500. Leaves c->route at the match. */
+void http_router_run(http_router *r, http_ctx *c, const char *path, size_t plen);
 unsigned http_router_count(const http_router *r);
 /* Index of a matched route in [0, count), for per-route metric caches. */
 unsigned http_route_index(const http_route_ent *e);

@@ -147,9 +147,9 @@ def test_control_alone_scales_restarts_and_stops_clean(procs, tmp_path):
 
     code, text = api(port, "GET", "/metrics")
     assert code == 200
-    assert 'hscale_control_instances{state="ready"} 1' in text
-    assert "hscale_control_desired_instances 1" in text
-    assert "hscale_control_instance_restarts_total 1" in text
+    assert 'hscale_control_instances{service="default",state="ready"} 1' in text
+    assert 'hscale_control_desired_instances{service="default"} 1' in text
+    assert 'hscale_control_instance_restarts_total{service="default"} 1' in text
 
     pids = [i["pid"] for i in status(port)["instances"]]
     assert procs.stop(p) == 0
@@ -279,7 +279,7 @@ def test_with_gateway_scale_under_load_drops_nothing(procs, tmp_path):
     assert roles["control"]["targets"] == [f"127.0.0.1:{port}"]
     inst = status(port)["instances"][0]
     assert roles["app"] == {"targets": [inst["address"]],
-                            "labels": {"role": "app", "instance_id": inst["id"],
+                            "labels": {"role": "app", "service": "default", "instance_id": inst["id"],
                                        "version": "v1", "pool": "app"}}
 
     # A stop deregisters everything it started.

@@ -385,7 +385,7 @@ static json_t *run_to_end(ctl_deployer *d, const char *body)
     int status;
     cr_assert_eq(ctl_deploy_begin(d, &s, &status, e, sizeof e), 0, "%s", e);
     cr_assert_eq(status, 202);
-    cr_assert(ctl_deploy_active());
+    cr_assert(ctl_deploy_busy(d, &cfg));
     /* One at a time. */
     cr_assert_eq(parse(&s, body, f, e), 0);
     cr_assert_eq(ctl_deploy_begin(d, &s, &status, e, sizeof e), -1);
@@ -393,7 +393,7 @@ static json_t *run_to_end(ctl_deployer *d, const char *body)
     for (int i = 0; i < 600 && ctl_deploy_running(d); i++)
         sleep_ms(50);
     cr_assert_not(ctl_deploy_running(d));
-    cr_assert_not(ctl_deploy_active());
+    cr_assert_not(ctl_deploy_busy(d, &cfg));
     return current(d);
 }
 
