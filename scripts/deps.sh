@@ -20,8 +20,8 @@ PACKAGES=(
   python3 python3-pytest python3-requests python3-yaml
   postgresql redis-server prometheus nginx haproxy wrk
   chromium
-  # benchmarks: the seeds' stack
-  python3-fastapi python3-uvicorn python3-locust
+  # the seeds' stacks (examples/, end-to-end tests and benchmarks)
+  python3-fastapi python3-uvicorn python3-locust nodejs
   time
 )
 

@@ -29,6 +29,7 @@ static const char usage[] =
     "  --ready-path PATH      readiness probe of the new version\n"
     "  --control URL          control plane API (default http://127.0.0.1:8081,\n"
     "                         env HSCALE_CONTROL_URL; token: HSCALE_CONTROL_TOKEN)\n"
+    "  --service NAME         the service to deploy (default: the first one)\n"
     "  --ready-timeout D      a new instance not ready by then fails the deploy (60s)\n"
     "  --detach               start it and exit without following\n"
     "rolling:\n"
@@ -52,6 +53,7 @@ static const char usage[] =
 typedef struct client {
     char base[512];
     char auth[400];
+    char prefix[128];   /* "/api/v1/services/NAME" with --service, else "" */
 } client;
 
 /* One request; the parsed JSON body (or NULL) and the status. */
@@ -59,7 +61,10 @@ static json_t *call(const client *cl, const char *method, const char *path, cons
                     int *status, char *err, size_t errlen)
 {
     char url[1024], hdr[512];
-    snprintf(url, sizeof url, "%s%s", cl->base, path);
+    if (cl->prefix[0] && strncmp(path, "/api/v1/", 8) == 0)
+        snprintf(url, sizeof url, "%s%s/%s", cl->base, cl->prefix, path + 8);
+    else
+        snprintf(url, sizeof url, "%s%s", cl->base, path);
     snprintf(hdr, sizeof hdr, "%s%s", cl->auth, body ? "Content-Type: application/json\r\n" : "");
     http_result r;
     http_result_init(&r);
@@ -176,8 +181,9 @@ static int start(const client *cl, const char *strategy, int argc, char **argv)
             json_object_set_new(b, "auto_promote", json_false());
             continue;
         }
-        if (strcmp(o, "--control") == 0 || o[0] != '-') {
-            i += strcmp(o, "--control") == 0;   /* handled by the caller */
+        bool caller_flag = strcmp(o, "--control") == 0 || strcmp(o, "--service") == 0;
+        if (caller_flag || o[0] != '-') {
+            i += caller_flag;   /* handled by the caller */
             if (o[0] != '-') {
                 cmd_usage_error(usage, "deploy", "unexpected argument '%s'", o);
                 goto out;
@@ -304,6 +310,7 @@ int cmd_deploy(int argc, char **argv)
         return cmd_usage_error(usage, "deploy", "expected rolling, bluegreen, canary, status, "
                                "promote, pause, resume or rollback");
     client cl;
+    cl.prefix[0] = '\0';
     const char *url = getenv("HSCALE_CONTROL_URL");
     bool json_out = false;
     for (int i = 2; i < argc; i++) {
@@ -311,6 +318,14 @@ int cmd_deploy(int argc, char **argv)
             if (i + 1 >= argc)
                 return cmd_usage_error(usage, "deploy", "--control needs a value");
             url = argv[++i];
+        } else if (strcmp(argv[i], "--service") == 0) {
+            if (i + 1 >= argc)
+                return cmd_usage_error(usage, "deploy", "--service needs a name");
+            const char *sv = argv[++i];
+            if (!sv[0] || strlen(sv) > 48 || strspn(sv, "abcdefghijklmnopqrstuvwxyz0123456789-_") != strlen(sv))
+                return cmd_usage_error(usage, "deploy", "--service expects a service name "
+                                       "(a-z 0-9 - _), got '%s'", sv);
+            snprintf(cl.prefix, sizeof cl.prefix, "/api/v1/services/%s", sv);
         } else if (strcmp(argv[i], "--json") == 0) {
             json_out = true;
         }
@@ -336,7 +351,7 @@ int cmd_deploy(int argc, char **argv)
     if (!is_status && !is_action)
         return cmd_usage_error(usage, "deploy", "unknown subcommand '%s'", sub);
     for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--control") == 0)
+        if (strcmp(argv[i], "--control") == 0 || strcmp(argv[i], "--service") == 0)
             i++;
         else if (!(is_status && strcmp(argv[i], "--json") == 0))
             return cmd_usage_error(usage, "deploy", "unknown option '%s'", argv[i]);

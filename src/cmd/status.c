@@ -18,12 +18,15 @@
 #include "http/client.h"
 
 static const char usage[] =
-    "usage: hscale status [--control URL] [--json] [--watch [SECONDS]]\n\n"
-    "Shows the instances of the control plane (id, address, version, state,\n"
-    "health, req/s, p95, CPU), the autoscaler and the last scaling events.\n\n"
+    "usage: hscale status [--control URL] [--service NAME] [--json] [--watch [SECONDS]]\n\n"
+    "Shows the instances of each service of the control plane (id, address,\n"
+    "version, state, health, req/s, p95, CPU), its autoscaler and its last\n"
+    "scaling events.\n\n"
     "  --control URL     control plane API (default http://127.0.0.1:8081,\n"
     "                    env HSCALE_CONTROL_URL)\n"
+    "  --service NAME    only this service (default: every one)\n"
     "  --json            one JSON object {status, metrics, events} for scripts\n"
+    "                    ({\"services\":[...]} of those when there are several)\n"
     "  --watch [S]       redraw every S seconds (default 2) until interrupted\n"
     "  -h, --help        this text\n\n"
     "The bearer token, when the API has one, is read from HSCALE_CONTROL_TOKEN.\n"
@@ -130,38 +133,99 @@ static void print_table(const json_t *st, const json_t *mx, const json_t *ev)
 static volatile sig_atomic_t stop;
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
+/* status, metrics and events of one service, whose paths start with
+ * prefix ("/api/v1" or "/api/v1/services/NAME"), as {status,metrics,events};
+ * NULL with err when the status cannot be had. */
+static json_t *fetch_service(const char *base, const char *prefix, const char *auth, char *err,
+                             size_t errlen)
+{
+    char path[384];
+    snprintf(path, sizeof path, "%s/scaling/status", prefix);
+    json_t *st = get_json(base, path, auth, err, errlen);
+    if (!st)
+        return NULL;
+    /* older control planes lack these: show what there is */
+    char e2[512];
+    snprintf(path, sizeof path, "%s/scaling/metrics", prefix);
+    json_t *mx = get_json(base, path, auth, e2, sizeof e2);
+    snprintf(path, sizeof path, "%s/scaling/history?limit=5", prefix);
+    json_t *ev = get_json(base, path, auth, e2, sizeof e2);
+    json_t *o = json_pack("{s:o,s:o,s:o}", "status", st, "metrics", mx ? mx : json_null(),
+                          "events", ev ? json_incref(json_object_get(ev, "events")) : json_array());
+    json_decref(ev);
+    return o;
+}
+
+/* The services to show: the one asked for, or every one the control plane
+ * lists (an older one, without /api/v1/services, has just its own). */
+static json_t *fetch_all(const char *base, const char *service, const char *auth, char *err,
+                         size_t errlen)
+{
+    json_t *names = json_array();
+    if (service) {
+        json_array_append_new(names, json_string(service));
+    } else {
+        char e2[512];
+        json_t *sv = get_json(base, "/api/v1/services", auth, e2, sizeof e2);
+        size_t i;
+        const json_t *x;
+        json_array_foreach(json_object_get(sv, "services"), i, x)
+            json_array_append_new(names, json_string(jstr(x, "name", "?")));
+        json_decref(sv);
+    }
+    json_t *out = json_array();
+    size_t n = json_array_size(names);
+    for (size_t i = 0; i < (n ? n : 1); i++) {
+        char prefix[256] = "/api/v1";
+        const char *name = n ? json_string_value(json_array_get(names, i)) : NULL;
+        if (name && (service || n > 1))
+            snprintf(prefix, sizeof prefix, "/api/v1/services/%s", name);
+        json_t *o = fetch_service(base, prefix, auth, err, errlen);
+        if (!o) {
+            json_decref(out);
+            out = NULL;
+            break;
+        }
+        json_object_set_new(o, "service", name ? json_string(name) : json_null());
+        json_array_append_new(out, o);
+    }
+    json_decref(names);
+    return out;
+}
+
 /* One round: 0 printed, 1 unreachable (message on stderr). */
-static int show(const char *base, const char *auth, bool as_json, bool clear)
+static int show(const char *base, const char *service, const char *auth, bool as_json, bool clear)
 {
     char err[512];
-    json_t *st = get_json(base, "/api/v1/scaling/status", auth, err, sizeof err);
-    if (!st) {
+    json_t *all = fetch_all(base, service, auth, err, sizeof err);
+    if (!all) {
         fprintf(stderr, "hscale status: cannot reach the control plane at %s: %s\n"
                 "(is `hscale up` or `hscale control` running? --control URL picks another)\n",
                 base, err);
         return 1;
     }
-    /* older control planes lack these: show what there is */
-    json_t *mx = get_json(base, "/api/v1/scaling/metrics", auth, err, sizeof err);
-    json_t *ev = get_json(base, "/api/v1/scaling/history?limit=5", auth, err, sizeof err);
+    size_t n = json_array_size(all);
     if (as_json) {
-        json_t *o = json_pack("{s:O,s:o,s:o}", "status", st, "metrics", mx ? mx : json_null(),
-                              "events", ev ? json_incref(json_object_get(ev, "events")) : json_array());
-        json_decref(ev);
-        ev = NULL;
-        mx = NULL;
+        /* one service: {status, metrics, events} as ever; several: a list */
+        json_t *o = n == 1 ? json_incref(json_array_get(all, 0)) : json_pack("{s:O}", "services", all);
+        if (n == 1)
+            json_object_del(o, "service");
         json_dumpf(o, stdout, JSON_COMPACT);
         fputc('\n', stdout);
         json_decref(o);
     } else {
         if (clear)
             fputs("\033[H\033[2J", stdout);
-        print_table(st, mx, ev);
+        for (size_t i = 0; i < n; i++) {
+            const json_t *o = json_array_get(all, i);
+            if (n > 1)
+                printf("%s== service %s\n", i ? "\n" : "", jstr(o, "service", "?"));
+            print_table(json_object_get(o, "status"), json_object_get(o, "metrics"),
+                        json_object_get(o, "events"));
+        }
     }
     fflush(stdout);
-    json_decref(st);
-    json_decref(mx);
-    json_decref(ev);
+    json_decref(all);
     return 0;
 }
 
@@ -175,6 +239,7 @@ int cmd_status(int argc, char **argv)
     if (!base || !*base)
         base = "http://127.0.0.1:8081";
     bool as_json = false;
+    const char *service = NULL;
     double watch = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -187,6 +252,13 @@ int cmd_status(int argc, char **argv)
                 base = argv[++i];
             else
                 return cmd_usage_error(usage, "status", "--control needs a URL");
+        } else if (strcmp(a, "--service") == 0 || strncmp(a, "--service=", 10) == 0) {
+            if (a[9] == '=')
+                service = a + 10;
+            else if (i + 1 < argc)
+                service = argv[++i];
+            else
+                return cmd_usage_error(usage, "status", "--service needs a name");
         } else if (strcmp(a, "--watch") == 0) {
             watch = 2;
             if (i + 1 < argc && argv[i + 1][0] != '-') {
@@ -211,7 +283,7 @@ int cmd_status(int argc, char **argv)
     if (tok && *tok)
         snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", tok);
     if (watch <= 0)
-        return show(url, auth, as_json, false);
+        return show(url, service, auth, as_json, false);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -219,7 +291,7 @@ int cmd_status(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     int rc = 0;
     while (!stop) {
-        rc = show(url, auth, as_json, !as_json && isatty(STDOUT_FILENO));
+        rc = show(url, service, auth, as_json, !as_json && isatty(STDOUT_FILENO));
         struct timespec ts = { (time_t)watch, (long)((watch - (double)(time_t)watch) * 1e9) };
         while (!stop && nanosleep(&ts, &ts) != 0)
             ;

@@ -1,0 +1,167 @@
+"""The examples under examples/ run as written: each test starts
+`hscale up -c examples/NAME/hscale.yaml` from the repository root (only the
+ports and the data directory moved to free ones) with the real service
+behind it: FastAPI on uvicorn, Node's http module, Celery on Redis.
+
+What they show is what a user of their own service needs: the gateway's
+checks ask the service's ready path (no 503 "no backend available"), the
+scaling API and CLI address a service by name, and a rolling deploy of a
+FastAPI service under load drops nothing."""
+import json
+import os
+import time
+
+import pytest
+import requests
+
+from conftest import ROOT, free_port, run_hscale, wait_port
+from up_util import wait_until
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/node"), reason="nodejs missing")
+
+
+class Example:
+    """A running `hscale up` of one example."""
+
+    def __init__(self, procs, tmp_path, name, config=None):
+        self.gw, self.admin, self.control = free_port(), free_port(), free_port()
+        self.data = tmp_path / "data"
+        cfg = config or os.path.join(ROOT, "examples", name, "hscale.yaml")
+        self.proc = procs.hscale("up", "-c", cfg, "--data", self.data,
+                                 "--listen", f"127.0.0.1:{self.gw}",
+                                 "--admin", f"127.0.0.1:{self.admin}",
+                                 "--control", f"127.0.0.1:{self.control}",
+                                 name=f"up-{name}", cwd=ROOT)
+        wait_port(self.control, timeout=60, proc=self.proc)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.gw}{path}"
+
+    def api(self, method, path, body=None, port=None):
+        r = requests.request(method, f"http://127.0.0.1:{port or self.control}{path}",
+                             json=body, timeout=10)
+        return r.status_code, r.json()
+
+    def status(self, service=None):
+        path = f"/api/v1/services/{service}/scaling/status" if service else "/api/v1/scaling/status"
+        return self.api("GET", path)[1]
+
+    def wait_registered(self, n, service=None, timeout=60):
+        return wait_until(lambda: len([i for i in self.status(service)["instances"]
+                                       if i["state"] == "ready" and i["registered"]]) == n,
+                          timeout=timeout, what=f"{n} registered instances")
+
+    def gateway_config(self):
+        with open(self.data / "gateway.yaml") as f:
+            return json.load(f)["gateway"]
+
+
+def load(procs, tmp_path, url, seconds, rate=100, conns=8):
+    out = tmp_path / f"load-{time.monotonic_ns()}.json"
+    p = procs.hscale("bench", url, "-c", conns, "-t", 2, "--rate", rate, "-d", f"{seconds}s",
+                     "--timeout", "5s", "--json", out, "-q", name="load")
+    return p, out
+
+
+def finish(p, out, timeout=120):
+    p.wait(timeout)
+    return json.loads(out.read_text())["total"]
+
+
+def assert_all_ok(total, at_least):
+    assert total["count"] >= at_least, total
+    assert total["failures"] == 0, total
+    assert all(v == 0 for v in total["errors"].values()), total
+
+
+def test_medease_node_service_with_health_only_stays_in_rotation(procs, tmp_path):
+    """The issue's first finding: a service whose only check is /health (no
+    /health/ready) was registered by the control plane and then marked
+    down by the gateway's checks. Now the pool checks the ready path."""
+    ex = Example(procs, tmp_path, "medease")
+    ex.wait_registered(2)
+    pool = next(p for p in ex.gateway_config()["pools"] if p["name"] == "default")
+    assert pool["health"]["path"] == "/health" and pool["algorithm"] == "least_conn"
+    # up's single-service defaults: checks every 1 s
+    assert pool["health"]["interval"] == "1s"
+    # several check rounds later, both members are still healthy and serve
+    p, out = load(procs, tmp_path, ex.url("/api/patients?org_id=3"), 4, rate=100)
+    total = finish(p, out)
+    assert_all_ok(total, 300)
+    _, members = ex.api("GET", "/api/v1/pools/default", port=ex.admin)
+    assert [m["healthy"] for m in members["members"]] == [True, True], members
+    seen = {requests.get(ex.url("/health"), timeout=5).json()["instance"] for _ in range(20)}
+    assert seen == {"i-1", "i-2"}
+    st = ex.status()
+    assert st["service"] == "default" and st["autoscaling"]["max"] == 50
+
+
+def test_surgicase_fastapi_services_api_sticky_and_rolling_deploy_under_load(procs, tmp_path):
+    ex = Example(procs, tmp_path, "surgicase")
+    t0 = time.time()
+    ex.wait_registered(3, service="api", timeout=90)
+    # served once registered: the first request through the gateway is a 200
+    r = requests.get(ex.url("/health/ready"), timeout=5)
+    assert r.status_code == 200, r.text
+    ready_after = time.time() - t0
+
+    # one truth: the pool's check is the service's ready path and ALB block
+    pool = next(p for p in ex.gateway_config()["pools"] if p["name"] == "api")
+    assert pool["health"] == {**pool["health"], "path": "/health/ready", "interval": "30s",
+                              "timeout": "5s", "rise": 2, "fall": 3}
+    assert pool["sticky_cookie"] == "SURGICASE_LB"
+
+    # sticky: the ALB-style cookie pins a client to one instance
+    assert "SURGICASE_LB=" in r.headers["Set-Cookie"] and "Max-Age=86400" in r.headers["Set-Cookie"]
+    s = requests.Session()
+    first = s.get(ex.url("/health/ready"), timeout=5).json()["instance"]
+    assert {s.get(ex.url("/health/ready"), timeout=5).json()["instance"] for _ in range(10)} == {first}
+
+    # the services family of the API, and the default service's old paths
+    code, sv = ex.api("GET", "/api/v1/services")
+    assert code == 200 and [x["name"] for x in sv["services"]] == ["api"]
+    assert sv["services"][0]["ready"] == 3 and sv["services"][0]["default"] is True
+    assert ex.status()["service"] == "api" and ex.status("api")["desired"] == 3
+    code, e = ex.api("GET", "/api/v1/scaling/status?service=nope")
+    assert code == 404 and e["field"] == "service" and "services: api" in e["error"]
+    code, e = ex.api("GET", "/api/v1/services/nope/instances")
+    assert code == 404 and "no service 'nope'" in e["error"]
+    code, _ = ex.api("GET", "/api/v1/services/api/scaling/config")
+    assert code == 200
+
+    r = run_hscale("status", "--control", f"http://127.0.0.1:{ex.control}", "--service", "api")
+    assert r.returncode == 0 and "pool api" in r.stdout, r.stdout + r.stderr
+
+    # rolling deploy of the FastAPI service by name, under load: nothing dropped
+    p, out = load(procs, tmp_path, ex.url("/casefilter?user_id=3&status=10"), 20, rate=80)
+    wait_until(lambda: requests.get(ex.url("/health/ready"), timeout=5).ok, what="load started")
+    r = run_hscale("deploy", "rolling", "--service", "api", "--version", "v2",
+                   "--control", f"http://127.0.0.1:{ex.control}", "--observe", "1s", timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    total = finish(p, out)
+    assert_all_ok(total, 1000)
+    versions = sorted(i["version"] for i in ex.status("api")["instances"])
+    assert versions == ["v2"] * 3
+    assert requests.get(ex.url("/health/ready"), timeout=5).json()["version"] == "v2"
+    print(f"surgicase: first request served {ready_after:.1f} s after start")
+
+
+def test_up_services_config_errors_name_the_key(procs, tmp_path):
+    bad = [
+        ("services:\n  - name: Api\n", "services[0].name", "a-z 0-9"),
+        ("services:\n  - name: a\n  - name: a\n", "services[1].name", "defined twice"),
+        ("services:\n  - name: a\n    listen: 127.0.0.1:1\n", "services[0].listen",
+         "set control.listen instead"),
+        ("services:\n  - name: a\n    template: {}\n", "services[0].template", "unknown"),
+        ("services:\n  - name: a\n    ready_path: health\n", "ready_path", "starting with '/'"),
+        ("services:\n  - name: a\n    health: {interval: 1s, timeout: 2s}\n",
+         "services[0].health.timeout", "at most interval"),
+        ("services:\n  - name: a\n  - name: b\n    pool: a\n", "services[1].pool", "one pool per service"),
+    ]
+    for text, key, what in bad:
+        cfg = tmp_path / "bad.yaml"
+        cfg.write_text(text)
+        r = run_hscale("up", "-c", cfg, "--data", tmp_path / "d", "--control", "127.0.0.1:0")
+        assert r.returncode == 2, (text, r.stderr)
+        assert key in r.stderr and what in r.stderr, (text, r.stderr)
+    assert not (tmp_path / "d").exists()   # nothing started, nothing written
