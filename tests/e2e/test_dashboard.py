@@ -144,3 +144,30 @@ def test_dashboard_is_served_with_no_instances(procs, tmp_path):
     _, port = start_control(procs, tmp_path, instances=0)
     code, page = api(port, "GET", "/dashboard")
     assert code == 200 and page.startswith("<!DOCTYPE html>")
+
+
+@needs_chromium
+def test_dashboard_picks_one_of_several_services(procs, tmp_path):
+    """Two services of the reference app behind one control plane: the page
+    offers both and #service=NAME shows the second's own instances."""
+    port = free_port()
+    cfg = tmp_path / "svc.yaml"
+    cfg.write_text(f"control:\n  listen: 127.0.0.1:{port}\n  state_dir: {tmp_path}/state\n"
+                   "  sd_file: ''\n"
+                   "services:\n"
+                   "  - name: web\n    instances: 1\n    autoscaling: {enabled: false}\n"
+                   "  - name: reports\n    instances: 2\n    autoscaling: {enabled: false}\n")
+    p = procs.hscale("control", "-c", cfg, name="control")
+    wait_port(port, proc=p)
+    wait_until(lambda: len([i for i in api(port, "GET", "/api/v1/services/reports/instances")[1]["instances"]
+                            if i["state"] == "ready"]) == 2, what="2 reports instances")
+    dom = chromium(tmp_path, f"http://127.0.0.1:{port}/#service=reports", "--dump-dom")
+    assert re.search(r'id="conn" class="ok">live', dom), dom[:3000]
+    # the selector is shown (display reset) and offers both services
+    assert 'id="svcbox" style=""' in dom, dom[:3000]
+    assert '<option value="web">web</option><option value="reports">reports</option>' in dom
+    rows = re.findall(r'<tr class="instance" data-id="([^"]+)"', dom)
+    ids = sorted(i["id"] for i in api(port, "GET", "/api/v1/services/reports/instances")[1]["instances"])
+    assert sorted(rows) == ids and len(ids) == 2, (rows, ids)
+    assert re.search(r'id="pool">reports<', dom)
+    assert os.path.isdir(tmp_path / "state" / "reports" / "logs")
