@@ -27,6 +27,7 @@ typedef struct ctl_template_cfg {
     size_t   nenv;
     char    *workdir;          /* NULL: inherit */
     char    *ready_path;       /* readiness probe path */
+    char    *metrics_path;     /* Prometheus text; "" or NULL: the service has none */
     char    *version;
     char    *host;             /* the address instances listen on */
     uint64_t start_timeout_us; /* not ready by then: killed and restarted */

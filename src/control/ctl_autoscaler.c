@@ -83,8 +83,13 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 static void scrape_instance(ctl_autoscaler *as, const ctl_instance_info *in, ctl_scrape *out,
                             uint64_t now, int timeout_ms)
 {
-    char url[128], err[256];
-    snprintf(url, sizeof url, "http://%s/metrics", in->address);
+    const char *path = as->c->tmpl.metrics_path;
+    if (!path || !path[0]) {   /* the service has no metrics: no scrape */
+        ctl_scrape_fail(out, now);
+        return;
+    }
+    char url[384], err[256];
+    snprintf(url, sizeof url, "http://%s%.256s", in->address, path);
     http_result r;
     http_result_init(&r);
     if (http_fetch("GET", url, NULL, NULL, 0, timeout_ms, &r, err, sizeof err) < 0

@@ -28,6 +28,10 @@ static const cfg_field tmpl_fields[] = {
       .help = "working directory of the instance (unset: inherit)" },
     { .key = "ready_path", .type = CFG_STRING, .offset = offsetof(ctl_template_cfg, ready_path),
       .def = "/health/ready", .help = "readiness probe path (2xx or 3xx is ready)" },
+    { .key = "metrics_path", .type = CFG_STRING, .offset = offsetof(ctl_template_cfg, metrics_path),
+      .def = "/metrics",
+      .help = "the service's Prometheus metrics, scraped and listed for discovery (\"\": it has none; "
+              "CPU and memory then come from the operating system)" },
     { .key = "version", .type = CFG_STRING, .offset = offsetof(ctl_template_cfg, version),
       .def = "v1", .env = "HSCALE_CONTROL_VERSION", .help = "version label of the instances" },
     { .key = "host", .type = CFG_STRING, .offset = offsetof(ctl_template_cfg, host),
@@ -42,6 +46,12 @@ static int tmpl_validate(void *obj, cfg_error *err)
         snprintf(err->key, sizeof err->key, "ready_path");
         snprintf(err->msg, sizeof err->msg, "expected a path starting with '/', got '%s'",
                  t->ready_path);
+        return -1;
+    }
+    if (t->metrics_path && t->metrics_path[0] && t->metrics_path[0] != '/') {
+        snprintf(err->key, sizeof err->key, "metrics_path");
+        snprintf(err->msg, sizeof err->msg, "expected a path starting with '/' (or \"\" for none), got '%s'",
+                 t->metrics_path);
         return -1;
     }
     for (size_t i = 0; i < t->nenv; i++) {

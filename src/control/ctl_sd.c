@@ -1,6 +1,7 @@
 /* ctl_sd.c -- Prometheus discovery of the fleet: one target group per
  * instance of every service (role app, with service, instance_id, version
- * and pool; workers without an address are not scrapeable and left out),
+ * and pool; instances of a service without metrics_path, or without an
+ * address, are not scrapeable and left out: they would read as down),
  * the gateway's
  * admin listener (role gateway) and the control listener (role control),
  * in the file_sd shape, which is also the HTTP SD shape (GET /api/v1/sd).
@@ -42,13 +43,17 @@ static void ctl_sd_service(const ctl_api *a, json_t *arr)
         if (n > cap)
             n = cap;
     }
-    for (size_t i = 0; i < n; i++) {
+    const char *mp = a->c->tmpl.metrics_path;
+    for (size_t i = 0; i < n && mp && mp[0]; i++) {
         if ((inst[i].state != CTL_INST_READY && inst[i].state != CTL_INST_DRAINING)
             || !inst[i].address[0])
             continue;
-        json_array_append_new(arr, json_pack("{s:[s], s:{s:s, s:s, s:s, s:s, s:s}}",
+        json_t *g = json_pack("{s:[s], s:{s:s, s:s, s:s, s:s, s:s}}",
             "targets", inst[i].address, "labels", "role", "app", "service", a->service,
-            "instance_id", inst[i].id, "version", inst[i].version, "pool", a->c->pool));
+            "instance_id", inst[i].id, "version", inst[i].version, "pool", a->c->pool);
+        if (g && strcmp(mp, "/metrics") != 0)
+            json_object_set_new(json_object_get(g, "labels"), "__metrics_path__", json_string(mp));
+        json_array_append_new(arr, g);
     }
     free(inst);
 }

@@ -94,6 +94,10 @@ def test_medease_node_service_with_health_only_stays_in_rotation(procs, tmp_path
     assert seen == {"i-1", "i-2"}
     st = ex.status()
     assert st["service"] == "default" and st["autoscaling"]["max"] == 50
+    # no /metrics in the service: nothing for Prometheus to scrape (and see as down)
+    with open(ex.data / "prometheus" / "targets.json") as f:
+        roles = sorted(g["labels"]["role"] for g in json.load(f))
+    assert roles == ["control", "gateway"], roles
 
 
 def test_surgicase_fastapi_services_api_sticky_and_rolling_deploy_under_load(procs, tmp_path):
