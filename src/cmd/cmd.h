@@ -11,6 +11,7 @@
 
 #include "control/control.h"
 #include "control/ctl_service.h"
+#include "core/config.h"
 
 #define EXIT_USAGE 2
 
@@ -38,6 +39,22 @@ int cmd_usage_error(const char *usage, const char *cmdname, const char *fmt, ...
 /* True when argv holds -h or --help (before any "--"). */
 int cmd_wants_help(int argc, char **argv);
 
+/* The control plane's part of a config file: the single-service form
+ * (control + autoscaling) or the services list (fleet.c). */
+typedef struct cmd_fleet_cfg {
+    ctl_config        control;
+    ctl_autoscale_cfg autoscaling;
+    ctl_service_cfg  *services;
+    size_t            nservices;
+} cmd_fleet_cfg;
+
+/* Writes the top-level fields control, autoscaling and services for a
+ * cmd_fleet_cfg at `base` within a file's struct into out (3 slots);
+ * returns how many. */
+size_t cmd_fleet_fields(cfg_field *out, size_t base);
+/* The cross-service checks, for the file schema's validate hook. */
+int    cmd_fleet_check(const cmd_fleet_cfg *f, cfg_error *err);
+
 /* The services of one control plane and their autoscalers (fleet.c). */
 typedef struct cmd_fleet {
     size_t          n;
@@ -46,11 +63,10 @@ typedef struct cmd_fleet {
     ctl_autoscaler *as[CTL_MAX_SERVICES];
 } cmd_fleet;
 
-/* One service per `services:` entry (resolved against control's shared
- * keys), or the default service from control and autoscaling when the list
- * is empty. Configs must outlive the fleet. 0, or -1 with err. */
-int  cmd_fleet_build(cmd_fleet *fl, ctl_config *control, const ctl_autoscale_cfg *autoscaling,
-                     ctl_service_cfg *svcs, size_t nsvcs, char *err, size_t errlen);
+/* One service per `services:` entry of f (resolved against control's
+ * shared keys), or the default service from control and autoscaling when
+ * the list is empty. f must outlive the fleet. 0, or -1 with err. */
+int  cmd_fleet_build(cmd_fleet *fl, cmd_fleet_cfg *f, char *err, size_t errlen);
 void cmd_fleet_free(cmd_fleet *fl);
 
 #endif

@@ -56,29 +56,16 @@ static const char usage[] =
     "hscale-data/prometheus/targets.json).\n";
 
 typedef struct ctl_file {
-    ctl_config        control;
-    ctl_autoscale_cfg autoscaling;
-    ctl_service_cfg  *services;
-    size_t            nservices;
+    cmd_fleet_cfg fl;
 } ctl_file;
 
 static int file_validate(void *obj, cfg_error *err)
 {
-    const ctl_file *f = obj;
-    return ctl_services_check(f->services, f->nservices, err);
+    return cmd_fleet_check(&((ctl_file *)obj)->fl, err);
 }
 
-/* .sub of services is filled in at run time: the entry schema is built. */
-static cfg_field file_fields[] = {
-    { .key = "control", .type = CFG_OBJECT, .offset = offsetof(ctl_file, control),
-      .sub = &ctl_config_schema, .help = "the control plane" },
-    { .key = "autoscaling", .type = CFG_OBJECT, .offset = offsetof(ctl_file, autoscaling),
-      .sub = &ctl_autoscale_schema, .help = "the autoscaler" },
-    { .key = "services", .type = CFG_LIST, .offset = offsetof(ctl_file, services),
-      .elem_size = sizeof(ctl_service_cfg), .count_offset = offsetof(ctl_file, nservices),
-      .help = "several services (each as control: + autoscaling:)" },
-};
-static const cfg_schema file_schema = { "hscale", file_fields, 3, file_validate };
+static cfg_field file_fields[3];   /* cmd_fleet_fields, filled at run time */
+static cfg_schema file_schema = { "hscale", file_fields, 0, file_validate };
 
 /* Flag name -> config path. */
 static const struct { const char *flag, *path; } flag_paths[] = {
@@ -131,7 +118,7 @@ int cmd_control(int argc, char **argv)
             vals[k] = v;
     }
 
-    file_fields[2].sub = ctl_service_schema();
+    file_schema.nfields = cmd_fleet_fields(file_fields, offsetof(ctl_file, fl));
     ctl_file f;
     cfg_error err;
     memset(&f, 0, sizeof f);
@@ -142,7 +129,7 @@ int cmd_control(int argc, char **argv)
      * on). So: defaults, then enabled off, then file, environment, flags. */
     if (cfg_defaults(&file_schema, &f, &err) < 0)
         goto bad;
-    f.autoscaling.enabled = false;
+    f.fl.autoscaling.enabled = false;
     if ((config && cfg_load_file(&file_schema, &f, config, &err) < 0)
         || cfg_apply_env(&file_schema, &f, &err) < 0)
         goto bad;
@@ -154,16 +141,16 @@ int cmd_control(int argc, char **argv)
     if (check) {
         buf b;
         buf_init(&b);
-        cfg_to_json(&ctl_config_schema, &f.control, &b);
+        cfg_to_json(&ctl_config_schema, &f.fl.control, &b);
         if (b.len && buf_head(&b)[b.len - 1] == '}') {   /* the section joins the object */
             b.len--;
             buf_append_str(&b, ",\"autoscaling\":");
-            cfg_to_json(&ctl_autoscale_schema, &f.autoscaling, &b);
-            for (size_t i = 0; i < f.nservices; i++) {
+            cfg_to_json(&ctl_autoscale_schema, &f.fl.autoscaling, &b);
+            for (size_t i = 0; i < f.fl.nservices; i++) {
                 buf_append_str(&b, i ? "," : ",\"services\":[");
-                cfg_to_json(ctl_service_schema(), &f.services[i], &b);
+                cfg_to_json(ctl_service_schema(), &f.fl.services[i], &b);
             }
-            buf_append_str(&b, f.nservices ? "]}" : "}");
+            buf_append_str(&b, f.fl.nservices ? "]}" : "}");
         }
         fwrite(buf_head(&b), 1, b.len, stdout);
         fputc('\n', stdout);
@@ -175,8 +162,7 @@ int cmd_control(int argc, char **argv)
     {
         char e[512];
         cmd_fleet fl;
-        if (cmd_fleet_build(&fl, &f.control, &f.autoscaling, f.services, f.nservices, e,
-                            sizeof e) < 0) {
+        if (cmd_fleet_build(&fl, &f.fl, e, sizeof e) < 0) {
             fprintf(stderr, "hscale control: %s\n", e);
             rc = 1;
             goto out;

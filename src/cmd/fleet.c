@@ -12,9 +12,34 @@
 #include <stdio.h>
 #include <string.h>
 
-int cmd_fleet_build(cmd_fleet *fl, ctl_config *control, const ctl_autoscale_cfg *autoscaling,
-                    ctl_service_cfg *svcs, size_t nsvcs, char *err, size_t errlen)
+size_t cmd_fleet_fields(cfg_field *out, size_t base)
 {
+    const cfg_field f[] = {
+        { .key = "control", .type = CFG_OBJECT, .offset = base + offsetof(cmd_fleet_cfg, control),
+          .sub = &ctl_config_schema, .help = "the control plane" },
+        { .key = "autoscaling", .type = CFG_OBJECT,
+          .offset = base + offsetof(cmd_fleet_cfg, autoscaling), .sub = &ctl_autoscale_schema,
+          .help = "the autoscaler" },
+        { .key = "services", .type = CFG_LIST, .offset = base + offsetof(cmd_fleet_cfg, services),
+          .elem_size = sizeof(ctl_service_cfg), .sub = ctl_service_schema(),
+          .count_offset = base + offsetof(cmd_fleet_cfg, nservices),
+          .help = "several services (each as control: + autoscaling:)" },
+    };
+    memcpy(out, f, sizeof f);
+    return sizeof f / sizeof f[0];
+}
+
+int cmd_fleet_check(const cmd_fleet_cfg *f, cfg_error *err)
+{
+    return ctl_services_check(f->services, f->nservices, err);
+}
+
+int cmd_fleet_build(cmd_fleet *fl, cmd_fleet_cfg *f, char *err, size_t errlen)
+{
+    ctl_config *control = &f->control;
+    const ctl_autoscale_cfg *autoscaling = &f->autoscaling;
+    ctl_service_cfg *svcs = f->services;
+    size_t nsvcs = f->nservices;
     memset(fl, 0, sizeof *fl);
     if (nsvcs > CTL_MAX_SERVICES) {
         snprintf(err, errlen, "services: expected at most %d, got %zu", CTL_MAX_SERVICES, nsvcs);

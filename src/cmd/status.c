@@ -114,7 +114,7 @@ static void print_table(const json_t *st, const json_t *mx, const json_t *ev)
         cell(jnum(m, "cpu_percent"), "%8.1f");
         printf("\n");
     }
-    const json_t *events = json_object_get(ev, "events");
+    const json_t *events = ev;   /* the array of events */
     if (json_array_size(events) == 0)
         return;
     printf("\nlast scaling events:\n");

@@ -91,9 +91,9 @@ static int parse_flags(int argc, char **argv, up_flags *f)
  * seeded store)? A stack of the user's own services seeds nothing. */
 static bool up_runs_reference_app(const up_file *u)
 {
-    size_t n = u->nservices ? u->nservices : 1;
+    size_t n = u->fl.nservices ? u->fl.nservices : 1;
     for (size_t i = 0; i < n; i++) {
-        const char *command = (u->nservices ? &u->services[i].control : &u->control)->tmpl.command;
+        const char *command = (u->fl.nservices ? &u->fl.services[i].control : &u->fl.control)->tmpl.command;
         if (!command || strstr(command, "{exe} app"))
             return true;
     }
@@ -223,8 +223,7 @@ int cmd_up(int argc, char **argv)
     if ((gw = spawn_gateway(gwcfg, gwlog)) < 0)
         goto out;
     wait_gateway_admin(u.gateway.admin, 5000);
-    if (cmd_fleet_build(&fl, &u.control, &u.autoscaling, u.services, u.nservices, err,
-                        sizeof err) < 0) {
+    if (cmd_fleet_build(&fl, &u.fl, err, sizeof err) < 0) {
         log_error("%s", err);
         goto out;
     }
@@ -235,10 +234,10 @@ int cmd_up(int argc, char **argv)
     }
     printf("hscale up: gateway   http://%s  (admin http://%s, config %s, log %s)\n"
            "           control   http://%s  (scaling API, `hscale status --control http://%s`)\n",
-           u.gateway.listen, u.gateway.admin, gwcfg, gwlog, u.control.listen, u.control.listen);
+           u.gateway.listen, u.gateway.admin, gwcfg, gwlog, u.fl.control.listen, u.fl.control.listen);
     for (size_t i = 0; i < fl.n; i++) {
         const ctl_config *c = fl.defs[i].c;
-        const ctl_autoscale_cfg *a = u.nservices ? &u.services[i].autoscaling : &u.autoscaling;
+        const ctl_autoscale_cfg *a = u.fl.nservices ? &u.fl.services[i].autoscaling : &u.fl.autoscaling;
         printf("           %-9s %d instance(s), autoscaling %s [%d..%d], %s%s, logs %s/logs\n",
                fl.defs[i].name, c->instances, a->enabled ? "on" : "off", a->min_instances,
                a->max_instances, ctl_service_listens(c) ? "pool " : "no port",

@@ -19,26 +19,20 @@
 
 static int up_file_validate(void *obj, cfg_error *err)
 {
-    const up_file *u = obj;
-    return ctl_services_check(u->services, u->nservices, err);
+    return cmd_fleet_check(&((up_file *)obj)->fl, err);
 }
 
-static cfg_field up_fields[] = {
+/* gateway, then the fleet's three (cmd_fleet_fields, filled at first use) */
+static cfg_field up_fields[4] = {
     { .key = "gateway", .type = CFG_OBJECT, .offset = offsetof(up_file, gateway),
       .sub = &gw_config_schema, .help = "the gateway (pools and routes for the services are added)" },
-    { .key = "control", .type = CFG_OBJECT, .offset = offsetof(up_file, control),
-      .sub = &ctl_config_schema, .help = "the control plane" },
-    { .key = "autoscaling", .type = CFG_OBJECT, .offset = offsetof(up_file, autoscaling),
-      .sub = &ctl_autoscale_schema, .help = "the autoscaler" },
-    { .key = "services", .type = CFG_LIST, .offset = offsetof(up_file, services),
-      .elem_size = sizeof(ctl_service_cfg), .count_offset = offsetof(up_file, nservices),
-      .help = "several services (each as control: + autoscaling:)" },
 };
-static cfg_schema up_schema = { "hscale", up_fields, 4, up_file_validate };
+static cfg_schema up_schema = { "hscale", up_fields, 0, up_file_validate };
 
 const cfg_schema *up_file_schema(void)
 {
-    up_fields[3].sub = ctl_service_schema();
+    if (!up_schema.nfields)
+        up_schema.nfields = 1 + cmd_fleet_fields(up_fields + 1, offsetof(up_file, fl));
     return &up_schema;
 }
 
@@ -105,10 +99,10 @@ static int up_pool_for(gw_config *g, const ctl_config *c, cfg_error *err)
 
 static int up_derive_gateway(up_file *u, cfg_error *err)
 {
-    size_t n = u->nservices ? u->nservices : 1;
+    size_t n = u->fl.nservices ? u->fl.nservices : 1;
     const char *first = NULL;
     for (size_t i = 0; i < n; i++) {
-        const ctl_config *c = u->nservices ? &u->services[i].control : &u->control;
+        const ctl_config *c = u->fl.nservices ? &u->fl.services[i].control : &u->fl.control;
         if (!ctl_service_listens(c))
             continue;
         if (up_pool_for(&u->gateway, c, err) < 0)
@@ -184,10 +178,10 @@ int up_config_load(up_file *u, const up_flags *f, cfg_error *err)
         || (u->gateway.admin_token && cfg_set(s, u, "control.gateway_token", u->gateway.admin_token, err) < 0))
         return -1;
     /* the manual ceiling follows the autoscaler's */
-    if (u->control.max_instances < u->autoscaling.max_instances)
-        u->control.max_instances = u->autoscaling.max_instances;
-    if (u->control.instances > u->control.max_instances)
-        u->control.max_instances = u->control.instances;
+    if (u->fl.control.max_instances < u->fl.autoscaling.max_instances)
+        u->fl.control.max_instances = u->fl.autoscaling.max_instances;
+    if (u->fl.control.instances > u->fl.control.max_instances)
+        u->fl.control.max_instances = u->fl.control.instances;
     /* the services' own checks first: derived pools need valid ones */
     if (cfg_validate(s, u, err) < 0 || up_derive_gateway(u, err) < 0)
         return -1;

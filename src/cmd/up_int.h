@@ -9,18 +9,13 @@
 #ifndef HSCALE_CMD_UP_INT_H
 #define HSCALE_CMD_UP_INT_H
 
-#include "control/control.h"
-#include "control/ctl_autoscale.h"
-#include "control/ctl_service.h"
+#include "cmd/cmd.h"
 #include "core/config.h"
 #include "gateway/gateway.h"
 
 typedef struct up_file {
-    ctl_config        control;
-    ctl_autoscale_cfg autoscaling;
-    ctl_service_cfg  *services;
-    size_t            nservices;
-    gw_config         gateway;
+    cmd_fleet_cfg fl;              /* control, autoscaling, services */
+    gw_config     gateway;
 } up_file;
 
 typedef struct up_flags {

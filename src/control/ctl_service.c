@@ -35,6 +35,13 @@ static bool ctl_svc_is_shared(const char *key)
     return false;
 }
 
+static int ctl_svc_dup(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = NULL;
+    return src && !(*dst = strdup(src)) ? -1 : 0;
+}
+
 static int ctl_svc_validate(void *obj, cfg_error *err)
 {
     ctl_service_cfg *s = obj;
@@ -56,7 +63,8 @@ static int ctl_svc_validate(void *obj, cfg_error *err)
         for (size_t k = 0; k < ctl_svc_schema_v.nfields && !f; k++)
             if (strcmp(ctl_svc_fields[k].key, ctl_svc_shared[i]) == 0)
                 f = &ctl_svc_fields[k];
-        if (f && *(char **)((char *)s + f->offset)) {
+        const char *v = f ? *(char **)((char *)s + f->offset) : NULL;
+        if (v && v[0]) {   /* "" is unset (it is how cfg_to_json writes NULL) */
             snprintf(err->key, sizeof err->key, "%s", f->key);
             snprintf(err->msg, sizeof err->msg, "shared by every service: set control.%s instead",
                      f->key);
@@ -64,7 +72,7 @@ static int ctl_svc_validate(void *obj, cfg_error *err)
         }
     }
     /* the pool defaults to the service's name */
-    if (!s->control.pool && !(s->control.pool = strdup(s->name))) {
+    if ((!s->control.pool || !s->control.pool[0]) && ctl_svc_dup(&s->control.pool, s->name) < 0) {
         snprintf(err->msg, sizeof err->msg, "out of memory");
         return -1;
     }
@@ -151,13 +159,6 @@ int ctl_services_check(const ctl_service_cfg *s, size_t n, cfg_error *err)
     return 0;
 }
 
-static int ctl_svc_dup(char **dst, const char *src)
-{
-    free(*dst);
-    *dst = NULL;
-    return src && !(*dst = strdup(src)) ? -1 : 0;
-}
-
 int ctl_services_resolve(ctl_service_cfg *s, size_t n, const ctl_config *shared)
 {
     for (size_t i = 0; i < n; i++) {
@@ -167,7 +168,8 @@ int ctl_services_resolve(ctl_service_cfg *s, size_t n, const ctl_config *shared)
             || ctl_svc_dup(&c->gateway, shared->gateway) < 0
             || ctl_svc_dup(&c->gateway_token, shared->gateway_token) < 0)
             return -1;
-        if (!c->state_dir && shared->state_dir && shared->state_dir[0]) {
+        if ((!c->state_dir || !c->state_dir[0]) && shared->state_dir && shared->state_dir[0]) {
+            free(c->state_dir);
             size_t len = strlen(shared->state_dir) + strlen(s[i].name) + 2;
             if (!(c->state_dir = malloc(len)))
                 return -1;

@@ -3,7 +3,8 @@
  * parsers: durations, sizes, percentages, addresses, enums, lists) followed
  * by cfg_validate, over the real schemas. The first byte picks the schema:
  * the gateway's, the app's (with the store's nested in it), the control
- * plane's or the autoscaler's; the rest is the document.
+ * plane's, the autoscaler's or one `services:` entry's; the rest is the
+ * document.
  *
  * Beyond "no crash": defaults always load; a refusal says what was expected
  * and formats within bounds; whatever a load leaves behind, accepted or
@@ -19,6 +20,7 @@
 #include "app/app.h"
 #include "control/control.h"
 #include "control/ctl_autoscale.h"
+#include "control/ctl_service.h"
 #include "core/config.h"
 #include "gateway/gateway.h"
 
@@ -31,10 +33,12 @@ typedef union any_cfg {
     app_config        app;
     ctl_config        ctl;
     ctl_autoscale_cfg as;
+    ctl_service_cfg   svc;
 } any_cfg;
 
-static const cfg_schema *const schemas[] = {
-    &gw_config_schema, &app_config_schema, &ctl_config_schema, &ctl_autoscale_schema,
+/* the last is built at run time (ctl_service_schema) */
+static const cfg_schema *schemas[] = {
+    &gw_config_schema, &app_config_schema, &ctl_config_schema, &ctl_autoscale_schema, NULL,
 };
 
 static void fresh(const cfg_schema *s, any_cfg *c)
@@ -72,6 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static any_cfg a, b, c;
     if (size < 1)
         return 0;
+    schemas[4] = ctl_service_schema();
     const cfg_schema *s = schemas[data[0] % (sizeof schemas / sizeof schemas[0])];
     size_t len = size - 1;
     /* the loader takes a length: give it an exact copy, no terminator */
