@@ -167,10 +167,9 @@ static json_t *fetch_all(const char *base, const char *service, const char *auth
     } else {
         char e2[512];
         json_t *sv = get_json(base, "/api/v1/services", auth, e2, sizeof e2);
-        size_t i;
-        const json_t *x;
-        json_array_foreach(json_object_get(sv, "services"), i, x)
-            json_array_append_new(names, json_string(jstr(x, "name", "?")));
+        const json_t *list = json_object_get(sv, "services");
+        for (size_t i = 0; i < json_array_size(list); i++)
+            json_array_append_new(names, json_string(jstr(json_array_get(list, i), "name", "?")));
         json_decref(sv);
     }
     json_t *out = json_array();

@@ -105,9 +105,10 @@ Test(dashboard, page_is_self_contained_and_polls_the_api)
     cr_assert_null(strstr(p, "<link"));
     cr_assert_null(strstr(p, "@import"));
     /* The endpoints it reads, and the 2 s poll. */
-    cr_assert_not_null(strstr(p, "\"/api/v1/scaling/status\""));
-    cr_assert_not_null(strstr(p, "\"/api/v1/scaling/metrics\""));
+    cr_assert_not_null(strstr(p, "api(\"scaling/status\")"));
+    cr_assert_not_null(strstr(p, "api(\"scaling/metrics\")"));
+    cr_assert_not_null(strstr(p, "\"/api/v1/services\""));
     /* ("?" also proves the generator's escaping kept it: no trigraph ate it.) */
-    cr_assert_not_null(strstr(p, "\"/api/v1/scaling/history?limit="));
+    cr_assert_not_null(strstr(p, "api(\"scaling/history?limit="));
     cr_assert_not_null(strstr(p, "POLL_MS = 2000"));
 }
