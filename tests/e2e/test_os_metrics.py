@@ -1,0 +1,244 @@
+"""CPU and memory of an instance that exports no /metrics, measured by the
+operating system: `hscale control` runs a process-driver template whose
+command is a small Python http.server with two forked children (written
+here into tmp_path). The children burn CPU when the instance is told to
+(GET /burn, straight to the instance), so one instance is busy and its
+sibling idle. The control plane must read the whole process tree: the
+busy one above one core (the root itself stays idle, so only its children
+can make that), the idle one low, memory non-null and large enough to
+hold the children's allocations; the API, `hscale status`, and the control
+plane's own /metrics agree; with the instance in its own cgroup v2 group
+the CPU comes from the cgroup.
+
+Two cores are shared with other work: readings are polled against a
+deadline, and "busy" means more than 1.2 cores of cpu_cores 1."""
+import http.client
+import json
+import os
+import re
+import shutil
+import sys
+
+import pytest
+
+from conftest import free_port, run_hscale, wait_port
+from up_util import wait_until
+
+INSTANCE = r'''
+import mmap, os, signal, sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+port = int(sys.argv[1])
+cgroup = sys.argv[2] if len(sys.argv) > 2 else ""
+if cgroup:
+    # its own cgroup v2 group, before anything is forked: the whole tree is in it
+    os.makedirs(cgroup, exist_ok=True)
+    with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+
+flag = mmap.mmap(-1, 1)          # shared with the children: 1 = burn
+root = os.getpid()
+kids = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        ballast = bytearray(os.urandom(1024)) * (40 * 1024)   # 40 MiB, touched
+        while os.getppid() == root:
+            if flag[0]:
+                end = time.monotonic() + 0.05
+                while time.monotonic() < end:
+                    pass
+            else:
+                time.sleep(0.05)
+        os._exit(0)
+    kids.append(pid)
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path in ("/health", "/burn", "/idle"):
+            if self.path != "/health":
+                flag[0] = 1 if self.path == "/burn" else 0
+            body = b"ok\n"
+            self.send_response(200)
+        else:
+            body = b"not here\n"          # no /metrics: this service exports none
+            self.send_response(404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+
+def stop(sig, frame):
+    for k in kids:
+        try:
+            os.kill(k, signal.SIGTERM)
+        except OSError:
+            pass
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, stop)
+HTTPServer(("127.0.0.1", port), H).serve_forever()
+'''
+
+
+def api(port, path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", path)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+def get_json(port, path):
+    code, data = api(port, path)
+    assert code == 200, data
+    return json.loads(data)
+
+
+def instances(port):
+    return {i["id"]: i for i in get_json(port, "/api/v1/scaling/metrics")["instances"]}
+
+
+def hit(address, path):
+    host, port = address.rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=5)
+    c.request("GET", path)
+    r = c.getresponse()
+    r.read()
+    c.close()
+    assert r.status == 200
+
+
+def start(procs, tmp_path, cgroup_dir=""):
+    script = tmp_path / "instance.py"
+    script.write_text(INSTANCE)
+    arg = f" {cgroup_dir}/{{id}}" if cgroup_dir else ""
+    cfg = tmp_path / "hscale.yaml"
+    cfg.write_text(f"""\
+control:
+  check_interval: 250ms
+  template:
+    command: "{sys.executable} {script} {{port}}{arg}"
+    ready_path: /health
+    start_timeout: 20s
+autoscaling:
+  enabled: true
+  check_interval: 1s
+  min_instances: 2
+  max_instances: 2
+  cpu_cores: 1
+  memory_limit: 1GiB
+""")
+    port = free_port()
+    p = procs.hscale("control", "-c", str(cfg), "--listen", f"127.0.0.1:{port}",
+                     "--instances", "2", "--state-dir", str(tmp_path / "state"),
+                     "--drain-timeout", "1s", cwd=str(tmp_path))
+    wait_port(port, proc=p, timeout=20)
+
+    def two_ready():
+        r = [i for i in get_json(port, "/api/v1/scaling/status")["instances"]
+             if i["state"] == "ready"]
+        return r if len(r) == 2 else None
+    ready = wait_until(two_ready, timeout=30, what="2 ready instances")
+    return p, port, ready
+
+
+def gauges(port):
+    """{(name, instance): value} of the control plane's per-instance gauges."""
+    code, data = api(port, "/metrics")
+    assert code == 200
+    out = {}
+    for m in re.finditer(r'^hscale_control_instance_(cpu|memory)_percent\{pool="[^"]*",'
+                         r'instance="([^"]+)"\} (\S+)$', data.decode(), re.M):
+        out[(m.group(1), m.group(2))] = float(m.group(3))
+    return out
+
+
+def check_busy_and_idle(port, ready, busy_source):
+    busy, idle = ready[0], ready[1]
+    hit(busy["address"], "/burn")
+    seen = []
+
+    def busy_reads_the_tree():
+        m = instances(port)
+        b, i = m[busy["id"]], m[idle["id"]]
+        seen.append((b["cpu_percent"], i["cpu_percent"], b["cpu_source"]))
+        return (b["cpu_percent"] is not None and b["cpu_percent"] > 120
+                and i["cpu_percent"] is not None and i["cpu_percent"] < 15) and m
+    m = wait_until(busy_reads_the_tree, timeout=40, what="the busy tree above 1.2 cores",
+                   step=0.5)
+    b, i = m[busy["id"]], m[idle["id"]]
+    assert b["cpu_source"] == busy_source and i["cpu_source"] == busy_source, (b, i)
+    # each child holds 40 MiB: the tree is far above what the root alone
+    # (an idle Python, ~10 MiB) could be, on memory_limit 1 GiB
+    for inst in (b, i):
+        assert inst["memory_percent"] is not None, inst
+        assert inst["memory_percent"] * (1 << 30) / 100 > 80 * (1 << 20), inst
+        assert inst["memory_source"] in ("os", "cgroup"), inst
+    hit(busy["address"], "/idle")
+    wait_until(lambda: (instances(port)[busy["id"]]["cpu_percent"] or 1e9) < 15, timeout=30,
+               what="the busy instance idle again", step=0.5)
+    return busy, idle
+
+
+def test_os_metrics_cover_the_whole_tree_of_a_service_without_metrics(procs, tmp_path):
+    p, port, ready = start(procs, tmp_path)
+    busy, idle = check_busy_and_idle(port, ready, "os")
+
+    # API, `hscale status` and the control plane's /metrics say the same:
+    # take the API between two identical /metrics reads (no check between)
+    def same_everywhere():
+        g1 = gauges(port)
+        m = instances(port)
+        st = run_hscale("status", "--control", f"http://127.0.0.1:{port}")
+        g2 = gauges(port)
+        if g1 != g2 or not g1:
+            return None
+        for iid in (busy["id"], idle["id"]):
+            for k, key in (("cpu", "cpu_percent"), ("memory", "memory_percent")):
+                if abs(g1[(k, iid)] - m[iid][key]) > 1e-3 * max(1.0, abs(m[iid][key])):
+                    return None
+            line = [ln for ln in st.stdout.splitlines() if ln.startswith(iid + " ")]
+            cells = line[0].split() if line else []
+            if f"{m[iid]['cpu_percent']:.1f}" not in cells or \
+                    f"{m[iid]['memory_percent']:.1f}" not in cells:
+                return None
+        return True
+    wait_until(same_everywhere, timeout=20, what="API, status and /metrics agreeing", step=0.3)
+    assert procs.stop(p, timeout=30) == 0
+
+
+def cgroup2_mount():
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            a = line.split()
+            dash = a.index("-")
+            if a[dash + 1] == "cgroup2":
+                return a[4].replace("\\040", " ")
+    return None
+
+
+def test_os_metrics_prefer_a_cgroup_that_holds_just_the_instance(procs, tmp_path):
+    mnt = cgroup2_mount()
+    base = os.path.join(mnt, f"hscale-test-{os.getpid()}") if mnt else None
+    try:
+        os.makedirs(base)
+    except (OSError, TypeError) as e:
+        pytest.skip(f"cannot make a cgroup v2 group here: {e}")
+    try:
+        p, port, ready = start(procs, tmp_path, cgroup_dir=base)
+        check_busy_and_idle(port, ready, "cgroup")
+        m = instances(port)
+        has_mem = os.path.exists(os.path.join(base, ready[0]["id"], "memory.current"))
+        assert m[ready[0]["id"]]["memory_source"] == ("cgroup" if has_mem else "os")
+        assert procs.stop(p, timeout=30) == 0
+    finally:
+        # the groups are empty once the instances are gone
+        for d in (os.path.join(base, x) for x in os.listdir(base)):
+            if os.path.isdir(d):
+                wait_until(lambda: (os.rmdir(d), True)[1], timeout=10, what=f"rmdir {d}")
+        os.rmdir(base)
+        assert not os.path.exists(base)
+        shutil.rmtree(tmp_path / "state", ignore_errors=True)
