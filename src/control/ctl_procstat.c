@@ -535,7 +535,7 @@ static bool pid_in(const pid_t *sorted, size_t n, pid_t p)
 static void ps_cgroup(ctl_procstat *out, const ctl_ps_env *e, const ctl_ptable *t,
                       const size_t *idx, size_t nm)
 {
-    if (!e->cg_mount[0])
+    if (!e->cg_mount[0] || nm == 0 || nm > CTL_PS_MAX_TREE)
         return;
     char path[640], b[4096], cg[sizeof out->cgroup];
     snprintf(path, sizeof path, "%s/%d/cgroup", e->proc_root, (int)out->root);
@@ -555,7 +555,7 @@ static void ps_cgroup(ctl_procstat *out, const ctl_ps_env *e, const ctl_ptable *
     char dir[600];
     if ((size_t)snprintf(dir, sizeof dir, "%s%s", e->cg_mount, rel) >= sizeof dir)
         return;
-    pid_t members[CTL_PS_MAX_TREE], inside[CTL_PS_MAX_TREE + 1];
+    pid_t members[CTL_PS_MAX_TREE] = { 0 }, inside[CTL_PS_MAX_TREE + 1];
     size_t live = 0, nin = 0;
     for (size_t i = 0; i < nm; i++)
         members[i] = t->p[idx[i]].pid;

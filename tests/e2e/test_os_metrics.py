@@ -4,20 +4,23 @@ command is a small Python http.server with two forked children (written
 here into tmp_path). The children burn CPU when the instance is told to
 (GET /burn, straight to the instance), so one instance is busy and its
 sibling idle. The control plane must read the whole process tree: the
-busy one above one core (the root itself stays idle, so only its children
-can make that), the idle one low, memory non-null and large enough to
+busy one's CPU is its children's (the root itself stays idle), the idle
+one low, memory non-null and large enough to
 hold the children's allocations; the API, `hscale status`, and the control
 plane's own /metrics agree; with the instance in its own cgroup v2 group
 the CPU comes from the cgroup.
 
-Two cores are shared with other work: readings are polled against a
-deadline, and "busy" means more than 1.2 cores of cpu_cores 1."""
+Two cores are shared with other work, so the busy figure is not held to a
+fixed number of cores (two busy children get less than that on a loaded
+machine) but to the tree's CPU the test reads from /proc itself over the
+same seconds: a figure of one process would be half of it."""
 import http.client
 import json
 import os
 import re
 import shutil
 import sys
+import time
 
 import pytest
 
@@ -156,23 +159,57 @@ def gauges(port):
     return out
 
 
+def ticks_by_pid(root):
+    """utime+stime+cutime+cstime of root and its direct children, read by
+    the test itself: the ground truth hscale's figure is held to."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                f_ = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(d), int(f_[1])
+        if pid == root or ppid == root:
+            out[pid] = sum(int(x) for x in f_[11:15])
+    return out
+
+
 def check_busy_and_idle(port, ready, busy_source):
+    """The busy instance's reading is its whole tree's CPU as the test
+    measures it over the same seconds (two busy children, an idle root),
+    not one process's; the idle one reads low. Both hold over a window
+    however loaded the shared machine is: the truth is loaded alike."""
     busy, idle = ready[0], ready[1]
     hit(busy["address"], "/burn")
-    seen = []
-
-    def busy_reads_the_tree():
+    wait_until(lambda: (instances(port)[busy["id"]]["cpu_percent"] or 0) > 20, timeout=30,
+               what="the busy instance's CPU moving", step=0.3)
+    hz = os.sysconf("SC_CLK_TCK")
+    t0, k0 = time.monotonic(), ticks_by_pid(busy["pid"])
+    readings, idle_readings = [], []
+    while time.monotonic() - t0 < 8:
+        time.sleep(1)                     # one check interval
         m = instances(port)
-        b, i = m[busy["id"]], m[idle["id"]]
-        seen.append((b["cpu_percent"], i["cpu_percent"], b["cpu_source"]))
-        return (b["cpu_percent"] is not None and b["cpu_percent"] > 120
-                and i["cpu_percent"] is not None and i["cpu_percent"] < 15) and m
-    m = wait_until(busy_reads_the_tree, timeout=40, what="the busy tree above 1.2 cores",
-                   step=0.5)
+        readings.append(m[busy["id"]]["cpu_percent"])
+        idle_readings.append(m[idle["id"]]["cpu_percent"])
+    t1, k1 = time.monotonic(), ticks_by_pid(busy["pid"])
+    per = {p: (k1[p] - k0.get(p, 0)) / hz / (t1 - t0) * 100 for p in k1}
+    truth = sum(per.values())
+    got = sum(readings) / len(readings)
+    print(f"busy tree: hscale {got:.1f} % (readings {readings}), /proc {truth:.1f} % "
+          f"(per process {per}), idle: {idle_readings}")
+    assert len(per) == 3 and per[busy["pid"]] < 10, per       # the root itself is idle
+    assert truth > 1.3 * max(per.values()), ("two children should be burning", per)
+    # whole tree: one process's share would be about half of the truth
+    assert abs(got - truth) <= 0.2 * truth + 5, (got, truth, readings, per)
+    assert all(r is not None and r < 15 for r in idle_readings), idle_readings
+    m = instances(port)
     b, i = m[busy["id"]], m[idle["id"]]
     assert b["cpu_source"] == busy_source and i["cpu_source"] == busy_source, (b, i)
-    # each child holds 40 MiB: the tree is far above what the root alone
-    # (an idle Python, ~10 MiB) could be, on memory_limit 1 GiB
+    # each child holds 40 MiB: more than the root (~10 MiB) and one child
+    # could make, on memory_limit 1 GiB
     for inst in (b, i):
         assert inst["memory_percent"] is not None, inst
         assert inst["memory_percent"] * (1 << 30) / 100 > 80 * (1 << 20), inst
