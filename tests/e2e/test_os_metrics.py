@@ -279,3 +279,57 @@ def test_os_metrics_prefer_a_cgroup_that_holds_just_the_instance(procs, tmp_path
         os.rmdir(base)
         assert not os.path.exists(base)
         shutil.rmtree(tmp_path / "state", ignore_errors=True)
+
+
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                       "contrib", "exec-driver", "example.sh")
+
+
+def test_instances_without_a_pid_are_measured_from_their_metrics(procs, tmp_path):
+    """The exec driver's instances have no pid the control plane could
+    look at (they may be on other hosts): their CPU and memory come from
+    the standard client metrics of their own /metrics (hscale's app exports
+    them under the names Python's and Node's clients use)."""
+    cfg = tmp_path / "hscale.yaml"
+    cfg.write_text(f"""\
+control:
+  driver: exec
+  exec:
+    launch: {EXAMPLE} launch
+    terminate: {EXAMPLE} terminate
+    list: {EXAMPLE} list
+    timeout: 20s
+autoscaling:
+  enabled: true
+  check_interval: 500ms
+  min_instances: 1
+  max_instances: 1
+  memory_limit: 1GiB
+""")
+    port = free_port()
+    p = procs.hscale("control", "-c", str(cfg), "--listen", f"127.0.0.1:{port}",
+                     "--instances", "1", "--state-dir", str(tmp_path / "control"),
+                     "--drain-timeout", "1s", cwd=str(tmp_path))
+    try:
+        wait_port(port, proc=p, timeout=20)
+
+        def measured():
+            m = list(instances(port).values())
+            return m if len(m) == 1 and m[0]["state"] == "ready" \
+                and m[0]["cpu_percent"] is not None else None
+        m = wait_until(measured, timeout=30, what="a measured exec instance")[0]
+        st = get_json(port, "/api/v1/scaling/status")["instances"][0]
+        assert st["pid"] == 0
+        assert m["cpu_source"] == "metrics" and m["memory_source"] == "metrics", m
+        # the app's own process_resident_memory_bytes over 1 GiB: a few MiB
+        assert 0.1 < m["memory_percent"] < 20, m
+        assert 0 <= m["cpu_percent"] < 100, m
+        assert procs.stop(p, timeout=30) == 0
+    finally:
+        procs.stop_all()
+        d = tmp_path / "control" / "example-driver"
+        for f in d.glob("*.instance") if d.exists() else []:
+            try:
+                os.kill(int(f.read_text().split()[2]), 9)
+            except (ProcessLookupError, ValueError, IndexError):
+                pass
