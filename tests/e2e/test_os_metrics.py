@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 import time
 
 import pytest
@@ -160,9 +161,9 @@ def gauges(port):
 
 
 def ticks_by_pid(root):
-    """utime+stime+cutime+cstime of root and its direct children, read by
-    the test itself: the ground truth hscale's figure is held to."""
-    out = {}
+    """utime+stime+cutime+cstime of root and its descendants, read by the
+    test itself: the ground truth hscale's figure is held to."""
+    procs_, out = {}, {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -171,10 +172,27 @@ def ticks_by_pid(root):
                 f_ = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        pid, ppid = int(d), int(f_[1])
-        if pid == root or ppid == root:
-            out[pid] = sum(int(x) for x in f_[11:15])
+        procs_[int(d)] = (int(f_[1]), sum(int(x) for x in f_[11:15]))
+    for pid, (ppid, ticks) in procs_.items():
+        p, hops = pid, 0
+        while p != root and p in procs_ and hops < 64:
+            p, hops = procs_[p][0], hops + 1
+        if p == root:
+            out[pid] = ticks
     return out
+
+
+def tree_cpu(root, seconds, sample):
+    """Calls sample() once a second for `seconds`; returns (the readings,
+    the tree's CPU % per process over the same time from /proc)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    t0, k0 = time.monotonic(), ticks_by_pid(root)
+    readings = []
+    while time.monotonic() - t0 < seconds:
+        time.sleep(1)                     # one check interval
+        readings.append(sample())
+    t1, k1 = time.monotonic(), ticks_by_pid(root)
+    return readings, {p: (k1[p] - k0.get(p, 0)) / hz / (t1 - t0) * 100 for p in k1}
 
 
 def check_busy_and_idle(port, ready, busy_source):
@@ -183,19 +201,21 @@ def check_busy_and_idle(port, ready, busy_source):
     not one process's; the idle one reads low. Both hold over a window
     however loaded the shared machine is: the truth is loaded alike."""
     busy, idle = ready[0], ready[1]
+    # the children's start (40 MiB each) is over before anything is held
+    wait_until(lambda: all(v["cpu_percent"] is not None and v["cpu_percent"] < 15
+                           for v in instances(port).values()), timeout=30,
+               what="both instances settled", step=0.3)
     hit(busy["address"], "/burn")
     wait_until(lambda: (instances(port)[busy["id"]]["cpu_percent"] or 0) > 20, timeout=30,
                what="the busy instance's CPU moving", step=0.3)
-    hz = os.sysconf("SC_CLK_TCK")
-    t0, k0 = time.monotonic(), ticks_by_pid(busy["pid"])
-    readings, idle_readings = [], []
-    while time.monotonic() - t0 < 8:
-        time.sleep(1)                     # one check interval
+    both = []
+
+    def sample():
         m = instances(port)
-        readings.append(m[busy["id"]]["cpu_percent"])
-        idle_readings.append(m[idle["id"]]["cpu_percent"])
-    t1, k1 = time.monotonic(), ticks_by_pid(busy["pid"])
-    per = {p: (k1[p] - k0.get(p, 0)) / hz / (t1 - t0) * 100 for p in k1}
+        both.append(m[idle["id"]]["cpu_percent"])
+        return m[busy["id"]]["cpu_percent"]
+    readings, per = tree_cpu(busy["pid"], 8, sample)
+    idle_readings = both
     truth = sum(per.values())
     got = sum(readings) / len(readings)
     print(f"busy tree: hscale {got:.1f} % (readings {readings}), /proc {truth:.1f} % "
@@ -273,6 +293,7 @@ def test_os_metrics_prefer_a_cgroup_that_holds_just_the_instance(procs, tmp_path
         assert procs.stop(p, timeout=30) == 0
     finally:
         # the groups are empty once the instances are gone
+        procs.stop_all()
         for d in (os.path.join(base, x) for x in os.listdir(base)):
             if os.path.isdir(d):
                 wait_until(lambda: (os.rmdir(d), True)[1], timeout=10, what=f"rmdir {d}")
@@ -333,3 +354,88 @@ autoscaling:
                 os.kill(int(f.read_text().split()[2]), 9)
             except (ProcessLookupError, ValueError, IndexError):
                 pass
+
+
+FASTAPI_APP = r'''
+import time
+from fastapi import FastAPI
+
+app = FastAPI()
+
+@app.get("/health")
+def health():
+    return {"status": "ok"}
+
+@app.get("/burn")
+def burn(ms: int = 50):
+    end = time.process_time() + ms / 1000
+    while time.process_time() < end:
+        pass
+    return {"burned_ms": ms}
+'''
+
+
+def test_uvicorn_with_two_workers_is_one_instance(procs, tmp_path):
+    """A FastAPI service under `uvicorn --workers 2` (a master and two
+    spawned workers, no /metrics): CPU-bound requests load both workers,
+    and the instance's CPU is the whole tree's as /proc tells it."""
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("fastapi")
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "main.py").write_text(FASTAPI_APP)
+    cfg = tmp_path / "hscale.yaml"
+    cfg.write_text(f"""\
+control:
+  check_interval: 250ms
+  template:
+    command: "{sys.executable} -m uvicorn main:app --host {{host}} --port {{port}} --workers 2"
+    workdir: {app}
+    ready_path: /health
+    start_timeout: 30s
+autoscaling:
+  enabled: true
+  check_interval: 1s
+  min_instances: 1
+  max_instances: 1
+  memory_limit: 1GiB
+""")
+    port = free_port()
+    p = procs.hscale("control", "-c", str(cfg), "--listen", f"127.0.0.1:{port}",
+                     "--instances", "1", "--state-dir", str(tmp_path / "state"),
+                     "--drain-timeout", "1s", cwd=str(tmp_path))
+    wait_port(port, proc=p, timeout=20)
+    inst = wait_until(lambda: [i for i in get_json(port, "/api/v1/scaling/status")["instances"]
+                               if i["state"] == "ready"], timeout=40, what="uvicorn ready")[0]
+    # both workers up: master + 2 (+ multiprocessing's helpers)
+    wait_until(lambda: len(ticks_by_pid(inst["pid"])) >= 3, timeout=30, what="2 workers")
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                hit(inst["address"], "/burn?ms=40")
+            except (OSError, AssertionError):
+                time.sleep(0.05)
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: (instances(port)[inst["id"]]["cpu_percent"] or 0) > 20, timeout=30,
+                   what="CPU moving", step=0.3)
+        readings, per = tree_cpu(inst["pid"], 8, lambda: instances(port)[inst["id"]]["cpu_percent"])
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    truth = sum(per.values())
+    got = sum(readings) / len(readings)
+    print(f"uvicorn --workers 2: hscale {got:.1f} % (readings {readings}), /proc {truth:.1f} % "
+          f"(per process {per})")
+    workers = [p_ for p_, v in per.items() if p_ != inst["pid"] and v > 10]
+    assert len(workers) >= 2, ("both workers should serve", per)
+    assert abs(got - truth) <= 0.2 * truth + 5, (got, truth, readings, per)
+    m = instances(port)[inst["id"]]
+    assert m["cpu_source"] == "os" and m["memory_source"] == "os", m
+    assert m["memory_percent"] is not None and m["memory_percent"] > 0, m
+    assert procs.stop(p, timeout=30) == 0
