@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -264,6 +265,11 @@ def test_os_metrics_cover_the_whole_tree_of_a_service_without_metrics(procs, tmp
                 return None
         return True
     wait_until(same_everywhere, timeout=20, what="API, status and /metrics agreeing", step=0.3)
+    promtool = shutil.which("promtool")
+    if promtool:
+        text = api(port, "/metrics")[1]
+        r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
+        assert r.returncode == 0, r.stderr
     assert procs.stop(p, timeout=30) == 0
 
 
