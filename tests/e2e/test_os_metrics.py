@@ -116,31 +116,33 @@ def hit(address, path):
     assert r.status == 200
 
 
+def run_control(procs, tmp_path, control, instances, check="1s"):
+    """`hscale control` with `control` (YAML lines under control:) and the
+    autoscaler measuring every `check`, its count pinned to `instances`.
+    Returns (process, API port)."""
+    cfg = tmp_path / "hscale.yaml"
+    cfg.write_text(f"control:\n{control}autoscaling:\n  enabled: true\n"
+                   f"  check_interval: {check}\n  min_instances: {instances}\n"
+                   f"  max_instances: {instances}\n  cpu_cores: 1\n  memory_limit: 1GiB\n")
+    port = free_port()
+    p = procs.hscale("control", "-c", str(cfg), "--listen", f"127.0.0.1:{port}",
+                     "--instances", str(instances), "--state-dir", str(tmp_path / "control"),
+                     "--drain-timeout", "1s", cwd=str(tmp_path))
+    wait_port(port, proc=p, timeout=20)
+    return p, port
+
+
 def start(procs, tmp_path, cgroup_dir=""):
     script = tmp_path / "instance.py"
     script.write_text(INSTANCE)
     arg = f" {cgroup_dir}/{{id}}" if cgroup_dir else ""
-    cfg = tmp_path / "hscale.yaml"
-    cfg.write_text(f"""\
-control:
+    p, port = run_control(procs, tmp_path, f"""\
   check_interval: 250ms
   template:
     command: "{sys.executable} {script} {{port}}{arg}"
     ready_path: /health
     start_timeout: 20s
-autoscaling:
-  enabled: true
-  check_interval: 1s
-  min_instances: 2
-  max_instances: 2
-  cpu_cores: 1
-  memory_limit: 1GiB
-""")
-    port = free_port()
-    p = procs.hscale("control", "-c", str(cfg), "--listen", f"127.0.0.1:{port}",
-                     "--instances", "2", "--state-dir", str(tmp_path / "state"),
-                     "--drain-timeout", "1s", cwd=str(tmp_path))
-    wait_port(port, proc=p, timeout=20)
+""", 2)
 
     def two_ready():
         r = [i for i in get_json(port, "/api/v1/scaling/status")["instances"]
@@ -305,7 +307,7 @@ def test_os_metrics_prefer_a_cgroup_that_holds_just_the_instance(procs, tmp_path
                 wait_until(lambda: (os.rmdir(d), True)[1], timeout=10, what=f"rmdir {d}")
         os.rmdir(base)
         assert not os.path.exists(base)
-        shutil.rmtree(tmp_path / "state", ignore_errors=True)
+        shutil.rmtree(tmp_path / "control", ignore_errors=True)
 
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -317,28 +319,15 @@ def test_instances_without_a_pid_are_measured_from_their_metrics(procs, tmp_path
     look at (they may be on other hosts): their CPU and memory come from
     the standard client metrics of their own /metrics (hscale's app exports
     them under the names Python's and Node's clients use)."""
-    cfg = tmp_path / "hscale.yaml"
-    cfg.write_text(f"""\
-control:
+    try:
+        p, port = run_control(procs, tmp_path, f"""\
   driver: exec
   exec:
     launch: {EXAMPLE} launch
     terminate: {EXAMPLE} terminate
     list: {EXAMPLE} list
     timeout: 20s
-autoscaling:
-  enabled: true
-  check_interval: 500ms
-  min_instances: 1
-  max_instances: 1
-  memory_limit: 1GiB
-""")
-    port = free_port()
-    p = procs.hscale("control", "-c", str(cfg), "--listen", f"127.0.0.1:{port}",
-                     "--instances", "1", "--state-dir", str(tmp_path / "control"),
-                     "--drain-timeout", "1s", cwd=str(tmp_path))
-    try:
-        wait_port(port, proc=p, timeout=20)
+""", 1, check="500ms")
 
         def measured():
             m = list(instances(port).values())
@@ -390,27 +379,14 @@ def test_uvicorn_with_two_workers_is_one_instance(procs, tmp_path):
     app = tmp_path / "app"
     app.mkdir()
     (app / "main.py").write_text(FASTAPI_APP)
-    cfg = tmp_path / "hscale.yaml"
-    cfg.write_text(f"""\
-control:
+    p, port = run_control(procs, tmp_path, f"""\
   check_interval: 250ms
   template:
     command: "{sys.executable} -m uvicorn main:app --host {{host}} --port {{port}} --workers 2"
     workdir: {app}
     ready_path: /health
     start_timeout: 30s
-autoscaling:
-  enabled: true
-  check_interval: 1s
-  min_instances: 1
-  max_instances: 1
-  memory_limit: 1GiB
-""")
-    port = free_port()
-    p = procs.hscale("control", "-c", str(cfg), "--listen", f"127.0.0.1:{port}",
-                     "--instances", "1", "--state-dir", str(tmp_path / "state"),
-                     "--drain-timeout", "1s", cwd=str(tmp_path))
-    wait_port(port, proc=p, timeout=20)
+""", 1)
     inst = wait_until(lambda: [i for i in get_json(port, "/api/v1/scaling/status")["instances"]
                                if i["state"] == "ready"], timeout=40, what="uvicorn ready")[0]
     # both workers up: master + 2 (+ multiprocessing's helpers)
