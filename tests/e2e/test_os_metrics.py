@@ -8,7 +8,9 @@ busy one's CPU is its children's (the root itself stays idle), the idle
 one low, memory non-null and large enough to
 hold the children's allocations; the API, `hscale status`, and the control
 plane's own /metrics agree; with the instance in its own cgroup v2 group
-the CPU comes from the cgroup.
+the CPU comes from the cgroup. CPU target tracking scales that service out
+and back in; `uvicorn --workers 2` is one instance with the CPU of its
+whole tree; exec-driver instances (no pid) are measured from /metrics.
 
 Two cores are shared with other work, so the busy figure is not held to a
 fixed number of cores (two busy children get less than that on a loaded
@@ -116,14 +118,15 @@ def hit(address, path):
     assert r.status == 200
 
 
-def run_control(procs, tmp_path, control, instances, check="1s"):
+def run_control(procs, tmp_path, control, instances, check="1s", most=None, autoscaling=""):
     """`hscale control` with `control` (YAML lines under control:) and the
-    autoscaler measuring every `check`, its count pinned to `instances`.
-    Returns (process, API port)."""
+    autoscaler measuring every `check`, its count pinned to `instances`
+    (or up to `most`), more `autoscaling` lines. Returns (process, port)."""
     cfg = tmp_path / "hscale.yaml"
     cfg.write_text(f"control:\n{control}autoscaling:\n  enabled: true\n"
                    f"  check_interval: {check}\n  min_instances: {instances}\n"
-                   f"  max_instances: {instances}\n  cpu_cores: 1\n  memory_limit: 1GiB\n")
+                   f"  max_instances: {most or instances}\n  cpu_cores: 1\n"
+                   f"  memory_limit: 1GiB\n{autoscaling}")
     port = free_port()
     p = procs.hscale("control", "-c", str(cfg), "--listen", f"127.0.0.1:{port}",
                      "--instances", str(instances), "--state-dir", str(tmp_path / "control"),
@@ -132,17 +135,22 @@ def run_control(procs, tmp_path, control, instances, check="1s"):
     return p, port
 
 
-def start(procs, tmp_path, cgroup_dir=""):
+def instance_template(tmp_path, cgroup_dir=""):
+    """control: lines running INSTANCE (in cgroup_dir/<id> when given)."""
     script = tmp_path / "instance.py"
     script.write_text(INSTANCE)
     arg = f" {cgroup_dir}/{{id}}" if cgroup_dir else ""
-    p, port = run_control(procs, tmp_path, f"""\
+    return f"""\
   check_interval: 250ms
   template:
     command: "{sys.executable} {script} {{port}}{arg}"
     ready_path: /health
     start_timeout: 20s
-""", 2)
+"""
+
+
+def start(procs, tmp_path, cgroup_dir=""):
+    p, port = run_control(procs, tmp_path, instance_template(tmp_path, cgroup_dir), 2)
 
     def two_ready():
         r = [i for i in get_json(port, "/api/v1/scaling/status")["instances"]
@@ -420,4 +428,29 @@ def test_uvicorn_with_two_workers_is_one_instance(procs, tmp_path):
     m = instances(port)[inst["id"]]
     assert m["cpu_source"] == "os" and m["memory_source"] == "os", m
     assert m["memory_percent"] is not None and m["memory_percent"] > 0, m
+    assert procs.stop(p, timeout=30) == 0
+
+
+def test_target_tracking_scales_a_service_without_metrics_on_os_cpu(procs, tmp_path):
+    """The default kind of policy, CPU target tracking, acts on a service
+    that exports nothing: its busy tree takes it out, idle it comes back."""
+    p, port = run_control(procs, tmp_path, instance_template(tmp_path), 1, most=3,
+                          autoscaling="  warmup: 1s\n  scale_out_cooldown: 1s\n"
+                                      "  scale_in_cooldown: 1s\n  scale_in_stabilization: 2s\n"
+                                      "  target:\n    cpu: 30\n    memory: 0\n")
+
+    def ready():
+        r = [i for i in get_json(port, "/api/v1/scaling/status")["instances"]
+             if i["state"] == "ready"]
+        return r
+    first = wait_until(lambda: len(ready()) == 1 and ready(), timeout=30, what="1 ready")[0]
+    hit(first["address"], "/burn")
+    wait_until(lambda: get_json(port, "/api/v1/scaling/status")["desired"] >= 2, timeout=40,
+               what="a scale-out on CPU")
+    out = [e for e in get_json(port, "/api/v1/scaling/history")["events"]
+           if e["kind"] == "scale_out"][-1]           # newest first: the first one
+    assert out["policy"] == "target:cpu" and out["metrics"]["cpu"] > 30, out
+    hit(first["address"], "/idle")
+    wait_until(lambda: get_json(port, "/api/v1/scaling/status")["desired"] == 1, timeout=60,
+               what="back to 1 once idle")
     assert procs.stop(p, timeout=30) == 0
