@@ -1,8 +1,8 @@
 /* ctl_autoscaler.c -- the control loop's autoscaler: every check interval
  * scrape each ready instance's /metrics and the gateway's, sample each
  * instance's process tree from /proc (process driver: it has a pid),
- * reduce them to observations, step the scaler, record the event, and hand the count to
- * the instance manager through the ctl_hooks seam.
+ * reduce them to observations, step the scaler, record the event, and
+ * hand the count to the instance manager through the ctl_hooks seam.
  *
  * Invariants:
  *  - An instance that cannot be scraped is passed on as missing, never as
