@@ -93,8 +93,8 @@ static void print_table(const json_t *st, const json_t *mx, const json_t *ev)
     } else {
         printf("autoscaling off\n");
     }
-    printf("\n%-8s %-21s %-8s %-9s %-7s %8s %8s %8s\n", "ID", "ADDRESS", "VERSION", "STATE",
-           "HEALTH", "REQ/S", "P95 MS", "CPU %");
+    printf("\n%-8s %-21s %-8s %-9s %-7s %8s %8s %8s %8s\n", "ID", "ADDRESS", "VERSION", "STATE",
+           "HEALTH", "REQ/S", "P95 MS", "CPU %", "MEM %");
     const json_t *insts = json_object_get(st, "instances"), *mi = json_object_get(mx, "instances");
     size_t i;
     const json_t *in;
@@ -112,6 +112,8 @@ static void print_table(const json_t *st, const json_t *mx, const json_t *ev)
         cell(jnum(m, "p95_ms"), "%8.1f");
         printf(" ");
         cell(jnum(m, "cpu_percent"), "%8.1f");
+        printf(" ");
+        cell(jnum(m, "memory_percent"), "%8.1f");
         printf("\n");
     }
     const json_t *events = ev;   /* the array of events */

@@ -38,6 +38,16 @@ static void jstr(buf *b, const char *s)
     http_write_json_string(b, s, strlen(s));
 }
 
+/* "os", "cgroup", "metrics", or null */
+static void src(buf *b, ctl_source s)
+{
+    const char *n = ctl_source_str(s);
+    if (n)
+        jstr(b, n);
+    else
+        buf_append_str(b, "null");
+}
+
 static void secs(buf *b, uint64_t us)
 {
     buf_printf(b, "%.3f", (double)us / 1e6);
@@ -165,6 +175,10 @@ static void render_metrics(ctl_autoscaler *as, buf *b, long param)
         num(b, v->cpu);
         buf_append_str(b, ",\"memory_percent\":");
         num(b, v->mem);
+        buf_append_str(b, ",\"cpu_source\":");
+        src(b, v->cpu_src);
+        buf_append_str(b, ",\"memory_source\":");
+        src(b, v->mem_src);
         buf_append_str(b, ",\"in_flight\":");
         num(b, v->in_flight);
         buf_printf(b, ",\"healthy\":%s}", v->info.healthy ? "true" : "false");

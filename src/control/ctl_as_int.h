@@ -25,12 +25,14 @@ typedef struct as_sample {
 typedef struct as_inst {
     ctl_instance_info info;
     double rps, p95_ms, cpu, mem, in_flight;
+    ctl_source cpu_src, mem_src;
 } as_inst;
 
-/* Previous scrape of one instance, by id (loop thread only). */
+/* Previous scrape and OS sample of one instance, by id (loop thread only). */
 typedef struct as_prev {
-    char       id[32];
-    ctl_scrape s;
+    char         id[32];
+    ctl_scrape   s;
+    ctl_procstat ps;          /* ps.ok false: no pid, or its root is gone */
 } as_prev;
 
 struct ctl_autoscaler {
@@ -47,12 +49,17 @@ struct ctl_autoscaler {
     size_t            ring_cap, ring_head, ring_len;
     as_inst          *view;
     size_t            nview, view_cap;
+    struct metric_family *g_cpu, *g_mem;   /* hscale_control_instance_*_percent */
+    char            (*g_ids)[32];   /* instances those gauges have series for */
+    size_t            ng_ids, g_ids_cap;
     bool              have_last;
     ctl_decision      last;          /* the last check's decision */
     ctl_pool_metrics  pool;          /* the last check's aggregate */
     uint64_t          checks;
     /* -- loop thread only -- */
     uint64_t          mem_total;     /* MemTotal, read once */
+    ctl_ps_env        ps_env;        /* /proc, clock ticks, the cgroup2 mount */
+    ctl_ptable        ptable;        /* every process, read once per check */
     as_prev          *prev, *cur;
     size_t            nprev, prev_cap, cur_cap;
     ctl_gwm_scrape   *gw_prev, *gw_cur;

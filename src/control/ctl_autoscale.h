@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "control/ctl_procstat_int.h"
 #include "core/buf.h"
 #include "core/config.h"
 
@@ -165,14 +166,26 @@ typedef struct ctl_collect_opts {
     uint64_t mem_limit_bytes;   /* 100 % memory; 0: memory % unknown */
 } ctl_collect_opts;
 
+/* Where an instance's CPU or memory figure came from. */
+typedef enum {
+    CTL_SRC_NONE,       /* unknown: the value is NAN */
+    CTL_SRC_METRICS,    /* the instance's /metrics (process_* client metrics) */
+    CTL_SRC_OS,         /* /proc: its process tree (ctl_procstat.c) */
+    CTL_SRC_CGROUP,     /* cgroup v2 counters of a cgroup holding just that tree */
+} ctl_source;
+
+/* "metrics", "os", "cgroup"; NULL for CTL_SRC_NONE (JSON null). */
+const char *ctl_source_str(ctl_source s);
+
 /* One instance's measurements over one interval. The caller fills id,
  * address and ready_at_us; the collector fills the rest. */
 typedef struct ctl_inst_metrics {
     char     id[64];
     char     address[64];
     uint64_t ready_at_us;      /* when it passed readiness; 0: not ready */
-    bool     missing;          /* no usable scrape (and no gateway view) */
+    bool     missing;          /* no usable scrape (and no gateway or OS view) */
     double   v[CTL_M__COUNT];  /* NAN: unknown */
+    ctl_source cpu_src, mem_src;
     ctl_lat  lat;              /* latency bucket deltas over the interval */
     double   requests;         /* requests over the interval (for weighting) */
     double   errors;
@@ -190,6 +203,17 @@ void ctl_collect_instance(ctl_inst_metrics *m, const ctl_scrape *prev, const ctl
  * gateway supplied a value; CPU and memory stay the instance's. */
 void ctl_collect_gateway(ctl_inst_metrics *m, const char *pool, const ctl_gwm_scrape *prev,
                          const ctl_gwm_scrape *cur);
+
+/* Overlays what the operating system measured of the instance's process
+ * tree (two samples of the same root, ctl_procstat.c): CPU % over prev ->
+ * cur and memory % at cur replace the /metrics figures, since they cover
+ * the whole tree where a process's own client metrics cover one process.
+ * The cgroup's counters win when both samples have them (same cgroup);
+ * a tree CPU sum that went down (a member's time left with it) is no CPU
+ * for that interval, never a restart. Clears m->missing when it supplied
+ * a value; leaves the rest untouched when cur is NULL or its root is gone. */
+void ctl_collect_os(ctl_inst_metrics *m, const ctl_procstat *prev, const ctl_procstat *cur,
+                    const ctl_collect_opts *o);
 
 /* Prometheus' histogram_quantile over cumulative buckets (linear
  * interpolation within the bucket; the highest finite bound when the rank

@@ -1,7 +1,8 @@
 /* ctl_autoscaler.c -- the control loop's autoscaler: every check interval
- * scrape each ready instance's /metrics and the gateway's, reduce them to
- * observations, step the scaler, record the event, and hand the count to
- * the instance manager through the ctl_hooks seam.
+ * scrape each ready instance's /metrics and the gateway's, sample each
+ * instance's process tree from /proc (process driver: it has a pid),
+ * reduce them to observations, step the scaler, record the event, and
+ * hand the count to the instance manager through the ctl_hooks seam.
  *
  * Invariants:
  *  - An instance that cannot be scraped is passed on as missing, never as
@@ -23,7 +24,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/ev.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "http/client.h"
 
 #define RING_MIN     512
@@ -56,12 +59,12 @@ static int scrape_timeout_ms(uint64_t interval_us)
     return ms < 200 ? 200 : ms > 1000 ? 1000 : (int)ms;
 }
 
-/* The previous scrape of id, or NULL (a new instance). */
-static const ctl_scrape *prev_of(const ctl_autoscaler *as, const char *id)
+/* The previous scrape and sample of id, or NULL (a new instance). */
+static const as_prev *prev_of(const ctl_autoscaler *as, const char *id)
 {
     for (size_t i = 0; i < as->nprev; i++)
         if (strcmp(as->prev[i].id, id) == 0)
-            return &as->prev[i].s;
+            return &as->prev[i];
     return NULL;
 }
 
@@ -149,6 +152,36 @@ static void ring_push(ctl_autoscaler *as, const as_sample *s)
     as->ring_len++;
 }
 
+/* The per-instance CPU and memory gauges of the control plane's /metrics
+ * carry the view's numbers (NaN where the API says null); series of
+ * instances that left the view are removed. Under mu. */
+static void publish_gauges(ctl_autoscaler *as)
+{
+    if (!as->g_cpu || !as->g_mem)
+        return;
+    const char *pool = as->c->pool ? as->c->pool : "";
+    for (size_t i = 0; i < as->ng_ids; i++) {
+        bool still = false;
+        for (size_t k = 0; k < as->nview && !still; k++)
+            still = strcmp(as->view[k].info.id, as->g_ids[i]) == 0;
+        if (!still) {
+            const char *lv[] = { pool, as->g_ids[i], NULL };
+            metrics_series_remove(as->g_cpu, lv);
+            metrics_series_remove(as->g_mem, lv);
+        }
+    }
+    as->ng_ids = 0;
+    if (grow((void **)&as->g_ids, &as->g_ids_cap, as->nview, sizeof *as->g_ids) < 0)
+        return;
+    for (size_t k = 0; k < as->nview; k++) {
+        const as_inst *v = &as->view[k];
+        const char *lv[] = { pool, v->info.id, NULL };
+        metrics_set(metrics_series(as->g_cpu, lv), v->cpu);
+        metrics_set(metrics_series(as->g_mem, lv), v->mem);
+        snprintf(as->g_ids[as->ng_ids++], sizeof as->g_ids[0], "%s", v->info.id);
+    }
+}
+
 /* Publishes what this check saw (under mu). */
 static void publish(ctl_autoscaler *as, const ctl_instance_info *inst, size_t n,
                     const ctl_pool_metrics *p, uint64_t now)
@@ -166,6 +199,7 @@ static void publish(ctl_autoscaler *as, const ctl_instance_info *inst, size_t n,
         as_inst *v = &as->view[i];
         v->info = inst[i];
         v->rps = v->p95_ms = v->cpu = v->mem = v->in_flight = NAN;
+        v->cpu_src = v->mem_src = CTL_SRC_NONE;
         for (size_t k = 0; k < as->nprev; k++) {     /* as->m is parallel to prev */
             if (strcmp(as->m[k].id, inst[i].id) != 0)
                 continue;
@@ -174,10 +208,13 @@ static void publish(ctl_autoscaler *as, const ctl_instance_info *inst, size_t n,
             v->cpu = as->m[k].v[CTL_M_CPU];
             v->mem = as->m[k].v[CTL_M_MEMORY];
             v->in_flight = as->m[k].v[CTL_M_IN_FLIGHT];
+            v->cpu_src = as->m[k].cpu_src;
+            v->mem_src = as->m[k].mem_src;
             break;
         }
     }
     as->nview = n;
+    publish_gauges(as);
     as->checks++;
 }
 
@@ -225,6 +262,15 @@ static int as_decide(void *arg, const ctl_instance_info *inst, size_t n, int des
     if (grow((void **)&as->cur, &as->cur_cap, n, sizeof *as->cur) < 0
         || grow((void **)&as->m, &as->m_cap, n, sizeof *as->m) < 0)
         return -1;
+    /* one read of the process table serves every instance with a pid */
+    bool table = false;
+    for (size_t i = 0; i < n && !table; i++)
+        table = inst[i].managed && inst[i].pid > 0;
+    if (table && ctl_ptable_read(&as->ptable, as->ps_env.proc_root) < 0) {
+        log_warn("autoscaler: cannot list %s: CPU and memory from /metrics only",
+                 as->ps_env.proc_root);
+        table = false;
+    }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const ctl_instance_info *in = &inst[i];
@@ -237,7 +283,14 @@ static int as_decide(void *arg, const ctl_instance_info *inst, size_t n, int des
             scrape_instance(as, in, &c->s, now, timeout_ms);
         else
             ctl_scrape_fail(&c->s, now);
-        ctl_collect_instance(m, prev_of(as, in->id), &c->s, &o);
+        /* starting ones too: the first ready check then has an interval */
+        if (table && in->pid > 0)
+            ctl_procstat_take(&c->ps, &as->ps_env, &as->ptable, in->pid, ev_monotonic_us());
+        else
+            memset(&c->ps, 0, sizeof c->ps);
+        const as_prev *pv = prev_of(as, in->id);
+        ctl_collect_instance(m, pv ? &pv->s : NULL, &c->s, &o);
+        ctl_collect_os(m, pv ? &pv->ps : NULL, &c->ps, &o);
         snprintf(m->id, sizeof m->id, "%s", in->id);
         snprintf(m->address, sizeof m->address, "%s", in->address);
         m->ready_at_us = in->state == CTL_INST_READY ? (in->ready_at_us ? in->ready_at_us : 1) : 0;
@@ -326,6 +379,14 @@ ctl_autoscaler *ctl_autoscaler_new(const ctl_config *c, const struct ctl_autosca
         goto fail;
     }
     as->mem_total = ctl_machine_memtotal();
+    ctl_ps_env_init(&as->ps_env, "/proc");
+    static const char *const glabels[] = { "pool", "instance", NULL };
+    as->g_cpu = metrics_family(metrics_default(), "hscale_control_instance_cpu_percent",
+                               "CPU of an instance in percent of autoscaling.cpu_cores, as the "
+                               "autoscaler last measured it.", METRIC_GAUGE, glabels);
+    as->g_mem = metrics_family(metrics_default(), "hscale_control_instance_memory_percent",
+                               "Memory of an instance in percent of autoscaling.memory_limit, as "
+                               "the autoscaler last measured it.", METRIC_GAUGE, glabels);
     as->mgr_desired = c->instances;
     as->sc = ctl_scaler_new(&as->cfg, c->instances, err, errlen);
     if (!as->sc)
@@ -369,6 +430,14 @@ void ctl_autoscaler_free(ctl_autoscaler *as)
     cfg_free(&ctl_autoscale_schema, &as->cfg);
     free(as->ring);
     free(as->view);
+    if (as->g_cpu && as->g_mem)
+        for (size_t i = 0; i < as->ng_ids; i++) {
+            const char *lv[] = { as->c->pool ? as->c->pool : "", as->g_ids[i], NULL };
+            metrics_series_remove(as->g_cpu, lv);
+            metrics_series_remove(as->g_mem, lv);
+        }
+    free(as->g_ids);
+    ctl_ptable_free(&as->ptable);
     free(as->prev);
     free(as->cur);
     free(as->m);

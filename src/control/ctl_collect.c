@@ -14,6 +14,10 @@
  *               Kubernetes CPU request); 2 busy threads on cpu_cores 1 read
  *               200 %, like `top`.
  *   memory %  = process_resident_memory_bytes / memory limit * 100.
+ * For instances with a pid, ctl_collect_os replaces both with what the
+ * operating system measured of the whole process tree (same formulas,
+ * tree CPU seconds and PSS bytes), and each value says where it came from
+ * (ctl_source: "os", "cgroup", "metrics").
  *   p95       = histogram_quantile(0.95) of the bucket deltas, in ms.
  *   errors %  = 5xx share of the requests over the interval.
  * Requests and latency leave out /health* and /metrics: the gateway's
@@ -32,6 +36,17 @@ const char *const ctl_metric_names[] = {
 const char *ctl_metric_name(ctl_metric m)
 {
     return (unsigned)m < CTL_M__COUNT ? ctl_metric_names[m] : "?";
+}
+
+const char *ctl_source_str(ctl_source s)
+{
+    switch (s) {
+    case CTL_SRC_METRICS: return "metrics";
+    case CTL_SRC_OS:      return "os";
+    case CTL_SRC_CGROUP:  return "cgroup";
+    case CTL_SRC_NONE:    break;
+    }
+    return NULL;
 }
 
 int ctl_metric_parse(const char *s, ctl_metric *out)
@@ -375,19 +390,24 @@ void ctl_collect_instance(ctl_inst_metrics *m, const ctl_scrape *prev, const ctl
         m->v[i] = NAN;
     memset(&m->lat, 0, sizeof m->lat);
     m->requests = m->errors = 0;
+    m->cpu_src = m->mem_src = CTL_SRC_NONE;
     m->missing = !cur || !cur->ok;
     if (m->missing)
         return;
-    if (!isnan(cur->rss_bytes) && o && o->mem_limit_bytes)
+    if (!isnan(cur->rss_bytes) && o && o->mem_limit_bytes) {
         m->v[CTL_M_MEMORY] = cur->rss_bytes / (double)o->mem_limit_bytes * 100.0;
+        m->mem_src = CTL_SRC_METRICS;
+    }
     m->v[CTL_M_CONNECTIONS] = cur->connections;
     if (!prev || !prev->ok || cur->at_us <= prev->at_us)
         return;
     double dt = (double)(cur->at_us - prev->at_us) / 1e6;
     double dcpu = counter_delta(prev->cpu_seconds, cur->cpu_seconds);
     double cores = o && o->cpu_cores > 0 ? o->cpu_cores : 1.0;
-    if (!isnan(dcpu))
+    if (!isnan(dcpu)) {
         m->v[CTL_M_CPU] = dcpu / dt / cores * 100.0;
+        m->cpu_src = CTL_SRC_METRICS;
+    }
     double dreq = counter_delta(prev->requests, cur->requests);
     if (!isnan(dreq) && cur->requests < prev->requests)
         rates(m, dreq, cur->errors, &cur->lat, NULL, dt);
@@ -422,6 +442,46 @@ void ctl_collect_gateway(ctl_inst_metrics *m, const char *pool, const ctl_gwm_sc
         m->lat = own;
         m->v[CTL_M_P95] = own_p95;
     }
+    m->missing = false;
+}
+
+void ctl_collect_os(ctl_inst_metrics *m, const ctl_procstat *prev, const ctl_procstat *cur,
+                    const ctl_collect_opts *o)
+{
+    if (!cur || !cur->ok)
+        return;
+    uint64_t lim = o ? o->mem_limit_bytes : 0;
+    bool cg_mem = !isnan(cur->cg_mem_bytes);
+    double bytes = cg_mem ? cur->cg_mem_bytes : cur->mem_bytes;
+    if (!isnan(bytes) && lim) {
+        m->v[CTL_M_MEMORY] = bytes / (double)lim * 100.0;
+        m->mem_src = cg_mem ? CTL_SRC_CGROUP : CTL_SRC_OS;
+        m->missing = false;
+    }
+    /* an interval is measured only on one process: same root pid, same
+     * start time (a restarted instance is a new tree) */
+    if (!prev || !prev->ok || prev->root != cur->root || prev->root_start != cur->root_start
+        || cur->at_us <= prev->at_us)
+        return;
+    double dt = (double)(cur->at_us - prev->at_us) / 1e6;
+    double cores = o && o->cpu_cores > 0 ? o->cpu_cores : 1.0;
+    double d;
+    ctl_source src;
+    if (!isnan(prev->cg_cpu_s) && !isnan(cur->cg_cpu_s) && !strcmp(prev->cgroup, cur->cgroup)
+        && cur->cg_cpu_s >= prev->cg_cpu_s) {
+        d = cur->cg_cpu_s - prev->cg_cpu_s;
+        src = CTL_SRC_CGROUP;
+    } else if (!isnan(prev->cpu_s) && !isnan(cur->cpu_s)) {
+        /* less than before: a member's time left the tree (an orphan
+         * reaped by init, or a read that raced a reap); the next interval
+         * starts from the new base */
+        d = cur->cpu_s >= prev->cpu_s ? cur->cpu_s - prev->cpu_s : 0;
+        src = CTL_SRC_OS;
+    } else {
+        return;
+    }
+    m->v[CTL_M_CPU] = d / dt / cores * 100.0;
+    m->cpu_src = src;
     m->missing = false;
 }
 

@@ -39,7 +39,13 @@ def test_up_api_status_kill9_and_clean_stop(procs, tmp_path):
                                     "cpu_percent", "memory_percent"}
     assert {i["id"] for i in m["instances"]} == {i["id"] for i in s.ready()}
     assert set(m["instances"][0]) == {"id", "address", "version", "state", "rps", "p95_ms",
-                                      "cpu_percent", "memory_percent", "in_flight", "healthy"}
+                                      "cpu_percent", "memory_percent", "cpu_source",
+                                      "memory_source", "in_flight", "healthy"}
+    # process-driver instances are measured by the OS (their whole tree)
+    m = wait_until(lambda: (lambda b: all(i["memory_source"] == "os" and i["cpu_source"] == "os"
+                                          for i in b["instances"]) and b)(
+        s.api("GET", "/api/v1/scaling/metrics")[1]), what="OS-measured instances")
+    assert all(0 < i["memory_percent"] < 50 for i in m["instances"]), m["instances"]
 
     # /config, and a bad PUT: 400 naming the field, the old config still in force
     code, cfg = s.api("GET", "/api/v1/scaling/config")

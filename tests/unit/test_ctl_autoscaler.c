@@ -21,6 +21,7 @@
 
 #include "control/ctl_as_int.h"
 #include "control/ctl_instances.h"
+#include "core/metrics.h"
 #include "http/client.h"
 #include "http/server.h"
 
@@ -202,10 +203,14 @@ static json_t *status_obj(void)
 Test(ctl_autoscaler, scrape_drives_a_scale_out_recorded_in_history)
 {
     ctl_instance_info in = ready_inst("i-1", inst_port);
+    /* 35 req/s, not 40, over 1 s: the rate is measured between two
+     * scrapes whose delays after `now` differ (tens of ms on a loaded
+     * machine), and 40.4 against 10 would round up to 5 */
+    rate = 35;
     /* first check: no previous scrape, so no rate yet: nothing moves */
     cr_assert_eq(decide(&in, 1, 1), 1);
-    usleep(300000);
-    /* 40 req/s on one instance against 10 each: 4 (the /health route is
+    usleep(1000000);
+    /* 35 req/s on one instance against 10 each: 4 (the /health route is
      * not load) */
     cr_assert_eq(decide(&in, 1, 1), 4);
     int st;
@@ -263,6 +268,65 @@ Test(ctl_autoscaler, unscrapable_instance_is_missing_not_idle)
     cr_assert(json_is_null(json_object_get(dead, "rps")));
     cr_assert(json_is_number(json_object_get(m, "interval_s")));
     json_decref(m);
+}
+
+/* The gauges of the control plane's /metrics for instance id, or NAN
+ * when there is no series; *found says which. */
+static double gauge(const char *family, const char *id, bool *found)
+{
+    buf b;
+    buf_init(&b);
+    metrics_render(metrics_default(), &b, false);
+    char pat[256];
+    snprintf(pat, sizeof pat, "%s{pool=\"%s\",instance=\"%s\"} ", family, cc.pool, id);
+    const char *p = strstr(buf_head(&b), pat);
+    *found = p != NULL;
+    double v = p ? strtod(p + strlen(pat), NULL) : NAN;
+    buf_free(&b);
+    return v;
+}
+
+Test(ctl_autoscaler, os_sample_wins_for_a_pid_and_gauges_follow_the_view)
+{
+    /* i-1 is this very process (a pid: measured by the OS); i-2 has no
+     * pid and is measured from its /metrics, whose CPU counter stands
+     * still (0 %) */
+    ctl_instance_info in[2] = { ready_inst("i-1", inst_port), ready_inst("i-2", inst_port) };
+    in[0].pid = getpid();
+    rate = 10;                       /* at the rps target: the count stays */
+    decide(in, 2, 2);
+    /* burn 300 ms of CPU in i-1's tree */
+    for (clock_t c0 = clock(); clock() - c0 < CLOCKS_PER_SEC * 3 / 10;)
+        ;
+    decide(in, 2, 2);
+    int st;
+    json_t *m = api("GET", "/api/v1/scaling/metrics", NULL, &st, NULL);
+    json_t *a = json_array_get(json_object_get(m, "instances"), 0);
+    json_t *b = json_array_get(json_object_get(m, "instances"), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(a, "cpu_source")), "os");
+    cr_assert_str_eq(json_string_value(json_object_get(a, "memory_source")), "os");
+    cr_assert_str_eq(json_string_value(json_object_get(b, "cpu_source")), "metrics");
+    cr_assert_str_eq(json_string_value(json_object_get(b, "memory_source")), "metrics");
+    double cpu = json_number_value(json_object_get(a, "cpu_percent"));
+    cr_assert(cpu > 5, "the burn (300 ms of CPU) shows: %g", cpu);
+    cr_assert_float_eq(json_number_value(json_object_get(b, "cpu_percent")), 0, 1e-9);
+    /* the gauges carry the API's numbers */
+    bool found;
+    cr_assert_float_eq(gauge("hscale_control_instance_cpu_percent", "i-1", &found), cpu,
+                       1e-6 * cpu);
+    cr_assert(found);
+    double mem = json_number_value(json_object_get(b, "memory_percent"));
+    cr_assert_float_eq(gauge("hscale_control_instance_memory_percent", "i-2", &found), mem,
+                       1e-6 * mem);
+    json_decref(m);
+    /* i-2 leaves: its series go */
+    decide(in, 1, 1);
+    gauge("hscale_control_instance_cpu_percent", "i-2", &found);
+    cr_assert(!found);
+    gauge("hscale_control_instance_memory_percent", "i-2", &found);
+    cr_assert(!found);
+    gauge("hscale_control_instance_cpu_percent", "i-1", &found);
+    cr_assert(found);
 }
 
 Test(ctl_autoscaler, stop_start_and_manual_counts)
