@@ -169,3 +169,41 @@ def test_up_services_config_errors_name_the_key(procs, tmp_path):
         assert r.returncode == 2, (text, r.stderr)
         assert key in r.stderr and what in r.stderr, (text, r.stderr)
     assert not (tmp_path / "d").exists()   # nothing started, nothing written
+
+
+def test_fastapi_service_scales_out_on_os_measured_cpu(procs, tmp_path):
+    """CPU-bound load on the SurgiCase FastAPI service (no /metrics) makes
+    the target-tracking policy add an instance: CPU is read from /proc."""
+    cfg = tmp_path / "cpu.yaml"
+    cfg.write_text(
+        "services:\n"
+        "  - name: api\n"
+        '    command: "/usr/bin/python3 -m uvicorn main:app --host {host} --port {port} --no-access-log"\n'
+        "    workdir: examples/surgicase\n"
+        '    env: ["INSTANCE_ID={id}"]\n'
+        "    ready_path: /health/ready\n"
+        '    metrics_path: ""\n'
+        "    instances: 1\n"
+        "    check_interval: 1s\n"
+        "    health: {interval: 1s, timeout: 500ms}\n"
+        "    autoscaling:\n"
+        "      check_interval: 1s\n"
+        "      min_instances: 1\n"
+        "      max_instances: 3\n"
+        "      warmup: 1s\n"
+        "      scale_out_cooldown: 0s\n"
+        "      target: {cpu: 40, memory: 0}\n")
+    ex = Example(procs, tmp_path, "cpu", config=cfg)
+    ex.wait_registered(1, service="api", timeout=90)
+    wait_until(lambda: ex.api("GET", "/api/v1/services/api/scaling/metrics")[1]["instances"][0]
+               .get("cpu_source") == "os", what="an OS CPU sample")
+    t0 = time.time()
+    p, out = load(procs, tmp_path, ex.url("/reports/digest?ms=30"), 40, rate=60, conns=6)
+    ev = wait_until(lambda: [e for e in ex.api("GET", "/api/v1/services/api/scaling/history")[1]["events"]
+                             if e["kind"] == "scale_out"], timeout=40, what="a scale-out")
+    ex.wait_registered(2, service="api", timeout=40)
+    serving = time.time() - t0
+    assert ev[-1]["policy"] == "target:cpu", ev[-1]
+    assert ev[-1]["metrics"]["cpu"] > 40, ev[-1]
+    p.kill()
+    print(f"CPU step to a second FastAPI instance serving: {serving:.1f} s")
