@@ -393,6 +393,8 @@ void http_ctx_reset(http_ctx *c)
     c->status = 0;
     c->body = NULL;
     c->body_len = 0;
+    c->role = HTTP_ROLE_NONE;
+    c->request_id = NULL;
     buf_reset(&c->extra);
 }
 

@@ -92,6 +92,15 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+static void server_opts_free(http_server *s)
+{
+    free((char *)s->o.tls_cert);
+    free((char *)s->o.tls_key);
+    for (size_t i = 0; i < s->o.guard.nallowed_hosts; i++)
+        free(s->o.guard.allowed_hosts[i]);
+    free((char **)s->o.guard.allowed_hosts);
+}
+
 http_server *http_server_new(const http_server_opts *o, char *err, size_t errlen)
 {
     if (!o || !o->router) {
@@ -124,6 +133,31 @@ http_server *http_server_new(const http_server_opts *o, char *err, size_t errlen
     if (all_zero)             l->max_body = d.max_body;
     atomic_init(&s->nconns, 0);
     atomic_init(&s->stopping, false);
+    atomic_init(&s->req_seq, 0);
+    if (!s->o.audit_ring)
+        s->o.audit_ring = 256;
+    pthread_mutex_init(&s->af_mu, NULL);
+    pthread_mutex_init(&s->audit_mu, NULL);
+    pthread_mutex_init(&s->tls_mu, NULL);
+    /* Copies: a caller's configuration may be replaced (SIGHUP) while the
+     * server runs, and a TLS reload reads the paths again. */
+    s->o.tls_cert = o->tls_cert ? strdup(o->tls_cert) : NULL;
+    s->o.tls_key = o->tls_key ? strdup(o->tls_key) : NULL;
+    s->o.guard.allowed_hosts = NULL;
+    s->o.guard.nallowed_hosts = 0;
+    if (o->guard.nallowed_hosts) {
+        char **h = calloc(o->guard.nallowed_hosts, sizeof *h);
+        for (size_t i = 0; h && i < o->guard.nallowed_hosts; i++)
+            h[i] = strdup(o->guard.allowed_hosts[i] ? o->guard.allowed_hosts[i] : "");
+        s->o.guard.allowed_hosts = h;
+        s->o.guard.nallowed_hosts = h ? o->guard.nallowed_hosts : 0;
+    }
+    if (http_tls_init(s, err, errlen) < 0) {
+        server_opts_free(s);
+        free(s);
+        return NULL;
+    }
+    s->tls_on = s->tls_ctx != NULL;
     metrics_registry *reg = metrics_default();
     static const char *const req_l[] = { "server", "route", "method", "code", NULL };
     static const char *const dur_l[] = { "server", "route", NULL };
@@ -138,6 +172,8 @@ http_server *http_server_new(const http_server_opts *o, char *err, size_t errlen
                                            "Open HTTP server connections.", METRIC_GAUGE, conn_l);
     if (!s->f_req || !s->f_dur || !f_conn) {
         snprintf(err, errlen, "http server %s: metric families clash with existing ones", s->name);
+        http_tls_free(s);
+        server_opts_free(s);
         free(s);
         return NULL;
     }
@@ -297,5 +333,11 @@ void http_server_free(http_server *s)
         free(w->dur);
     }
     free(s->w);
+    http_tls_free(s);
+    http_audit_free(s);
+    server_opts_free(s);
+    pthread_mutex_destroy(&s->af_mu);
+    pthread_mutex_destroy(&s->audit_mu);
+    pthread_mutex_destroy(&s->tls_mu);
     free(s);
 }

@@ -69,10 +69,89 @@ void http_reply_buf_json(http_ctx *c, int status, const buf *b);
 void http_reply_error(http_ctx *c, int status, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* True when `token` is NULL or empty, or the request carries
- * "Authorization: Bearer <token>" (compared in constant time); otherwise
- * answers 401 with WWW-Authenticate and returns false. */
+/* ---- Access control (server_auth.c) ----
+ * Two roles: a read token (status, metrics, history, dashboard data) and an
+ * admin token (every change). With neither configured the API is open (the
+ * listener is then loopback-only, see http_listen_check). */
+typedef enum http_role {
+    HTTP_ROLE_NONE,    /* not yet authorized (or refused) */
+    HTTP_ROLE_LOCAL,   /* no token configured: a local tool on loopback */
+    HTTP_ROLE_READ,    /* presented the read token */
+    HTTP_ROLE_ADMIN,   /* presented the admin token */
+} http_role;
+const char *http_role_str(http_role r);
+
+typedef struct http_tokens {
+    const char *read;    /* NULL or "": no read-only token */
+    const char *admin;   /* NULL or "": no admin token */
+} http_tokens;
+
+/* True when the request may do what `need` (READ or ADMIN) allows: no token
+ * configured, or "Authorization: Bearer <t>" matches the admin token, or
+ * the read token when need is READ (compared in constant time). Otherwise
+ * answers 401 (missing or wrong token, WWW-Authenticate: Bearer), 403 (the
+ * read token where admin is needed) or 429 (this address failed too often
+ * lately, Retry-After) and returns false. Records the role for http_audit.
+ * The token is never echoed in an answer or a log. */
+bool http_ctx_authorize(http_ctx *c, const http_tokens *t, http_role need);
+/* The role the last http_ctx_authorize granted (NONE before). */
+http_role http_ctx_role(const http_ctx *c);
+/* http_ctx_authorize with token as the admin token and need ADMIN. */
 bool http_ctx_bearer_ok(http_ctx *c, const char *token);
+
+/* Refuses (-1, err says which setting to use) a listen address off
+ * loopback when no token guards it. what: "control.listen"; how: the
+ * setting that sets the token ("token (HSCALE_CONTROL_TOKEN)"). */
+int  http_listen_check(const sock_addr *a, bool has_token, const char *what, const char *how,
+                       char *err, size_t errlen);
+bool http_addr_is_loopback(const sock_addr *a);
+
+/* Reads a token from a file: the first line, surrounding whitespace
+ * trimmed. Refuses an empty token or a file others can read. Returns a
+ * malloc'd string or NULL with err naming the file. */
+char *http_token_read_file(const char *path, char *err, size_t errlen);
+
+/* ---- Audit (server_audit.c) ----
+ * One event per accepted change: logged ("audit: ...") and kept in the
+ * server's ring. The request id is the client's X-Request-Id when it is a
+ * short token of [A-Za-z0-9._-], otherwise one the server made up; it is
+ * echoed in the X-Request-Id response header. */
+const char *http_ctx_request_id(http_ctx *c);
+/* Logs and records `what` with the time, the role, the peer address and
+ * the request id; writes the event as one JSON object into json_out when
+ * not NULL (for a caller's own history). */
+void http_audit(http_ctx *c, buf *json_out, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* {"events":[{"time":..,"what":..,"role":..,"peer":..,"request_id":..},...]}
+ * oldest first, at most the ring's size. */
+void http_server_audit_json(http_server *s, buf *out);
+http_server *http_ctx_server(const http_ctx *c);
+
+/* ---- Cross-site and DNS-rebinding protection (server_guard.c) ----
+ * When enabled, before any handler runs:
+ *  - Host must be an IP literal, "localhost", or a name in allowed_hosts
+ *    (421 otherwise), except GET/HEAD of open_paths (/health for probes);
+ *  - an Origin header must equal this listener's own origin, scheme://Host
+ *    (403 otherwise; "null" is foreign);
+ *  - POST, PUT, PATCH and a DELETE with a body must say
+ *    Content-Type: application/json (415 otherwise), which a cross-site
+ *    page cannot send without a CORS preflight that this server refuses;
+ *  - a JSON body may nest at most max_json_depth levels (400).
+ * A refused request reaches no handler, so it changes nothing. */
+typedef struct http_guard_opts {
+    bool               enabled;
+    char *const       *allowed_hosts;   /* extra Host names (no port) */
+    size_t             nallowed_hosts;
+    const char *const *open_paths;      /* NULL-terminated; exempt from the Host check */
+    unsigned           max_json_depth;  /* 0: 32 */
+    const char        *hosts_setting;   /* named in the 421; a literal ("gateway.admin_allowed_hosts") */
+} http_guard_opts;
+/* 0 when the request passes; otherwise replies and returns the status. */
+int http_guard_check(http_ctx *c, const http_guard_opts *g, bool tls);
+/* Depth of the deepest array/object nesting in a JSON text (strings are
+ * skipped); stops counting past limit + 1. */
+unsigned http_json_depth(const char *s, size_t len, unsigned limit);
+
 typedef struct http_server_opts {
     const char  *name;            /* for logs and the "server" metric label */
     sock_addr    listen;
@@ -83,6 +162,11 @@ typedef struct http_server_opts {
     uint64_t     header_timeout_us; /* 0: 10 s */
     uint64_t     idle_timeout_us;   /* 0: 60 s */
     uint32_t     max_conns;         /* 0: 10000 */
+    http_guard_opts guard;
+    unsigned     audit_ring;        /* audit events kept; 0: 256 */
+    /* TLS: both set = every connection speaks TLS (server_tls.c). */
+    const char  *tls_cert;          /* PEM certificate chain file */
+    const char  *tls_key;           /* PEM private key file */
     /* Called on each worker thread before its loop starts (thread-local setup). */
     void       (*on_worker_start)(unsigned worker, void *arg);
     void        *arg;
@@ -97,5 +181,10 @@ int  http_server_port(const http_server *s);
  * idle connections, joins the workers. */
 void http_server_stop(http_server *s, int grace_ms);
 void http_server_free(http_server *s);
+/* Re-reads the certificate and key (SIGHUP); connections accepted from
+ * now on use them, open ones keep theirs. -1 with err (the old pair stays)
+ * when the files do not load or the server has no TLS. */
+int  http_server_tls_reload(http_server *s, char *err, size_t errlen);
+bool http_server_tls(const http_server *s);
 
 #endif

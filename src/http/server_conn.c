@@ -180,8 +180,18 @@ void http_conn_new(worker *w, int fd, const sock_addr *peer)
     c->head_len = 0;
     c->req.scanned = 0;
     c->continue_sent = c->closing = c->draining = c->peer_eof = c->backlog = false;
+    c->ssl = NULL;
+    c->tls_ready = false;
+    if (w->s->tls_on && http_conn_tls_new(c) < 0) {
+        close(fd);
+        c->next = w->free_conns;
+        w->free_conns = c;
+        w->nfree++;
+        return;
+    }
     ev_timer_init(&c->timer, conn_timer_fire, c);
     if (ev_io_add(w->loop, fd, EV_READ | EV_WRITE, conn_io, c) < 0) {
+        http_conn_tls_close(c);
         close(fd);
         c->next = w->free_conns;
         w->free_conns = c;
@@ -204,6 +214,7 @@ void http_conn_close(conn *c)
     worker *w = c->w;
     ev_timer_stop(w->loop, &c->timer);
     ev_io_del(w->loop, c->fd);
+    http_conn_tls_close(c);
     close(c->fd);
     c->fd = -1;
     if (c->prev)
@@ -246,7 +257,7 @@ static int conn_read(conn *c)
             c->backlog = true;
             return 0;
         }
-        ssize_t n = buf_read_fd(&c->in, c->fd, READ_CHUNK);
+        ssize_t n = c->ssl ? http_conn_tls_read(c) : buf_read_fd(&c->in, c->fd, READ_CHUNK);
         if (n > 0)
             continue;
         if (n == 0) {
@@ -268,7 +279,7 @@ static int conn_read(conn *c)
 static int conn_flush(conn *c)
 {
     while (c->out.len) {
-        ssize_t n = buf_write_fd(&c->out, c->fd);
+        ssize_t n = c->ssl ? http_conn_tls_write(c) : buf_write_fd(&c->out, c->fd);
         if (n > 0)
             continue;
         if (n < 0 && errno == EINTR)
@@ -286,6 +297,7 @@ static int conn_flush(conn *c)
         /* Half-close and wait for the peer's EOF: closing with unread input
          * would send a RST that can destroy the response in flight. */
         if (!c->draining) {
+            http_conn_tls_close(c);   /* close_notify, then plain bytes only */
             shutdown(c->fd, SHUT_WR);
             c->draining = true;
             set_timer(c, T_LINGER, true);
@@ -334,6 +346,7 @@ static void dispatch(conn *c, const char *body, size_t blen)
     x->base = base;
     x->peer = &c->peer;
     x->worker = w->idx;
+    x->srv = s;
     x->out = &c->out;
     x->stopping = &s->stopping;
     x->keep_alive = r->h.keep_alive && !w->stopping && !c->peer_eof;
@@ -347,7 +360,9 @@ static void dispatch(conn *c, const char *body, size_t blen)
         error_and_close(c, 500, "out of memory");
         return;
     }
-    http_router_run(s->o.router, x, base + r->path.off, r->path.len);
+    /* The guard (admin APIs) answers a refused request itself: no handler runs. */
+    if (http_guard_check(x, &s->o.guard, s->tls_on) == 0)
+        http_router_run(s->o.router, x, base + r->path.off, r->path.len);
     if (!x->keep_alive)
         c->closing = true;
     uint64_t us = ev_monotonic_us() - t0;
@@ -446,7 +461,9 @@ static void conn_arm(conn *c)
 {
     if (c->draining)
         return;
-    if (c->head_len)
+    if (c->ssl && !c->tls_ready)
+        set_timer(c, T_HEADER, false);            /* the handshake counts as the head */
+    else if (c->head_len)
         set_timer(c, T_IO, true);                 /* body: progress re-arms */
     else if (c->in.len)
         set_timer(c, T_HEADER, false);            /* a head from its first byte */

@@ -33,6 +33,9 @@ struct http_ctx {
     size_t        body_len;
     const sock_addr *peer;
     unsigned      worker;
+    http_server  *srv;
+    http_role     role;          /* granted by http_ctx_authorize */
+    const char   *request_id;    /* lazily made by http_ctx_request_id */
     const http_route_ent *route;
     const char   *route_pattern;
     unsigned      nparams;
