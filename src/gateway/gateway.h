@@ -96,6 +96,11 @@ typedef struct gw_config {
     bool     yield_after_batch;     /* give the CPU to runnable peers after a busy iteration */
     char    *admin;                 /* admin API address, NULL: off */
     char    *admin_token;           /* required when admin is not loopback */
+    char    *admin_read_token;      /* read-only role on the admin API */
+    char   **admin_allowed_hosts;   /* Host names accepted besides IPs and localhost */
+    size_t   nadmin_allowed_hosts;
+    char    *admin_tls_cert;        /* both set: the admin API speaks https */
+    char    *admin_tls_key;
     /* timeouts */
     uint64_t client_header_timeout_us;
     uint64_t client_idle_timeout_us;

@@ -9,9 +9,12 @@
  * reclaimed under it and this thread is not one of the workers whose
  * quiescent stamps protect them.
  *
- * Authentication: a bearer token guards /api/ whenever one is configured;
- * gw_admin_start refuses to listen beyond loopback without one. /health
- * and /metrics stay open for probes and Prometheus. */
+ * Authentication: tokens guard /api/ whenever one is configured: the read
+ * token the views (pools, routes, audit), the admin token every change;
+ * gw_admin_start refuses to listen beyond loopback without an admin token.
+ * /health and /metrics stay open for probes and Prometheus. The shared
+ * guard (src/http) refuses cross-site and rebinding requests, and every
+ * accepted change leaves one audit event (log + GET /api/v1/audit). */
 #include "gateway/gw_proxy.h"
 
 #include <arpa/inet.h>
@@ -42,10 +45,14 @@ int gw_rt_publish(gw_rt *rt, gw_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-static bool authorized(http_ctx *c, gw_rt *rt)
+static bool authorized_as(http_ctx *c, gw_rt *rt, http_role need)
 {
-    return http_ctx_bearer_ok(c, rt->cfg.admin_token);
+    http_tokens t = { rt->cfg.admin_read_token, rt->cfg.admin_token };
+    return http_ctx_authorize(c, &t, need);
 }
+
+static bool authorized(http_ctx *c, gw_rt *rt) { return authorized_as(c, rt, HTTP_ROLE_READ); }
+static bool admin_ok(http_ctx *c, gw_rt *rt) { return authorized_as(c, rt, HTTP_ROLE_ADMIN); }
 
 static void reply_json(http_ctx *c, int status, json_t *j)
 {
@@ -160,7 +167,7 @@ static json_t *member_json(gw_rt *rt, const char *pool, const char *id)
 static void h_add_backend(http_ctx *c, void *arg)
 {
     gw_rt *rt = arg;
-    if (!authorized(c, rt))
+    if (!admin_ok(c, rt))
         return;
     const char *pool = http_ctx_param(c, "pool");
     size_t len;
@@ -183,14 +190,14 @@ static void h_add_backend(http_ctx *c, void *arg)
     }
     json_t *j = member_json(rt, pool, id);
     pthread_mutex_unlock(&rt->edit_lock);
-    log_info("backend %s added to pool %s", id, pool);
+    http_audit(c, NULL, "backend %s added to pool %s", id, pool);
     reply_json(c, 201, j ? j : json_pack("{s:s}", "id", id));
 }
 
 static void h_patch_backend(http_ctx *c, void *arg)
 {
     gw_rt *rt = arg;
-    if (!authorized(c, rt))
+    if (!admin_ok(c, rt))
         return;
     const char *pool = http_ctx_param(c, "pool"), *id = http_ctx_param(c, "id");
     size_t len;
@@ -211,6 +218,7 @@ static void h_patch_backend(http_ctx *c, void *arg)
     }
     json_t *j = member_json(rt, pool, id);
     pthread_mutex_unlock(&rt->edit_lock);
+    http_audit(c, NULL, "backend %s in pool %s changed (weight or state)", id, pool);
     reply_json(c, 200, j ? j : json_pack("{s:s}", "id", id));
 }
 
@@ -246,7 +254,7 @@ static int remove_now(gw_rt *rt, const char *pool, const char *id, gw_api_result
 static void h_delete_backend(http_ctx *c, void *arg)
 {
     gw_rt *rt = arg;
-    if (!authorized(c, rt))
+    if (!admin_ok(c, rt))
         return;
     const char *pool = http_ctx_param(c, "pool"), *id = http_ctx_param(c, "id");
     const char *drain = http_ctx_query(c, "drain");
@@ -272,7 +280,7 @@ static void h_delete_backend(http_ctx *c, void *arg)
             reply_result(c, &res);
             return;
         }
-        log_info("backend %s removed from pool %s", id, pool);
+        http_audit(c, NULL, "backend %s removed from pool %s", id, pool);
         char body[200];
         int n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"state\":\"removed\"}", id);
         http_reply_json(c, 200, body, (size_t)n);
@@ -301,7 +309,8 @@ static void h_delete_backend(http_ctx *c, void *arg)
     atomic_store(&m->state, GW_ST_DRAINING);
     uint32_t inflight = atomic_load(&m->inflight);
     pthread_mutex_unlock(&rt->edit_lock);
-    log_info("draining %s in pool %s (%u in flight, up to %s)", id, pool, inflight, drain);
+    http_audit(c, NULL, "backend %s draining from pool %s (%u in flight, up to %s)",
+               id, pool, inflight, drain);
     char body[256];
     int n = snprintf(body, sizeof body,
                      "{\"id\":\"%s\",\"state\":\"draining\",\"in_flight\":%u,\"drain_s\":%.3f}",
@@ -352,7 +361,7 @@ static void h_routes(http_ctx *c, void *arg)
 static void h_put_routes(http_ctx *c, void *arg)
 {
     gw_rt *rt = arg;
-    if (!authorized(c, rt))
+    if (!admin_ok(c, rt))
         return;
     size_t len;
     const char *body = http_ctx_body(c, &len);
@@ -370,19 +379,23 @@ static void h_put_routes(http_ctx *c, void *arg)
     }
     json_t *j = gw_api_routes_json(&rt->cfg);
     pthread_mutex_unlock(&rt->edit_lock);
-    log_info("routes replaced through the API");
+    http_audit(c, NULL, "routes replaced (%zu routes)", rt->cfg.nroutes);
     reply_json(c, 200, j);
 }
 
-static bool is_loopback(const sock_addr *a)
+static void h_audit(http_ctx *c, void *arg)
 {
-    const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
-    if (sa->sa_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-    if (sa->sa_family == AF_INET6)
-        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-    return false;
+    gw_rt *rt = arg;
+    if (!authorized(c, rt))
+        return;
+    buf b;
+    buf_init(&b);
+    http_server_audit_json(rt->admin, &b);
+    http_reply_buf_json(c, 200, &b);
+    buf_free(&b);
 }
+
+static const char *const open_paths[] = { "/health", "/metrics", NULL };
 
 static http_router *admin_router;
 
@@ -394,11 +407,9 @@ int gw_admin_start(gw_rt *rt, char *err, size_t errlen)
     memset(&o, 0, sizeof o);
     if (sock_addr_parse(rt->cfg.admin, &o.listen, err, errlen) < 0)
         return -1;
-    if (!is_loopback(&o.listen) && (!rt->cfg.admin_token || !*rt->cfg.admin_token)) {
-        snprintf(err, errlen, "admin: %s is not a loopback address; set admin_token "
-                 "(HSCALE_GATEWAY_ADMIN_TOKEN) to expose the runtime API", rt->cfg.admin);
+    if (http_listen_check(&o.listen, rt->cfg.admin_token && *rt->cfg.admin_token, "gateway.admin",
+                          "admin_token (HSCALE_GATEWAY_ADMIN_TOKEN)", err, errlen) < 0)
         return -1;
-    }
     http_router *r = http_router_new();
     if (!r) {
         snprintf(err, errlen, "out of memory");
@@ -413,10 +424,19 @@ int gw_admin_start(gw_rt *rt, char *err, size_t errlen)
     http_route(r, "DELETE", "/api/v1/pools/{pool}/backends/{id}", h_delete_backend, rt);
     http_route(r, "GET", "/api/v1/routes", h_routes, rt);
     http_route(r, "PUT", "/api/v1/routes", h_put_routes, rt);
+    http_route(r, "GET", "/api/v1/audit", h_audit, rt);
     o.name = "gateway-admin";
     o.workers = 1;
     o.router = r;
     o.limits.max_body = 1 << 20;
+    o.limits.max_headers = 32;
+    o.limits.max_head = 16384;
+    o.guard = (http_guard_opts){ .enabled = true, .allowed_hosts = rt->cfg.admin_allowed_hosts,
+                                 .nallowed_hosts = rt->cfg.nadmin_allowed_hosts,
+                                 .open_paths = open_paths,
+                                 .hosts_setting = "gateway.admin_allowed_hosts" };
+    o.tls_cert = rt->cfg.admin_tls_cert;
+    o.tls_key = rt->cfg.admin_tls_key;
     rt->admin = http_server_new(&o, err, errlen);
     if (!rt->admin || http_server_start(rt->admin, err, errlen) < 0) {
         http_router_free(r);

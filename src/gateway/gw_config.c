@@ -199,7 +199,19 @@ static const cfg_field gw_fields[] = {
     { .key = "admin", .type = CFG_ADDR, .offset = offsetof(gw_config, admin),
       .env = "HSCALE_GATEWAY_ADMIN", .help = "admin API listener (unset: off)" },
     { .key = "admin_token", .type = CFG_STRING, .offset = offsetof(gw_config, admin_token),
-      .env = "HSCALE_GATEWAY_ADMIN_TOKEN", .help = "bearer token for the admin API" },
+      .env = "HSCALE_GATEWAY_ADMIN_TOKEN",
+      .help = "admin bearer token for the admin API: every change (required off loopback)" },
+    { .key = "admin_read_token", .type = CFG_STRING, .offset = offsetof(gw_config, admin_read_token),
+      .env = "HSCALE_GATEWAY_ADMIN_READ_TOKEN",
+      .help = "read-only bearer token for the admin API (pools, routes, audit); needs admin_token" },
+    { .key = "admin_allowed_hosts", .type = CFG_STRLIST, .offset = offsetof(gw_config, admin_allowed_hosts),
+      .count_offset = offsetof(gw_config, nadmin_allowed_hosts), .env = "HSCALE_GATEWAY_ADMIN_ALLOWED_HOSTS",
+      .help = "Host names the admin API answers besides IP addresses and localhost (DNS-rebinding guard)" },
+    { .key = "admin_tls_cert", .type = CFG_STRING, .offset = offsetof(gw_config, admin_tls_cert),
+      .env = "HSCALE_GATEWAY_ADMIN_TLS_CERT",
+      .help = "PEM certificate (chain) file: the admin API speaks https; reloaded on SIGHUP" },
+    { .key = "admin_tls_key", .type = CFG_STRING, .offset = offsetof(gw_config, admin_tls_key),
+      .env = "HSCALE_GATEWAY_ADMIN_TLS_KEY", .help = "PEM private key file of admin_tls_cert" },
     { .key = "client_header_timeout", .type = CFG_DURATION, .offset = offsetof(gw_config, client_header_timeout_us),
       .def = "10s", .min = 0.001, .max = 3600, .help = "whole request head must arrive within this (slowloris)" },
     { .key = "client_idle_timeout", .type = CFG_DURATION, .offset = offsetof(gw_config, client_idle_timeout_us),
@@ -261,6 +273,13 @@ static int gw_validate(void *obj, cfg_error *err)
 {
     const gw_config *c = obj;
     char key[64];
+    if (c->admin_read_token && c->admin_read_token[0] && !(c->admin_token && c->admin_token[0]))
+        return bad(err, "admin_read_token", "needs admin_token too (otherwise changes %s)",
+                   "would be open");
+    if (!c->admin_tls_cert != !c->admin_tls_key)
+        return bad(err, c->admin_tls_cert ? "admin_tls_key" : "admin_tls_cert",
+                   "TLS needs both admin_tls_cert and admin_tls_key, got only %s",
+                   c->admin_tls_cert ? "the certificate" : "the key");
     for (size_t i = 0; i < c->npools; i++)
         for (size_t j = 0; j < i; j++)
             if (strcmp(c->pools[i].name, c->pools[j].name) == 0) {

@@ -23,6 +23,7 @@
 
 #include "core/log.h"
 #include "gateway/gw_proxy.h"
+#include "http/server.h"
 
 static unsigned core_count(void)
 {
@@ -32,6 +33,14 @@ static unsigned core_count(void)
 
 static void reload(gw_rt *rt, gw_reload_fn *fn, void *arg)
 {
+    char terr[512];
+    /* The certificate first: it may be renewed with no config file. */
+    if (rt->admin && http_server_tls(rt->admin)) {
+        if (http_server_tls_reload(rt->admin, terr, sizeof terr) < 0)
+            log_error("admin TLS reload refused, keeping the old certificate: %s", terr);
+        else
+            log_info("admin TLS certificate reloaded");
+    }
     if (!fn) {
         log_warn("SIGHUP ignored: running from flags, no config file to reload");
         return;
@@ -55,6 +64,7 @@ static void reload(gw_rt *rt, gw_reload_fn *fn, void *arg)
     }
     log_info("configuration reloaded (%zu pools, %zu routes)",
              rt->cfg.npools, rt->cfg.nroutes);
+
 }
 
 int gw_run(const gw_config *cfg, gw_reload_fn *reload_fn, void *arg)
