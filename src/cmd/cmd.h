@@ -38,6 +38,10 @@ int cmd_usage_error(const char *usage, const char *cmdname, const char *fmt, ...
     __attribute__((format(printf, 3, 4)));
 /* True when argv holds -h or --help (before any "--"). */
 int cmd_wants_help(int argc, char **argv);
+/* Takes "--ca-file FILE" (or --ca-file=FILE) out of argv (argc shrinks)
+ * and makes https clients trust FILE; HSCALE_CA_FILE otherwise. -1 with a
+ * message on stderr when the flag has no value. */
+int cmd_take_ca_file(int *argc, char **argv, const char *cmdname);
 
 /* The control plane's part of a config file: the single-service form
  * (control + autoscaling) or the services list (fleet.c). */

@@ -27,8 +27,9 @@ static const char usage[] =
     "  --listen ADDR        scaling API listener (default 127.0.0.1:8081)\n"
     "  --gateway URL        gateway admin API, e.g. http://127.0.0.1:8082\n"
     "                       (default: none, instances are not registered)\n"
-    "  --gateway-token T    bearer token for the gateway admin API\n"
-    "  --token T            bearer token required by the scaling API\n"
+    "  --gateway-token-file F  file holding the gateway admin API's token\n"
+    "  --token-file F       file holding the admin token the API requires\n"
+    "                       (tokens never go on the command line: ps shows it)\n"
     "  --pool NAME          gateway pool the instances join (default: default)\n"
     "  --instances N        instances at start (default 3)\n"
     "  --command CMD        instance command; {port} {host} {id} {version}\n"
@@ -50,7 +51,9 @@ static const char usage[] =
     "autoscaler (section autoscaling:) is off unless the file or\n"
     "AUTO_SCALING_ENABLED=true turns it on; `hscale up` runs it on.\n"
     "Environment: HSCALE_CONTROL_LISTEN, HSCALE_CONTROL_GATEWAY,\n"
-    "HSCALE_CONTROL_TOKEN, HSCALE_CONTROL_POOL, HSCALE_CONTROL_INSTANCES,\n"
+    "HSCALE_CONTROL_TOKEN, HSCALE_CONTROL_READ_TOKEN, HSCALE_CONTROL_GATEWAY_TOKEN,\n"
+    "HSCALE_CONTROL_TLS_CERT, HSCALE_CONTROL_TLS_KEY (see docs/security.md),\n"
+    "HSCALE_CONTROL_POOL, HSCALE_CONTROL_INSTANCES,\n"
     "HSCALE_CONTROL_DRIVER, HSCALE_CONTROL_COMMAND, HSCALE_CONTROL_STATE_DIR,\n"
     "HSCALE_CONTROL_SD_FILE (Prometheus targets, default\n"
     "hscale-data/prometheus/targets.json).\n";
@@ -70,7 +73,8 @@ static cfg_schema file_schema = { "hscale", file_fields, 0, file_validate };
 /* Flag name -> config path. */
 static const struct { const char *flag, *path; } flag_paths[] = {
     { "--listen", "control.listen" },           { "--gateway", "control.gateway" },
-    { "--gateway-token", "control.gateway_token" }, { "--token", "control.token" },
+    { "--gateway-token-file", "control.gateway_token_file" },
+    { "--token-file", "control.token_file" },
     { "--pool", "control.pool" },               { "--instances", "control.instances" },
     { "--command", "control.template.command" }, { "--version", "control.template.version" },
     { "--ready-path", "control.template.ready_path" }, { "--driver", "control.driver" },
@@ -104,6 +108,12 @@ int cmd_control(int argc, char **argv)
             for (k = 0; k < NFLAGS; k++)
                 if (strlen(flag_paths[k].flag) == nlen && strncmp(a, flag_paths[k].flag, nlen) == 0)
                     break;
+        if (!is_config && k == NFLAGS && ((nlen == 7 && strncmp(a, "--token", 7) == 0)
+                                          || (nlen == 15 && strncmp(a, "--gateway-token", 15) == 0)))
+            return cmd_usage_error(usage, "control", "%.*s is gone: a token on the command line "
+                                   "shows in ps; use %.*s-file FILE or the environment "
+                                   "(HSCALE_CONTROL_TOKEN, HSCALE_CONTROL_GATEWAY_TOKEN)",
+                                   (int)nlen, a, (int)nlen, a);
         if (!is_config && k == NFLAGS)
             return cmd_usage_error(usage, "control", "unknown option '%s'", a);
         if (eq && a[0] == '-' && a[1] == '-')

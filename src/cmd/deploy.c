@@ -47,6 +47,7 @@ static const char usage[] =
     "  --max-p95 MS           fail above this p95 (default 500)\n"
     "  --min-requests N       fewer requests than this is inconclusive: hold (50)\n"
     "  --manual               wait for `hscale deploy promote` at each step\n"
+    "  --ca-file FILE         CA bundle for an https control URL (env HSCALE_CA_FILE)\n"
     "  -h, --help             this text\n\n"
     "Exit status: 0 deployed, 1 failed or rolled back (or unreachable), 2 bad usage.\n";
 
@@ -65,7 +66,9 @@ static json_t *call(const client *cl, const char *method, const char *path, cons
         snprintf(url, sizeof url, "%s%s/%s", cl->base, cl->prefix, path + 8);
     else
         snprintf(url, sizeof url, "%s%s", cl->base, path);
-    snprintf(hdr, sizeof hdr, "%s%s", cl->auth, body ? "Content-Type: application/json\r\n" : "");
+    /* Every change says JSON, even without a body: the API refuses others. */
+    bool change = body || strcmp(method, "GET") != 0;
+    snprintf(hdr, sizeof hdr, "%s%s", cl->auth, change ? "Content-Type: application/json\r\n" : "");
     http_result r;
     http_result_init(&r);
     *status = 0;
@@ -306,6 +309,8 @@ int cmd_deploy(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
+    if (cmd_take_ca_file(&argc, argv, "deploy") < 0)
+        return 2;
     if (argc < 2)
         return cmd_usage_error(usage, "deploy", "expected rolling, bluegreen, canary, status, "
                                "promote, pause, resume or rollback");

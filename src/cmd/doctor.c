@@ -23,6 +23,7 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "http/client.h"
+#include "http/server.h"
 
 static const char usage[] =
     "usage: hscale doctor [options]\n"
@@ -36,9 +37,11 @@ static const char usage[] =
     "  --gateway-admin URL   gateway admin API (default: the gateway the control\n"
     "                        plane reports, else http://127.0.0.1:8082)\n"
     "  --prometheus URL      also check Prometheus and its targets\n"
-    "  --token T             bearer token of the control API (and of the\n"
-    "                        gateway's unless --gateway-token)\n"
-    "  --gateway-token T     bearer token of the gateway admin API\n"
+    "  --token-file F        file holding the control API's token (default:\n"
+    "                        env HSCALE_CONTROL_TOKEN); also the gateway's\n"
+    "                        unless --gateway-token-file or HSCALE_GATEWAY_ADMIN_TOKEN\n"
+    "  --gateway-token-file F  file holding the gateway admin API's token\n"
+    "  --ca-file F           CA bundle for https URLs (env HSCALE_CA_FILE)\n"
     "  --timeout DUR         per request (default 2s)\n"
     "  --pool-warn PCT       warn when a database pool is this busy (default 80)\n"
     "  --json                print the findings as JSON\n"
@@ -419,7 +422,7 @@ static int parse_args(int argc, char **argv, doc_opts *o)
             continue;
         }
         static const char *const with_value[] = { "--control", "--gateway-admin", "--prometheus",
-                                                  "--token", "--gateway-token", "--timeout",
+                                                  "--token-file", "--gateway-token-file", "--timeout",
                                                   "--pool-warn" };
         size_t k, nk = sizeof with_value / sizeof with_value[0];
         const char *v = NULL;
@@ -436,14 +439,23 @@ static int parse_args(int argc, char **argv, doc_opts *o)
                 break;
             }
         }
+        if (k == nk && (strcmp(a, "--token") == 0 || strcmp(a, "--gateway-token") == 0))
+            return cmd_usage_error(usage, "doctor", "%s is gone: a token on the command line "
+                                   "shows in ps; use %s-file FILE or the environment", a, a);
         if (k == nk)
             return cmd_usage_error(usage, "doctor", "unknown option '%s'", a);
         switch (k) {
         case 0: o->control = v; break;
         case 1: o->gateway = v; break;
         case 2: o->prometheus = v; break;
-        case 3: o->token = v; break;
-        case 4: o->gw_token = v; break;
+        case 3: case 4: {
+            char err[300];
+            char *t = http_token_read_file(v, err, sizeof err);
+            if (!t)
+                return cmd_usage_error(usage, "doctor", "%s: %s", a, err);
+            *(k == 3 ? &o->token : &o->gw_token) = t;   /* lives until exit */
+            break;
+        }
         case 5: {
             uint64_t us;
             char err[160];
@@ -482,6 +494,10 @@ int cmd_doctor(int argc, char **argv)
     }
     doctor d = { .o = { .control = "http://127.0.0.1:8081", .timeout_ms = 2000,
                         .pool_warn = 80 } };
+    if (cmd_take_ca_file(&argc, argv, "doctor") < 0)
+        return 2;
+    d.o.token = getenv("HSCALE_CONTROL_TOKEN");
+    d.o.gw_token = getenv("HSCALE_GATEWAY_ADMIN_TOKEN");
     int rc = parse_args(argc, argv, &d.o);
     if (rc)
         return rc;

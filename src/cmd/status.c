@@ -29,6 +29,7 @@ static const char usage[] =
     "                    ({\"services\":[...]} of those when there are several)\n"
     "  --watch [S]       redraw every S seconds (default 2) until interrupted\n"
     "  -h, --help        this text\n\n"
+    "  --ca-file FILE    CA bundle for an https URL (env HSCALE_CA_FILE)\n\n"
     "The bearer token, when the API has one, is read from HSCALE_CONTROL_TOKEN.\n"
     "Exit status 1 when the control plane cannot be reached.\n";
 
@@ -236,6 +237,8 @@ int cmd_status(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
+    if (cmd_take_ca_file(&argc, argv, "status") < 0)
+        return 2;
     const char *base = getenv("HSCALE_CONTROL_URL");
     if (!base || !*base)
         base = "http://127.0.0.1:8081";

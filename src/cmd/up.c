@@ -37,6 +37,7 @@
 #include "core/proc.h"
 #include "core/sock.h"
 #include "cmd/up_int.h"
+#include "http/server.h"
 
 static const char usage[] =
     "usage: hscale up [options]\n\n"
@@ -192,6 +193,22 @@ int cmd_up(int argc, char **argv)
         up_config_free(&u);
         return EXIT_USAGE;
     }
+    /* Both listeners that take changes are refused off loopback without a
+     * token, before anything is seeded or started. */
+    char lerr[512];
+    sock_addr la;
+    if (sock_addr_parse(u.gateway.admin, &la, lerr, sizeof lerr) < 0
+        || http_listen_check(&la, u.gateway.admin_token && u.gateway.admin_token[0],
+                             "gateway.admin (up --admin)",
+                             "gateway.admin_token (HSCALE_GATEWAY_ADMIN_TOKEN)", lerr, sizeof lerr) < 0
+        || sock_addr_parse(u.fl.control.listen, &la, lerr, sizeof lerr) < 0
+        || http_listen_check(&la, u.fl.control.token && u.fl.control.token[0],
+                             "control.listen (up --control)",
+                             "control.token_file or HSCALE_CONTROL_TOKEN", lerr, sizeof lerr) < 0) {
+        fprintf(stderr, "hscale up: %s\n", lerr);
+        up_config_free(&u);
+        return EXIT_USAGE;
+    }
     log_init_from_env();
     log_set_component("up");
     if (seed_once(f.data, up_runs_reference_app(&u)) < 0) {
@@ -205,6 +222,7 @@ int cmd_up(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -254,6 +272,11 @@ int cmd_up(int argc, char **argv)
         sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGINT || sig == SIGTERM)
             break;
+        if (sig == SIGHUP) {
+            ctl_tls_reload(cc);
+            if (gw > 0)
+                kill(gw, SIGHUP);
+        }
         int st;
         if (gw > 0 && proc_reap(gw, &st) == 1) {
             log_warn("gateway (pid %d) exited (status %d); restarting in %llu ms", (int)gw, st,

@@ -12,6 +12,9 @@
 #include "cmd/up_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,7 +198,13 @@ int up_gateway_write(const up_file *u, const char *path, char *err, size_t errle
     buf_append_str(&b, "{\"gateway\":");
     cfg_to_json(&gw_config_schema, &u->gateway, &b);
     buf_append_str(&b, "}\n");
-    FILE *fp = fopen(path, "w");
+    /* 0600: it holds the admin token when there is one */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *fp = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (fd >= 0 && !fp)
+        close(fd);
+    if (fp)
+        fchmod(fd, 0600);   /* an older file may have been readable by others */
     bool ok = fp && fwrite(buf_head(&b), 1, b.len, fp) == b.len;
     if (fp)
         ok = fclose(fp) == 0 && ok;

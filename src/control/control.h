@@ -56,11 +56,20 @@ typedef enum { CTL_DRIVER_PROCESS, CTL_DRIVER_EXEC } ctl_driver_kind;
 
 typedef struct ctl_config {
     char    *listen;           /* scaling API listener */
-    char    *token;            /* bearer token for the API (NULL: open) */
+    char    *token;            /* admin bearer token for the API (NULL: open) */
+    char    *read_token;       /* read-only bearer token (status, history) */
+    char    *token_file;       /* files the tokens are read from (validate) */
+    char    *read_token_file;
+    char    *gateway_token_file;
+    char   **allowed_hosts;    /* Host names answered besides IPs and localhost */
+    size_t   nallowed_hosts;
+    char    *tls_cert;         /* both set: the API speaks https */
+    char    *tls_key;
     char    *state_dir;        /* logs of children, history */
     char    *sd_file;          /* Prometheus file_sd targets; NULL: none */
     char    *gateway;          /* admin API URL; NULL: no registration */
     char    *gateway_token;
+    char    *gateway_ca_file;  /* CA bundle to verify an https gateway */
     char    *pool;             /* gateway pool the instances join */
     int      weight;           /* weight given to registered instances */
     int      driver;           /* ctl_driver_kind */
@@ -125,6 +134,9 @@ typedef struct ctl_hooks {
     /* Adds routes to the control listener (the scaling API beyond the
      * manager's own); -1 fails ctl_start. */
     int  (*routes)(void *arg, struct http_router *r);
+    /* An accepted change through the API, as one JSON object (an audit
+     * event), to keep with the scaling history. */
+    void (*audit)(void *arg, const char *json, size_t len);
 } ctl_hooks;
 
 typedef struct ctl_control ctl_control;
@@ -158,6 +170,8 @@ typedef struct ctl_service_def {
 ctl_control *ctl_start_services(const ctl_service_def *defs, size_t n, char *err, size_t errlen);
 /* The single-service form: one service named "default". hooks may be NULL. */
 ctl_control *ctl_start(const ctl_config *c, const ctl_hooks *hooks, char *err, size_t errlen);
+/* SIGHUP: re-reads the API's TLS certificate and key (logs the outcome). */
+int          ctl_tls_reload(ctl_control *cc);
 /* The bound API port (useful with port 0). */
 int          ctl_api_port(const ctl_control *cc);
 /* Drains and stops every instance, then the listener. */

@@ -4,12 +4,13 @@
  *   GET  /metrics                    Prometheus text, no token
  *   GET  /api/v1/services            every service with its counts
  *   GET  /api/v1/sd                  Prometheus HTTP SD target groups
+ *   GET  /api/v1/audit               accepted changes on this listener
  *   and for each service, under /api/v1/services/{name}/... or with
  *   ?service=NAME (neither: the first service, "default" in the
  *   single-service form):
  *   GET  /api/v1/scaling/status      desired and actual counts, instances
  *   GET  /api/v1/instances           {"instances":[...]}
- *   POST /api/v1/scaling/desired     {"count":N}: a manual count
+ *   POST /api/v1/scaling/desired     {"count":N}: a manual count (admin)
  *   and the autoscaler's and deploys' paths (ctl_as_api.c, ctl_deploy_api.c).
  *
  * Each service has its own router holding its paths as if it were alone;
@@ -32,12 +33,36 @@
 
 static bool authorized(http_ctx *c, const ctl_api *a)
 {
-    return ctl_api_authorized(c, a->c->token);
+    return ctl_api_authorized(c, a->c, HTTP_ROLE_READ);
 }
 
-bool ctl_api_authorized(http_ctx *c, const char *tok)
+bool ctl_api_authorized(http_ctx *c, const ctl_config *cfg, http_role need)
 {
-    return http_ctx_bearer_ok(c, tok);
+    http_tokens t = { cfg->read_token, cfg->token };
+    return http_ctx_authorize(c, &t, need);
+}
+
+void ctl_api_audit(http_ctx *c, const ctl_hooks *hooks, const char *what)
+{
+    buf ev;
+    buf_init(&ev);
+    http_audit(c, &ev, "%s", what);
+    if (hooks && hooks->audit && ev.len)
+        hooks->audit(hooks->arg, buf_head(&ev), ev.len);
+    buf_free(&ev);
+}
+
+/* The listener's audit ring: every service's accepted changes. */
+static void h_audit(http_ctx *c, void *arg)
+{
+    const ctl_api_set *set = arg;
+    if (!authorized(c, &set->svcs[0]))
+        return;
+    buf b;
+    buf_init(&b);
+    http_server_audit_json(http_ctx_server(c), &b);
+    http_reply_buf_json(c, 200, &b);
+    buf_free(&b);
 }
 
 static void h_health(http_ctx *c, void *arg)
@@ -146,7 +171,7 @@ static void h_sd(http_ctx *c, void *arg)
 static void h_desired(http_ctx *c, void *arg)
 {
     ctl_api *a = arg;
-    if (!authorized(c, a))
+    if (!ctl_api_authorized(c, a->c, HTTP_ROLE_ADMIN))
         return;
     size_t len;
     const char *body = http_ctx_body(c, &len);
@@ -186,6 +211,9 @@ static void h_desired(http_ctx *c, void *arg)
         http_reply_error(c, 503, NULL, "the control plane is stopping");
         return;
     }
+    char what[96];
+    snprintf(what, sizeof what, "scaling: desired count set to %d (was %d)", (int)n, prev);
+    ctl_api_audit(c, a->hooks, what);
     char out[96];
     int k = snprintf(out, sizeof out, "{\"desired\":%d,\"previous\":%d}", (int)n, prev);
     http_reply_json(c, 200, out, (size_t)k);
@@ -297,6 +325,7 @@ http_router *ctl_api_router(ctl_api_set *set)
         || http_route(r, "GET", "/metrics", h_metrics, set) < 0
         || http_route(r, "GET", "/api/v1/sd", h_sd, set) < 0
         || http_route(r, "GET", "/api/v1/services", h_services, set) < 0
+        || http_route(r, "GET", "/api/v1/audit", h_audit, set) < 0
         || http_route(r, NULL, "/api/v1/services/{service}/*", h_service_path, set) < 0
         || http_route(r, NULL, "/api/v1/*", h_default_path, set) < 0
         || ctl_dashboard_routes(r) < 0) {

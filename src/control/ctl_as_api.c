@@ -122,6 +122,22 @@ int ctl_as_set_desired(void *arg, int count, char *err, size_t errlen)
     return rc;
 }
 
+void ctl_as_audit(void *arg, const char *json, size_t len)
+{
+    ctl_autoscaler *as = arg;
+    char err[256];
+    pthread_mutex_lock(&as->mu);
+    if (as->hist && ctl_history_append(as->hist, json, len, err, sizeof err) < 0)
+        log_warn("autoscaler: audit event not kept in the history: %s", err);
+    pthread_mutex_unlock(&as->mu);
+}
+
+static void as_audit(http_ctx *c, ctl_autoscaler *as, const char *what)
+{
+    ctl_hooks h = { .arg = as, .audit = ctl_as_audit };
+    ctl_api_audit(c, &h, what);
+}
+
 /* Every GET here renders under the lock and replies 200 with the JSON. */
 typedef void as_render_fn(ctl_autoscaler *as, buf *b, long param);
 
@@ -189,7 +205,7 @@ static void render_metrics(ctl_autoscaler *as, buf *b, long param)
 static void h_metrics(http_ctx *c, void *arg)
 {
     ctl_autoscaler *as = arg;
-    if (!ctl_api_authorized(c, as->c->token))
+    if (!ctl_api_authorized(c, as->c, HTTP_ROLE_READ))
         return;
     reply_rendered(c, as, render_metrics, 0);
 }
@@ -207,7 +223,7 @@ static void render_history(ctl_autoscaler *as, buf *b, long limit)
 static void h_history(http_ctx *c, void *arg)
 {
     ctl_autoscaler *as = arg;
-    if (!ctl_api_authorized(c, as->c->token))
+    if (!ctl_api_authorized(c, as->c, HTTP_ROLE_READ))
         return;
     long limit = 100;
     const char *q = http_ctx_query(c, "limit");
@@ -231,7 +247,7 @@ static void render_config(ctl_autoscaler *as, buf *b, long param)
 static void h_config_get(http_ctx *c, void *arg)
 {
     ctl_autoscaler *as = arg;
-    if (!ctl_api_authorized(c, as->c->token))
+    if (!ctl_api_authorized(c, as->c, HTTP_ROLE_READ))
         return;
     reply_rendered(c, as, render_config, 0);
 }
@@ -239,7 +255,7 @@ static void h_config_get(http_ctx *c, void *arg)
 static void h_config_put(http_ctx *c, void *arg)
 {
     ctl_autoscaler *as = arg;
-    if (!ctl_api_authorized(c, as->c->token))
+    if (!ctl_api_authorized(c, as->c, HTTP_ROLE_ADMIN))
         return;
     size_t len;
     const char *body = http_ctx_body(c, &len);
@@ -284,7 +300,7 @@ static void h_config_put(http_ctx *c, void *arg)
     if (!was && next.enabled)
         as->resync = true;
     pthread_mutex_unlock(&as->mu);
-    log_info("autoscaler: config replaced through the API");
+    as_audit(c, as, "autoscaling: configuration replaced");
     reply_rendered(c, as, render_config, 0);
 }
 
@@ -338,14 +354,14 @@ static void render_recommendations(ctl_autoscaler *as, buf *b, long param)
 static void h_recommendations(http_ctx *c, void *arg)
 {
     ctl_autoscaler *as = arg;
-    if (!ctl_api_authorized(c, as->c->token))
+    if (!ctl_api_authorized(c, as->c, HTTP_ROLE_READ))
         return;
     reply_rendered(c, as, render_recommendations, 0);
 }
 
 static void onoff(http_ctx *c, ctl_autoscaler *as, bool on)
 {
-    if (!ctl_api_authorized(c, as->c->token))
+    if (!ctl_api_authorized(c, as->c, HTTP_ROLE_ADMIN))
         return;
     pthread_mutex_lock(&as->mu);
     bool was = ctl_scaler_enabled(as->sc);
@@ -354,8 +370,7 @@ static void onoff(http_ctx *c, ctl_autoscaler *as, bool on)
     ctl_scaler_set_enabled(as->sc, on);
     as->cfg.enabled = on;
     pthread_mutex_unlock(&as->mu);
-    if (on != was)
-        log_info("autoscaler: %s through the API", on ? "started" : "stopped");
+    as_audit(c, as, on ? "autoscaling: started" : "autoscaling: stopped");
     char out[64];
     int k = snprintf(out, sizeof out, "{\"enabled\":%s,\"previous\":%s}", on ? "true" : "false",
                      was ? "true" : "false");

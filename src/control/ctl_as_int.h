@@ -75,5 +75,7 @@ void     ctl_as_record(ctl_autoscaler *as, const ctl_event *e);
 int      ctl_as_routes(void *arg, struct http_router *r);
 void     ctl_as_status_json(void *arg, buf *out);
 int      ctl_as_set_desired(void *arg, int count, char *err, size_t errlen);
+/* Keeps an audit event (one JSON object) in the scaling history. */
+void     ctl_as_audit(void *arg, const char *json, size_t len);
 
 #endif

@@ -418,7 +418,7 @@ void ctl_autoscaler_hooks(ctl_autoscaler *as, ctl_hooks *out)
 {
     *out = (ctl_hooks){ .arg = as, .decide = as_decide, .set_desired = ctl_as_set_desired,
                         .status_json = ctl_as_status_json, .interval_us = as_interval,
-                        .routes = ctl_as_routes };
+                        .routes = ctl_as_routes, .audit = ctl_as_audit };
 }
 
 void ctl_autoscaler_free(ctl_autoscaler *as)

@@ -13,6 +13,9 @@
 #include <string.h>
 
 #include "http/client.h"
+#include "http/server.h"
+
+#include <stdlib.h>
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -107,7 +110,24 @@ static const cfg_field ctl_fields[] = {
     { .key = "listen", .type = CFG_ADDR, .offset = offsetof(ctl_config, listen),
       .def = "127.0.0.1:8081", .env = "HSCALE_CONTROL_LISTEN", .help = "scaling API listener" },
     { .key = "token", .type = CFG_STRING, .offset = offsetof(ctl_config, token),
-      .env = "HSCALE_CONTROL_TOKEN", .help = "bearer token for the scaling API (unset: open)" },
+      .env = "HSCALE_CONTROL_TOKEN",
+      .help = "admin bearer token of the API: every change (unset: open, loopback only)" },
+    { .key = "token_file", .type = CFG_STRING, .offset = offsetof(ctl_config, token_file),
+      .env = "HSCALE_CONTROL_TOKEN_FILE",
+      .help = "file holding the admin token (first line; mode 600), instead of token" },
+    { .key = "read_token", .type = CFG_STRING, .offset = offsetof(ctl_config, read_token),
+      .env = "HSCALE_CONTROL_READ_TOKEN",
+      .help = "read-only bearer token: status, metrics, history, dashboard (needs token)" },
+    { .key = "read_token_file", .type = CFG_STRING, .offset = offsetof(ctl_config, read_token_file),
+      .env = "HSCALE_CONTROL_READ_TOKEN_FILE", .help = "file holding the read-only token" },
+    { .key = "allowed_hosts", .type = CFG_STRLIST, .offset = offsetof(ctl_config, allowed_hosts),
+      .count_offset = offsetof(ctl_config, nallowed_hosts), .env = "HSCALE_CONTROL_ALLOWED_HOSTS",
+      .help = "Host names the API answers besides IP addresses and localhost (DNS-rebinding guard)" },
+    { .key = "tls_cert", .type = CFG_STRING, .offset = offsetof(ctl_config, tls_cert),
+      .env = "HSCALE_CONTROL_TLS_CERT",
+      .help = "PEM certificate (chain) file: the API speaks https; reloaded on SIGHUP" },
+    { .key = "tls_key", .type = CFG_STRING, .offset = offsetof(ctl_config, tls_key),
+      .env = "HSCALE_CONTROL_TLS_KEY", .help = "PEM private key file of tls_cert" },
     { .key = "state_dir", .type = CFG_STRING, .offset = offsetof(ctl_config, state_dir),
       .def = "hscale-data/control", .env = "HSCALE_CONTROL_STATE_DIR",
       .help = "instance logs and scaling history" },
@@ -118,7 +138,12 @@ static const cfg_field ctl_fields[] = {
       .env = "HSCALE_CONTROL_GATEWAY",
       .help = "gateway admin API URL, e.g. http://127.0.0.1:8082 (unset: no registration)" },
     { .key = "gateway_token", .type = CFG_STRING, .offset = offsetof(ctl_config, gateway_token),
-      .env = "HSCALE_CONTROL_GATEWAY_TOKEN", .help = "bearer token for the gateway admin API" },
+      .env = "HSCALE_CONTROL_GATEWAY_TOKEN", .help = "admin bearer token for the gateway admin API" },
+    { .key = "gateway_token_file", .type = CFG_STRING, .offset = offsetof(ctl_config, gateway_token_file),
+      .env = "HSCALE_CONTROL_GATEWAY_TOKEN_FILE", .help = "file holding gateway_token" },
+    { .key = "gateway_ca_file", .type = CFG_STRING, .offset = offsetof(ctl_config, gateway_ca_file),
+      .env = "HSCALE_CONTROL_GATEWAY_CA_FILE",
+      .help = "PEM CA bundle that signs an https gateway's certificate (unset: the system's)" },
     { .key = "pool", .type = CFG_STRING, .offset = offsetof(ctl_config, pool), .def = "default",
       .env = "HSCALE_CONTROL_POOL", .help = "gateway pool the instances join" },
     { .key = "weight", .type = CFG_INT, .offset = offsetof(ctl_config, weight), .def = "1",
@@ -152,9 +177,42 @@ static const cfg_field ctl_fields[] = {
       .help = "scripts of the exec driver" },
 };
 
+/* token_file and its kind: the file wins, read here so every command
+ * (control, up, --check) sees the same tokens. */
+static int read_token_file(char **tok, const char *file, const char *key, cfg_error *err)
+{
+    if (!file || !file[0])
+        return 0;
+    char e[300];
+    char *t = http_token_read_file(file, e, sizeof e);
+    if (!t) {
+        snprintf(err->key, sizeof err->key, "%s", key);
+        snprintf(err->msg, sizeof err->msg, "%.200s", e);
+        return -1;
+    }
+    free(*tok);
+    *tok = t;
+    return 0;
+}
+
 static int ctl_validate(void *obj, cfg_error *err)
 {
-    const ctl_config *c = obj;
+    ctl_config *c = obj;
+    if (read_token_file(&c->token, c->token_file, "token_file", err) < 0
+        || read_token_file(&c->read_token, c->read_token_file, "read_token_file", err) < 0
+        || read_token_file(&c->gateway_token, c->gateway_token_file, "gateway_token_file", err) < 0)
+        return -1;
+    if (c->read_token && c->read_token[0] && !(c->token && c->token[0])) {
+        snprintf(err->key, sizeof err->key, "read_token");
+        snprintf(err->msg, sizeof err->msg, "needs token (the admin token) too; otherwise "
+                 "changes would be open");
+        return -1;
+    }
+    if (!c->tls_cert != !c->tls_key) {
+        snprintf(err->key, sizeof err->key, c->tls_cert ? "tls_key" : "tls_cert");
+        snprintf(err->msg, sizeof err->msg, "TLS needs both tls_cert and tls_key");
+        return -1;
+    }
     if (c->instances > c->max_instances) {
         snprintf(err->key, sizeof err->key, "instances");
         snprintf(err->msg, sizeof err->msg, "expected at most max_instances (%d), got %d",
@@ -177,7 +235,7 @@ static int ctl_validate(void *obj, cfg_error *err)
         snprintf(url, sizeof url, "%s%s", strstr(c->gateway, "://") ? "" : "http://", c->gateway);
         if (http_url_parse(url, &u, e, sizeof e) < 0) {
             snprintf(err->key, sizeof err->key, "gateway");
-            snprintf(err->msg, sizeof err->msg, "expected http://host:port: %.200s", e);
+            snprintf(err->msg, sizeof err->msg, "expected http(s)://host:port: %.200s", e);
             return -1;
         }
     }

@@ -102,9 +102,9 @@ void ctl_deploy_free(ctl_deployer *d)
     free(d);
 }
 
-const char *ctl_deploy_token(ctl_deployer *d)
+const ctl_config *ctl_deploy_config(ctl_deployer *d)
 {
-    return d->c->token;
+    return d->c;
 }
 
 bool ctl_deploy_busy(ctl_deployer *d, const ctl_config *c)
@@ -306,8 +306,10 @@ static void *deploy_main(void *arg)
 {
     ctl_deployer *d = arg;
     ctl_dep_run *r = &d->run;
-    ctl_dep_event(r, "started", json_pack("{s:s?}", "target_pool",
-                  d->spec.strategy == CTL_DEP_ROLLING ? NULL : r->next_pool),
+    ctl_dep_event(r, "started", json_pack("{s:s?, s:{s:s, s:s, s:s}}", "target_pool",
+                  d->spec.strategy == CTL_DEP_ROLLING ? NULL : r->next_pool,
+                  "requested_by", "role", d->spec.by_role, "peer", d->spec.by_peer,
+                  "request_id", d->spec.by_request_id),
                   "%s deploy of version %s started", ctl_dep_strategy_name(d->spec.strategy),
                   d->spec.version);
     int rc;

@@ -71,6 +71,10 @@ typedef struct ctl_dep_spec {
     double           max_error_delta;    /* points above the stable pool, default 1 */
     double           min_requests;       /* fewer: inconclusive, default 50 */
     bool             auto_promote;       /* canary/blue-green advance alone, default true */
+    /* who asked (the API fills these; the "started" event shows them) */
+    char             by_role[16];
+    char             by_peer[64];
+    char             by_request_id[80];
 } ctl_dep_spec;
 
 /* Fills s from a JSON object (the POST body). 0, or -1 with err naming
@@ -141,7 +145,7 @@ void          ctl_deploy_current_json(ctl_deployer *d, buf *out);
 /* {"events":[...newest first]} */
 void          ctl_deploy_history_json(ctl_deployer *d, size_t limit, buf *out);
 /* The bearer token its API requires (NULL: open). */
-const char   *ctl_deploy_token(ctl_deployer *d);
+const ctl_config *ctl_deploy_config(ctl_deployer *d);
 /* True while a deploy of this deployer runs. */
 bool          ctl_deploy_running(ctl_deployer *d);
 

@@ -23,13 +23,13 @@
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct { ctl_mgr *m; ctl_deployer *d; } reg[DEP_MAX];
 
-static bool ready(http_ctx *c, ctl_deployer *d)
+static bool ready(http_ctx *c, ctl_deployer *d, http_role need)
 {
     if (!d) {
         http_reply_error(c, 503, NULL, "deploys are not available on this control plane");
         return false;
     }
-    return ctl_api_authorized(c, ctl_deploy_token(d));
+    return ctl_api_authorized(c, ctl_deploy_config(d), need);
 }
 
 static void reply_current(http_ctx *c, int status, ctl_deployer *d)
@@ -44,7 +44,7 @@ static void reply_current(http_ctx *c, int status, ctl_deployer *d)
 static void h_create(http_ctx *c, void *arg)
 {
     ctl_deployer *d = arg;
-    if (!ready(c, d))
+    if (!ready(c, d, HTTP_ROLE_ADMIN))
         return;
     size_t len;
     const char *body = http_ctx_body(c, &len);
@@ -54,6 +54,12 @@ static void h_create(http_ctx *c, void *arg)
         http_reply_error(c, 400, field, "%s", err);
         return;
     }
+    snprintf(s.by_role, sizeof s.by_role, "%s", http_role_str(http_ctx_role(c)));
+    sock_addr_format(http_ctx_peer(c), s.by_peer, sizeof s.by_peer);
+    snprintf(s.by_request_id, sizeof s.by_request_id, "%s", http_ctx_request_id(c));
+    char what[160];
+    snprintf(what, sizeof what, "deploy: version %.64s started%s%s", s.version,
+             s.command ? ", new command" : "", s.env ? ", new environment" : "");
     int status;
     if (ctl_deploy_begin(d, &s, &status, err, sizeof err) < 0) {
         const char *f = strncmp(err, "strategy:", 9) == 0 ? "strategy"
@@ -61,20 +67,21 @@ static void h_create(http_ctx *c, void *arg)
         http_reply_error(c, status, f, "%s", err);
         return;
     }
+    http_audit(c, NULL, "%s", what);
     reply_current(c, 202, d);
 }
 
 static void h_current(http_ctx *c, void *arg)
 {
     ctl_deployer *d = arg;
-    if (ready(c, d))
+    if (ready(c, d, HTTP_ROLE_READ))
         reply_current(c, 200, d);
 }
 
 static void h_list(http_ctx *c, void *arg)
 {
     ctl_deployer *d = arg;
-    if (!ready(c, d))
+    if (!ready(c, d, HTTP_ROLE_READ))
         return;
     const char *l = http_ctx_query(c, "limit");
     long limit = l ? strtol(l, NULL, 10) : 100;
@@ -92,7 +99,7 @@ static void h_list(http_ctx *c, void *arg)
 static void h_action(http_ctx *c, void *arg)
 {
     ctl_deployer *d = arg;
-    if (!ready(c, d))
+    if (!ready(c, d, HTTP_ROLE_ADMIN))
         return;
     const char *act = http_ctx_param(c, "action");
     static const char *const names[] = { "pause", "resume", "promote", "rollback" };
@@ -110,6 +117,7 @@ static void h_action(http_ctx *c, void *arg)
         http_reply_error(c, 409, NULL, "%s", err);
         return;
     }
+    http_audit(c, NULL, "deploy: %s requested", names[cmd]);
     reply_current(c, 202, d);
 }
 

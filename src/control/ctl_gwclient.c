@@ -98,7 +98,9 @@ static int call(const ctl_gw *g, const char *method, const char *url, const char
                 http_result *r, const char *what, char *err, size_t errlen)
 {
     char hdr[400], e[256];
-    snprintf(hdr, sizeof hdr, "%s%s", g->auth, body ? "Content-Type: application/json\r\n" : "");
+    /* The admin API takes changes only as JSON, body or not. */
+    bool change = body || (strcmp(method, "GET") != 0 && strcmp(method, "DELETE") != 0);
+    snprintf(hdr, sizeof hdr, "%s%s", g->auth, change ? "Content-Type: application/json\r\n" : "");
     if (http_fetch(method, url, hdr, body, body ? strlen(body) : 0, g->timeout_ms, r,
                    e, sizeof e) < 0) {
         snprintf(err, errlen, "%s: gateway %s unreachable: %s", what, g->base, e);

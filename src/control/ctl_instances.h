@@ -206,9 +206,15 @@ typedef struct ctl_api_set {
     size_t   n;
 } ctl_api_set;
 
-/* Checks the API's bearer token (NULL or "": open); on a mismatch replies
- * 401 and returns false. For handlers added through ctl_hooks.routes. */
-bool         ctl_api_authorized(http_ctx *c, const char *token);
+/* Checks the API's bearer tokens for a role: HTTP_ROLE_READ (views: the
+ * read or the admin token) or HTTP_ROLE_ADMIN (changes: the admin token).
+ * No token configured: open. Otherwise replies 401/403/429 and returns
+ * false. For handlers added through ctl_hooks.routes too. */
+bool         ctl_api_authorized(http_ctx *c, const ctl_config *cfg, http_role need);
+/* One audit event for an accepted change: the log, the control listener's
+ * audit ring (GET /api/v1/audit) and, through hooks->audit, the scaling
+ * history. */
+void         ctl_api_audit(http_ctx *c, const ctl_hooks *hooks, const char *what);
 /* Builds a->router (the service's own paths); -1 when out of memory or a
  * hook's routes fail. */
 int          ctl_api_service_router(ctl_api *a);

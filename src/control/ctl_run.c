@@ -9,6 +9,7 @@
 #include "control/ctl_instances.h"
 #include "control/ctl_deploy.h"
 #include "control/ctl_service.h"
+#include "http/client.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -260,6 +261,11 @@ ctl_control *ctl_start_services(const ctl_service_def *defs, size_t n, char *err
         snprintf(err, errlen, "listen: %s", e);
         goto fail;
     }
+    if (http_listen_check(&listen, c->token && c->token[0], "control.listen",
+                          "token_file or HSCALE_CONTROL_TOKEN (the admin token)", err, errlen) < 0)
+        goto fail;
+    if (c->gateway_ca_file && c->gateway_ca_file[0])
+        http_client_set_ca_file(c->gateway_ca_file);
     for (size_t i = 0; i < n; i++) {
         if (start_service(cc, i, &defs[i], err, errlen) < 0)
             goto fail;
@@ -277,8 +283,14 @@ ctl_control *ctl_start_services(const ctl_service_def *defs, size_t n, char *err
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    static const char *const open_paths[] = { "/health", "/metrics", NULL };
     http_server_opts o = { .name = "control", .listen = listen, .workers = 2,
-                           .router = cc->router };
+                           .router = cc->router,
+                           .limits = { .max_body = 1 << 20, .max_headers = 32, .max_head = 16384 },
+                           .guard = { .enabled = true, .allowed_hosts = c->allowed_hosts,
+                                      .nallowed_hosts = c->nallowed_hosts, .open_paths = open_paths,
+                                      .hosts_setting = "control.allowed_hosts" },
+                           .tls_cert = c->tls_cert, .tls_key = c->tls_key };
     cc->srv = http_server_new(&o, e, sizeof e);
     if (!cc->srv || http_server_start(cc->srv, e, sizeof e) < 0) {
         snprintf(err, errlen, "%s", e);
@@ -376,6 +388,19 @@ void ctl_stop(ctl_control *cc)
     free(cc);
 }
 
+int ctl_tls_reload(ctl_control *cc)
+{
+    char err[512];
+    if (!cc || !cc->srv || !http_server_tls(cc->srv))
+        return 0;
+    if (http_server_tls_reload(cc->srv, err, sizeof err) < 0) {
+        log_error("TLS reload refused, keeping the old certificate: %s", err);
+        return -1;
+    }
+    log_info("TLS certificate reloaded");
+    return 0;
+}
+
 int ctl_run_services(const ctl_service_def *defs, size_t n)
 {
     /* Every thread inherits this mask, so the signal waits for sigwait
@@ -384,6 +409,7 @@ int ctl_run_services(const ctl_service_def *defs, size_t n)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     char err[512];
@@ -393,7 +419,8 @@ int ctl_run_services(const ctl_service_def *defs, size_t n)
         return 1;
     }
     int sig = 0;
-    sigwait(&set, &sig);
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
+        ctl_tls_reload(cc);
     log_info("%s: draining and stopping every instance", sig == SIGINT ? "SIGINT" : "SIGTERM");
     ctl_stop(cc);
     log_info("stopped");

@@ -18,7 +18,9 @@ const char ctl_default_service[] = "default";
 
 /* control: keys every service shares; set them in control:. */
 static const char *const ctl_svc_shared[] = {
-    "listen", "token", "sd_file", "gateway", "gateway_token", NULL,
+    "listen", "token", "sd_file", "gateway", "gateway_token",
+    "read_token", "token_file", "read_token_file", "tls_cert", "tls_key",
+    "gateway_token_file", "gateway_ca_file", NULL,
 };
 
 #define CTL_SVC_MAX_FIELDS 96
@@ -166,7 +168,8 @@ int ctl_services_resolve(ctl_service_cfg *s, size_t n, const ctl_config *shared)
         if (ctl_svc_dup(&c->listen, shared->listen) < 0 || ctl_svc_dup(&c->token, shared->token) < 0
             || ctl_svc_dup(&c->sd_file, shared->sd_file) < 0
             || ctl_svc_dup(&c->gateway, shared->gateway) < 0
-            || ctl_svc_dup(&c->gateway_token, shared->gateway_token) < 0)
+            || ctl_svc_dup(&c->gateway_token, shared->gateway_token) < 0
+            || ctl_svc_dup(&c->read_token, shared->read_token) < 0)
             return -1;
         if ((!c->state_dir || !c->state_dir[0]) && shared->state_dir && shared->state_dir[0]) {
             free(c->state_dir);

@@ -10,7 +10,7 @@
  *
  * Responses are framed by the shared parser: Content-Length, chunked (via
  * http_chunked_feed) or read-to-close; 1xx interim responses are skipped. */
-#include "client.h"
+#include "client_int.h"
 #include "parser.h"
 
 #include <ctype.h>
@@ -35,15 +35,13 @@ int http_url_parse(const char *url, http_url *out, char *err, size_t errlen)
         snprintf(err, errlen, "url: missing");
         return -1;
     }
-    if (strncasecmp(url, "https://", 8) == 0) {
-        snprintf(err, errlen, "url %s: https is not supported, use http://", url);
+    bool tls = strncasecmp(url, "https://", 8) == 0;
+    if (!tls && strncasecmp(url, "http://", 7) != 0) {
+        snprintf(err, errlen, "url %s: expected http[s]://host[:port][/path]", url);
         return -1;
     }
-    if (strncasecmp(url, "http://", 7) != 0) {
-        snprintf(err, errlen, "url %s: expected http://host[:port][/path]", url);
-        return -1;
-    }
-    const char *p = url + 7, *hs, *he;
+    out->tls = tls;
+    const char *p = url + (tls ? 8 : 7), *hs, *he;
     if (*p == '[') {
         hs = p + 1;
         he = strchr(hs, ']');
@@ -70,7 +68,7 @@ int http_url_parse(const char *url, http_url *out, char *err, size_t errlen)
         return -1;
     }
     memcpy(out->host, hs, (size_t)(he - hs));
-    out->port = 80;
+    out->port = tls ? 443 : 80;
     if (*p == ':') {
         p++;
         long port = 0;
@@ -246,11 +244,26 @@ static void on_body(void *arg, const char *p, size_t n)
 
 /* Reads more into in; returns bytes, 0 on EOF, -1 on error or timeout
  * (err filled). */
-static ssize_t read_some(int fd, buf *in, uint64_t deadline, const char *what,
+static ssize_t io_read(fetch_io *io, buf *in)
+{
+    if (!io->ssl)
+        return buf_read_fd(in, io->fd, 16384);
+    if (buf_reserve(in, 16384) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    ssize_t n = http_client_tls_read(io, buf_tail(in), buf_room(in));
+    if (n > 0)
+        buf_commit(in, (size_t)n);
+    return n;
+}
+
+static ssize_t read_some(fetch_io *io, buf *in, uint64_t deadline, const char *what,
                          char *err, size_t errlen)
 {
     for (;;) {
-        ssize_t n = buf_read_fd(in, fd, 16384);
+        io->want = POLLIN;
+        ssize_t n = io_read(io, in);
         if (n >= 0)
             return n;
         if (errno == EINTR)
@@ -259,7 +272,7 @@ static ssize_t read_some(int fd, buf *in, uint64_t deadline, const char *what,
             snprintf(err, errlen, "%s: read: %s", what, strerror(errno));
             return -1;
         }
-        int w = wait_fd(fd, POLLIN, deadline);
+        int w = wait_fd(io->fd, io->want, deadline);
         if (w == 0) {
             snprintf(err, errlen, "%s: timed out waiting for the response", what);
             errno = ETIMEDOUT;
@@ -272,13 +285,16 @@ static ssize_t read_some(int fd, buf *in, uint64_t deadline, const char *what,
     }
 }
 
-static int exchange(int fd, bool pooled, const buf *req, http_method m, uint64_t deadline,
+static int exchange(fetch_io *io, bool pooled, const buf *req, http_method m, uint64_t deadline,
                     const char *what, http_result *out, bool *reuse, char *err, size_t errlen)
 {
     *reuse = false;
     size_t sent = 0;
+    int fd = io->fd;
     while (sent < req->len) {
-        ssize_t n = send(fd, buf_head(req) + sent, req->len - sent, MSG_NOSIGNAL);
+        io->want = POLLOUT;
+        ssize_t n = io->ssl ? http_client_tls_write(io, buf_head(req) + sent, req->len - sent)
+                            : send(fd, buf_head(req) + sent, req->len - sent, MSG_NOSIGNAL);
         if (n > 0) {
             sent += (size_t)n;
             continue;
@@ -286,7 +302,7 @@ static int exchange(int fd, bool pooled, const buf *req, http_method m, uint64_t
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int w = wait_fd(fd, POLLOUT, deadline);
+            int w = wait_fd(fd, io->want, deadline);
             if (w > 0)
                 continue;
             snprintf(err, errlen, "%s: timed out sending the request", what);
@@ -316,7 +332,7 @@ static int exchange(int fd, bool pooled, const buf *req, http_method m, uint64_t
                     break;
             }
             size_t before = in.len;
-            ssize_t n = read_some(fd, &in, deadline, what, err, errlen);
+            ssize_t n = read_some(io, &in, deadline, what, err, errlen);
             if (n < 0) {
                 if (pooled && before == 0 && errno != ETIMEDOUT)
                     rc = XCH_STALE;
@@ -358,7 +374,7 @@ static int exchange(int fd, bool pooled, const buf *req, http_method m, uint64_t
         break;
     case HTTP_BODY_LENGTH:
         while (in.len < resp.h.content_length) {
-            ssize_t n = read_some(fd, &in, deadline, what, err, errlen);
+            ssize_t n = read_some(io, &in, deadline, what, err, errlen);
             if (n <= 0) {
                 if (n == 0)
                     snprintf(err, errlen, "%s: connection closed after %zu of %llu body bytes",
@@ -382,7 +398,7 @@ static int exchange(int fd, bool pooled, const buf *req, http_method m, uint64_t
             buf_consume(&in, (size_t)k);
             if (http_chunked_done(&ch))
                 break;
-            ssize_t n = read_some(fd, &in, deadline, what, err, errlen);
+            ssize_t n = read_some(io, &in, deadline, what, err, errlen);
             if (n <= 0) {
                 if (n == 0)
                     snprintf(err, errlen, "%s: connection closed inside the chunked body", what);
@@ -395,7 +411,7 @@ static int exchange(int fd, bool pooled, const buf *req, http_method m, uint64_t
         for (;;) {
             buf_append(&out->body, buf_head(&in), in.len);
             buf_reset(&in);
-            ssize_t n = read_some(fd, &in, deadline, what, err, errlen);
+            ssize_t n = read_some(io, &in, deadline, what, err, errlen);
             if (n < 0)
                 goto done;
             if (n == 0)
@@ -432,7 +448,7 @@ int http_fetch(const char *method, const char *url, const char *extra_headers,
     bool v6 = strchr(u.host, ':') != NULL;
     int rc = buf_printf(&req, v6 ? "%s %s HTTP/1.1\r\nHost: [%s]" : "%s %s HTTP/1.1\r\nHost: %s",
                         method, u.path, u.host);
-    if (rc >= 0 && u.port != 80)
+    if (rc >= 0 && u.port != (u.tls ? 443 : 80))
         rc = buf_printf(&req, ":%d", u.port);
     if (rc >= 0)
         rc = buf_append_str(&req, "\r\nUser-Agent: hscale\r\n");
@@ -458,7 +474,7 @@ int http_fetch(const char *method, const char *url, const char *extra_headers,
         buf_reset(&out->headers);
         buf_reset(&out->body);
         bool pooled = false;
-        int fd = attempt == 0 ? pool_take(&u.addr) : -1;
+        int fd = attempt == 0 && !u.tls ? pool_take(&u.addr) : -1;
         if (fd >= 0) {
             pooled = true;
         } else {
@@ -472,13 +488,19 @@ int http_fetch(const char *method, const char *url, const char *extra_headers,
             }
             sock_set_nonblock(fd, true);
         }
+        fetch_io io = { .fd = fd, .ssl = NULL, .want = 0 };
+        if (u.tls && http_client_tls_start(&io, u.host, deadline, err, errlen) < 0) {
+            close(fd);
+            break;
+        }
         bool reuse;
-        int x = exchange(fd, pooled, &req, m, deadline, what, out, &reuse, err, errlen);
+        int x = exchange(&io, pooled, &req, m, deadline, what, out, &reuse, err, errlen);
+        http_client_tls_close(&io);
         if (x == XCH_STALE) {
             close(fd);
             continue;     /* the pooled socket was dead: once more, fresh */
         }
-        if (x == XCH_OK && reuse)
+        if (x == XCH_OK && reuse && !u.tls)
             pool_put(&u.addr, fd);
         else
             close(fd);

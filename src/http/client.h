@@ -25,9 +25,10 @@ typedef struct http_url {
     int       port;
     char      path[2048];   /* path + query, "/" at least */
     sock_addr addr;
+    bool      tls;          /* https:// */
 } http_url;
 
-/* Parses "http://host:port/path?query" (https is refused with a message). */
+/* Parses "http[s]://host:port/path?query" (port defaults: 80, 443). */
 int http_url_parse(const char *url, http_url *out, char *err, size_t errlen);
 
 typedef struct http_result {
@@ -49,6 +50,10 @@ bool http_result_header(const http_result *r, const char *name, char *out, size_
 int http_fetch(const char *method, const char *url, const char *extra_headers,
                const void *body, size_t len, int timeout_ms,
                http_result *out, char *err, size_t errlen);
+/* The CA bundle (PEM) https peers must chain to; NULL or "": the
+ * system's store. Until called, HSCALE_CA_FILE is used when set. The peer
+ * is always verified, its name or IP address included. */
+void http_client_set_ca_file(const char *path);
 /* Closes this thread's idle fetch connections. */
 void http_fetch_pool_clear(void);
 

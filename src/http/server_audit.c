@@ -81,12 +81,17 @@ void http_audit(http_ctx *c, buf *json_out, const char *fmt, ...)
     const char *role = http_role_str(c->role);
     log_info("audit: %s role=%s peer=%s request_id=%s", what, role, peer, rid);
 
+    /* The shape of the control plane's history events (time in Unix
+     * seconds, kind, reason), so the dashboard and status show them too. */
+    char reason[700];
+    snprintf(reason, sizeof reason, "%s (%s, from %s)", what, role, peer);
     buf b;
     buf_init(&b);
-    buf_append_str(&b, "{");
-    field(&b, "time", when, true);
-    field(&b, "event", "audit", false);
+    buf_printf(&b, "{\"time\":%lld.%03ld", (long long)ts.tv_sec, ts.tv_nsec / 1000000);
+    field(&b, "kind", "audit", false);
+    field(&b, "when", when, false);
     field(&b, "what", what, false);
+    field(&b, "reason", reason, false);
     field(&b, "role", role, false);
     field(&b, "peer", peer, false);
     field(&b, "request_id", rid, false);

@@ -17,7 +17,7 @@ from conftest import free_port, read_log, run_hscale, wait_port
 def api(port, method, path, body=None, token=None, timeout=5):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     headers = {}
-    if body is not None:
+    if body is not None or method != "GET":    # the API takes changes only as JSON
         headers["Content-Type"] = "application/json"
         if not isinstance(body, (bytes, str)):
             body = json.dumps(body)
@@ -67,11 +67,11 @@ def alive(pid):
         return False
 
 
-def start_control(procs, tmp_path, *extra, instances=2):
+def start_control(procs, tmp_path, *extra, instances=2, env=None):
     port = free_port()
     p = procs.hscale("control", "--listen", f"127.0.0.1:{port}", "--instances", str(instances),
                      "--state-dir", str(tmp_path / "control"), "--drain-timeout", "3s", *extra,
-                     cwd=str(tmp_path))
+                     cwd=str(tmp_path), env=env)
     wait_port(port, proc=p, timeout=20)
     return p, port
 
@@ -159,7 +159,7 @@ def test_control_alone_scales_restarts_and_stops_clean(procs, tmp_path):
 
 
 def test_token_protects_the_api(procs, tmp_path):
-    p, port = start_control(procs, tmp_path, "--token", "t0k", instances=0)
+    p, port = start_control(procs, tmp_path, instances=0, env={"HSCALE_CONTROL_TOKEN": "t0k"})
     code, body = api(port, "GET", "/api/v1/instances")
     assert code == 401 and body["field"] == "Authorization"
     code, body = api(port, "POST", "/api/v1/scaling/desired", {"count": 1})
@@ -235,7 +235,8 @@ def test_with_gateway_scale_under_load_drops_nothing(procs, tmp_path):
     wait_port(aport, proc=gw)
     wait_port(gport, proc=gw)
     p, port = start_control(procs, tmp_path, "--gateway", f"http://127.0.0.1:{aport}",
-                            "--gateway-token", "gwtok", "--pool", "app", instances=2)
+                            "--pool", "app", instances=2,
+                            env={"HSCALE_CONTROL_GATEWAY_TOKEN": "gwtok"})
 
     def members():
         conn = http.client.HTTPConnection("127.0.0.1", aport, timeout=5)

@@ -128,7 +128,7 @@ def test_dashboard_shows_live_instances_and_charts(procs, tmp_path):
 
 @needs_chromium
 def test_dashboard_asks_for_the_token_and_uses_it(procs, tmp_path):
-    _, port = start_control(procs, tmp_path, "--token", "s3cret", instances=1)
+    _, port = start_control(procs, tmp_path, instances=1, env={"HSCALE_CONTROL_TOKEN": "s3cret"})
     wait_until(lambda: len(ready_instances(port, token="s3cret")) == 1, what="1 ready")
     assert api(port, "GET", "/")[0] == 200            # the page holds no data
     dom = chromium(tmp_path, f"http://127.0.0.1:{port}/", "--dump-dom", budget_ms=3000)

@@ -14,9 +14,9 @@ from test_control import api, ready_instances, start_control, wait_until
 from test_dashboard import start_stack
 
 
-def doctor(port, *extra):
+def doctor(port, *extra, env=None):
     return run_hscale("doctor", "--control", f"http://127.0.0.1:{port}", "--timeout", "1s",
-                      *extra, timeout=60)
+                      *extra, timeout=60, env=env)
 
 
 def test_usage_errors():
@@ -106,13 +106,13 @@ def test_doctor_on_a_stack(procs, tmp_path):
 
 
 def test_token_and_missing_gateway(procs, tmp_path):
-    _, port = start_control(procs, tmp_path, "--token", "s3cret", instances=1)
+    _, port = start_control(procs, tmp_path, instances=1, env={"HSCALE_CONTROL_TOKEN": "s3cret"})
     wait_until(lambda: len(ready_instances(port, token="s3cret")) == 1, what="1 ready")
     dead_gw = f"http://127.0.0.1:{free_port()}"
     r = doctor(port, "--gateway-admin", dead_gw)
     assert r.returncode == 1
     assert re.search(r"^FAIL\s+control\s+.*answered 401", r.stdout, re.M), r.stdout
-    r = doctor(port, "--token", "s3cret", "--gateway-admin", dead_gw, "--json")
+    r = doctor(port, "--gateway-admin", dead_gw, "--json", env={"HSCALE_CONTROL_TOKEN": "s3cret"})
     rep = json.loads(r.stdout)
     by_check = {(c["check"], c["status"]) for c in rep["checks"]}
     assert ("control", "ok") in by_check and ("instance", "ok") in by_check, rep

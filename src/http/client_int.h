@@ -1,0 +1,29 @@
+/* client_int.h -- what client.c (http_fetch) and client_tls.c share: one
+ * connection's I/O, plain or TLS. Private to src/http. */
+#ifndef HSCALE_HTTP_CLIENT_INT_H
+#define HSCALE_HTTP_CLIENT_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "client.h"
+
+typedef struct fetch_io {
+    int            fd;
+    struct ssl_st *ssl;    /* NULL: plain TCP */
+    short          want;   /* after EAGAIN from TLS: POLLIN or POLLOUT */
+} fetch_io;
+
+/* Handshake on the connected non-blocking io->fd, verifying the peer
+ * against the CA file and host (a name or an IP literal) before
+ * deadline (monotonic us). 0, or -1 with err saying why. */
+int     http_client_tls_start(fetch_io *io, const char *host, uint64_t deadline, char *err,
+                              size_t errlen);
+/* read(2)/write(2) contract: bytes, 0 at EOF (read), -1 with errno
+ * (EAGAIN: wait for io->want). */
+ssize_t http_client_tls_read(fetch_io *io, void *p, size_t n);
+ssize_t http_client_tls_write(fetch_io *io, const void *p, size_t n);
+void    http_client_tls_close(fetch_io *io);
+
+#endif
