@@ -99,7 +99,7 @@ static void join_url(char *out, size_t n, const char *base, const char *path)
     size_t bl = strlen(base);
     while (bl > 0 && base[bl - 1] == '/')
         bl--;
-    snprintf(out, n, "%s%.*s%s", strncmp(base, "http://", 7) == 0 ? "" : "http://",
+    snprintf(out, n, "%s%.*s%s", strstr(base, "://") ? "" : "http://",
              (int)bl, base, path);
 }
 

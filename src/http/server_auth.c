@@ -4,7 +4,7 @@
  *
  * One implementation so every listener compares tokens the same way: in
  * constant time, answering 401 with `WWW-Authenticate: Bearer` and never
- * repeating the token. Failures are counted per peer IP (port ignored):
+ * repeating the token. Wrong tokens are counted per peer IP (port ignored):
  * from the AF_FREE-th failure in a row the address must wait 1 s, 2 s,
  * 4 s ... (at most AF_MAX_WAIT_US) after its last failure before it may try
  * again, answered 429 with Retry-After meanwhile; a success clears the
@@ -172,7 +172,9 @@ bool http_ctx_authorize(http_ctx *c, const http_tokens *t, http_role need)
         got = adm ? HTTP_ROLE_ADMIN : rd ? HTTP_ROLE_READ : HTTP_ROLE_NONE;
     }
     if (got == HTTP_ROLE_NONE) {
-        if (c->srv)
+        /* Only a wrong guess counts: a page polling before its user typed
+         * the token must not lock that user out. */
+        if (c->srv && h)
             af_record(c->srv, c->peer, false);
         http_ctx_add_header(c, "WWW-Authenticate", "Bearer");
         http_reply_error(c, 401, "Authorization", h ? "the bearer token is not valid"
