@@ -49,10 +49,15 @@ Test(client, url_parse)
     cr_assert_eq(http_url_parse("http://[::1]:9000/a", &u, err, sizeof err), 0, "%s", err);
     cr_assert_str_eq(u.host, "::1");
 
-    cr_assert_eq(http_url_parse("https://x/", &u, err, sizeof err), -1);
-    cr_assert_not_null(strstr(err, "https is not supported"), "%s", err);
+    cr_assert_eq(http_url_parse("https://127.0.0.1/", &u, err, sizeof err), 0, "%s", err);
+    cr_assert(u.tls);
+    cr_assert_eq(u.port, 443);
+    cr_assert_eq(http_url_parse("https://127.0.0.1:8443/x", &u, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(u.port, 8443);
+    cr_assert_eq(http_url_parse("http://127.0.0.1/", &u, err, sizeof err), 0, "%s", err);
+    cr_assert_not(u.tls);
     cr_assert_eq(http_url_parse("ftp://x/", &u, err, sizeof err), -1);
-    cr_assert_not_null(strstr(err, "expected http://"), "%s", err);
+    cr_assert_not_null(strstr(err, "expected http[s]://"), "%s", err);
     cr_assert_eq(http_url_parse("http://:80/", &u, err, sizeof err), -1);
     cr_assert_not_null(strstr(err, "missing host"), "%s", err);
     cr_assert_eq(http_url_parse("http://h:99999/", &u, err, sizeof err), -1);
