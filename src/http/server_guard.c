@@ -44,24 +44,37 @@ unsigned http_json_depth(const char *s, size_t len, unsigned limit)
     return max;
 }
 
-/* Host part of a Host header value ("[::1]:8081" -> "::1"), into out. */
-static void host_name(const char *h, char *out, size_t outlen)
+/* Host part of a Host header value ("[::1]:8081" -> "::1"), into out;
+ * false when the value is not host[:port] with a numeric port. */
+static bool host_name(const char *h, char *out, size_t outlen)
 {
     size_t n;
+    const char *rest;
     if (h[0] == '[') {
         const char *e = strchr(h, ']');
+        if (!e)
+            return false;
         h++;
-        n = e ? (size_t)(e - h) : strlen(h);
+        n = (size_t)(e - h);
+        rest = e + 1;
     } else {
-        const char *colon = strchr(h, ':');
-        n = colon ? (size_t)(colon - h) : strlen(h);
+        n = strcspn(h, ":");
+        rest = h + n;
+    }
+    if (*rest == ':') {
+        size_t d = strspn(rest + 1, "0123456789");
+        if (d == 0 || d > 5 || rest[1 + d])
+            return false;
+    } else if (*rest) {
+        return false;
     }
     if (n >= outlen)
-        n = outlen - 1;
+        return false;
     memcpy(out, h, n);
     out[n] = '\0';
     if (n && out[n - 1] == '.')   /* "localhost." is localhost */
         out[n - 1] = '\0';
+    return true;
 }
 
 static bool is_ip_literal(const char *h)
@@ -77,7 +90,8 @@ static bool is_ip_literal(const char *h)
 static bool host_allowed(const http_guard_opts *g, const char *host)
 {
     char name[256];
-    host_name(host, name, sizeof name);
+    if (!host_name(host, name, sizeof name))
+        return false;
     if (strcasecmp(name, "localhost") == 0 || is_ip_literal(name))
         return true;
     for (size_t i = 0; i < g->nallowed_hosts; i++)

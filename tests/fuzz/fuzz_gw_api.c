@@ -11,13 +11,16 @@
  * that validates, survives the JSON round trip and builds the snapshot the
  * admin listener publishes next (or is refused there naming the route
  * key); and the edit did what it says: one more backend, the weight sent,
- * or exactly the routes sent. */
+ * or exactly the routes sent. Bodies go through the listener's guard
+ * first: one nested deeper than its cap never reaches the parsers, and the
+ * guard's depth scan agrees with jansson on every body jansson reads. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gateway/gw_api.h"
 
+#include "fuzz_body_guard.h"
 #include "fuzz_resolver.h"
 
 #define CHECK(x) do { if (!(x)) abort(); } while (0)
@@ -106,6 +109,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *body = malloc(len ? len : 1);   /* exact copy: no terminator to lean on */
     CHECK(body);
     memcpy(body, data + 2, len);
+    if (!guard_passes(body, len)) {
+        free(body);
+        return 0;
+    }
 
     gw_config out;
     memset(&out, 0, sizeof out);

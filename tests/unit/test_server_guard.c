@@ -163,6 +163,10 @@ Test(guard, host_names)
     cr_assert_eq(raw_status("GET /read HTTP/1.1\r\nHost: 10.1.2.3\r\n" RD "\r\n"), 200);
     cr_assert_eq(raw_status("GET /read HTTP/1.1\r\nHost: Ctl.Example:8081\r\n" RD "\r\n"), 200);
     cr_assert_eq(raw_status("GET /health HTTP/1.1\r\nHost: probe.internal\r\n" RD "\r\n"), 200);
+    /* not host[:port]: refused whatever the name */
+    cr_assert_eq(raw_status("GET /read HTTP/1.1\r\nHost: 127.0.0.1:80x\r\n" RD "\r\n"), 421);
+    cr_assert_eq(raw_status("GET /read HTTP/1.1\r\nHost: [::1\r\n" RD "\r\n"), 421);
+    cr_assert_eq(raw_status("GET /read HTTP/1.1\r\nHost: 127.0.0.1:\r\n" RD "\r\n"), 421);
 }
 
 Test(guard, roles_and_audit)
