@@ -127,6 +127,10 @@ static void print_table(const json_t *st, const json_t *mx, const json_t *ev)
         char when[32] = "?";
         if (localtime_r(&t, &tm))
             strftime(when, sizeof when, "%H:%M:%S", &tm);
+        if (strcmp(jstr(in, "kind", "?"), "audit") == 0) {   /* a change through the API */
+            printf("  %s  %-9s %s\n", when, "audit", jstr(in, "reason", ""));
+            continue;
+        }
         printf("  %s  %-9s %lld -> %lld  %s\n", when, jstr(in, "kind", "?"),
                json_integer_value(json_object_get(in, "old")),
                json_integer_value(json_object_get(in, "new")), jstr(in, "reason", ""));
