@@ -56,13 +56,8 @@ void ctl_api_audit(http_ctx *c, const ctl_hooks *hooks, const char *what)
 static void h_audit(http_ctx *c, void *arg)
 {
     const ctl_api_set *set = arg;
-    if (!authorized(c, &set->svcs[0]))
-        return;
-    buf b;
-    buf_init(&b);
-    http_server_audit_json(http_ctx_server(c), &b);
-    http_reply_buf_json(c, 200, &b);
-    buf_free(&b);
+    if (authorized(c, &set->svcs[0]))
+        http_reply_audit(c);
 }
 
 static void h_health(http_ctx *c, void *arg)

@@ -386,13 +386,8 @@ static void h_put_routes(http_ctx *c, void *arg)
 static void h_audit(http_ctx *c, void *arg)
 {
     gw_rt *rt = arg;
-    if (!authorized(c, rt))
-        return;
-    buf b;
-    buf_init(&b);
-    http_server_audit_json(rt->admin, &b);
-    http_reply_buf_json(c, 200, &b);
-    buf_free(&b);
+    if (authorized(c, rt))
+        http_reply_audit(c);
 }
 
 static const char *const open_paths[] = { "/health", "/metrics", NULL };

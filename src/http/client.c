@@ -216,7 +216,7 @@ static void pool_put(const sock_addr *a, int fd)
 
 enum { XCH_OK = 0, XCH_ERR = -1, XCH_STALE = -2 };
 
-static int wait_fd(int fd, short ev, uint64_t deadline)
+int http_fetch_wait_fd(int fd, short ev, uint64_t deadline)
 {
     for (;;) {
         uint64_t now = mono_us();
@@ -272,7 +272,7 @@ static ssize_t read_some(fetch_io *io, buf *in, uint64_t deadline, const char *w
             snprintf(err, errlen, "%s: read: %s", what, strerror(errno));
             return -1;
         }
-        int w = wait_fd(io->fd, io->want, deadline);
+        int w = http_fetch_wait_fd(io->fd, io->want, deadline);
         if (w == 0) {
             snprintf(err, errlen, "%s: timed out waiting for the response", what);
             errno = ETIMEDOUT;
@@ -302,7 +302,7 @@ static int exchange(fetch_io *io, bool pooled, const buf *req, http_method m, ui
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int w = wait_fd(fd, io->want, deadline);
+            int w = http_fetch_wait_fd(fd, io->want, deadline);
             if (w > 0)
                 continue;
             snprintf(err, errlen, "%s: timed out sending the request", what);

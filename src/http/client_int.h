@@ -15,6 +15,10 @@ typedef struct fetch_io {
     short          want;   /* after EAGAIN from TLS: POLLIN or POLLOUT */
 } fetch_io;
 
+/* Waits until fd is ready for ev (POLLIN/POLLOUT) or the monotonic
+ * deadline (us) passes: 1 ready, 0 timeout, -1 error (client.c). */
+int     http_fetch_wait_fd(int fd, short ev, uint64_t deadline);
+
 /* Handshake on the connected non-blocking io->fd, verifying the peer
  * against the CA file and host (a name or an IP literal) before
  * deadline (monotonic us). 0, or -1 with err saying why. */

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
 static SSL_CTX *client_ctx;
@@ -70,28 +69,6 @@ out:
     return NULL;
 }
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* Waits for what OpenSSL wants; 1 ready, 0 timeout, -1 error. */
-static int wait_want(int fd, short ev, uint64_t deadline)
-{
-    for (;;) {
-        uint64_t n = now_us();
-        if (n >= deadline)
-            return 0;
-        struct pollfd pf = { .fd = fd, .events = ev };
-        int r = poll(&pf, 1, (int)((deadline - n + 999) / 1000));
-        if (r < 0 && errno == EINTR)
-            continue;
-        return r;
-    }
-}
-
 int http_client_tls_start(fetch_io *io, const char *host, uint64_t deadline, char *err,
                           size_t errlen)
 {
@@ -117,7 +94,7 @@ int http_client_tls_start(fetch_io *io, const char *host, uint64_t deadline, cha
             break;
         int e = SSL_get_error(ssl, rc);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            int w = wait_want(io->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+            int w = http_fetch_wait_fd(io->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
             if (w > 0)
                 continue;
             snprintf(err, errlen, "tls handshake with %s: %s", host, w == 0 ? "timed out" : strerror(errno));

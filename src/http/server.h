@@ -126,6 +126,8 @@ void http_audit(http_ctx *c, buf *json_out, const char *fmt, ...)
  * oldest first, at most the ring's size. */
 void http_server_audit_json(http_server *s, buf *out);
 http_server *http_ctx_server(const http_ctx *c);
+/* Answers 200 with http_server_audit_json of the request's server. */
+void http_reply_audit(http_ctx *c);
 
 /* ---- Cross-site and DNS-rebinding protection (server_guard.c) ----
  * When enabled, before any handler runs:

@@ -135,6 +135,15 @@ void http_server_audit_json(http_server *s, buf *out)
     buf_append_str(out, "]}");
 }
 
+void http_reply_audit(http_ctx *c)
+{
+    buf b;
+    buf_init(&b);
+    http_server_audit_json(c->srv, &b);
+    http_reply_buf_json(c, 200, &b);
+    buf_free(&b);
+}
+
 void http_audit_free(http_server *s)
 {
     if (s->audit)
