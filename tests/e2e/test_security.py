@@ -82,7 +82,7 @@ def test_off_loopback_start_without_token_is_refused(tmp_path):
                    "--admin", f"0.0.0.0:{free_port()}", "--backend", "127.0.0.1:9")
     assert r.returncode != 0 and "HSCALE_GATEWAY_ADMIN_TOKEN" in r.stderr, r.stderr
 
-    for flag, hint in (("--admin", "HSCALE_CONTROL_GATEWAY_TOKEN"),
+    for flag, hint in (("--admin", "HSCALE_GATEWAY_ADMIN_TOKEN"),
                        ("--control", "HSCALE_CONTROL_TOKEN")):
         data = tmp_path / f"up{flag}"
         r = run_hscale("up", flag, f"0.0.0.0:{free_port()}", "--data", data, timeout=60)
