@@ -224,14 +224,26 @@ def test_read_token_reads_admin_token_changes(procs, tmp_path):
     assert code == 200, out
     code, out, _ = call(port, "POST", "/api/v1/scaling/stop", None, JSON, token=ADMIN)
     assert code == 200, out
+    code, out, _ = call(port, "POST", "/api/v1/deploys", {"strategy": "rolling", "version": "v2",
+                                               "command": "true"},
+             {**JSON, "X-Request-Id": "dep-7"}, token=ADMIN)
+    assert code == 202, out
     ev = audit(port, READ)
-    assert [e["role"] for e in ev] == ["admin", "admin"], ev
+    assert [e["role"] for e in ev] == ["admin", "admin", "admin"], ev
     assert "desired count" in ev[0]["what"] and "autoscaling: stopped" in ev[1]["what"], ev
+    assert "deploy: version v2 started, new command" in ev[2]["what"], ev
+    # the deploy history shows who asked
+    def started():
+        return [e for e in deploy_events(port, READ) if e["kind"] == "deploy_started"]
+    wait_until(started, timeout=10, what="the deploy's started event")
+    started = started()
+    assert len(started) == 1 and started[0]["requested_by"]["role"] == "admin", started
+    assert started[0]["requested_by"]["request_id"] == "dep-7", started
     # in the scaling history too, and in the log; the token nowhere
     hist = call(port, "GET", "/api/v1/scaling/history", token=READ)[1]["events"]
     assert len([e for e in hist if e.get("kind") == "audit"]) == 2, hist
     log = read_log(p)
-    assert log.count("audit:") == 2, log
+    assert log.count("audit:") == 3, log
     state = tmp_path / "control"
     files = [log] + [f.read_text() for f in state.glob("*.jsonl")]
     assert not any(ADMIN in t or READ in t for t in files)
@@ -333,6 +345,12 @@ def test_tls_control_api_and_clients(procs, tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["status"]["desired"] == 0, r.stderr
     r = run_hscale("deploy", "status", "--control", url, env=tok)
     assert r.returncode != 0 and "certificate" in (r.stderr + r.stdout)
+    code, body, _ = call(port, "POST", "/api/v1/deploys", {"strategy": "rolling", "version": "v2"},
+                         JSON, token=ADMIN, tls=ca)
+    assert code == 202, body
+    wait_until(lambda: "succeeded" in run_hscale("deploy", "status", "--control", url,
+                                                  "--ca-file", cert, env=tok).stdout,
+               timeout=20, what="the deploy seen over https")
     r = run_hscale("doctor", "--control", url, "--json", "--timeout", "2s", env=tok)
     checks = {(c["check"], c["status"]) for c in json.loads(r.stdout)["checks"]}
     assert ("control", "fail") in checks, checks
@@ -395,3 +413,13 @@ def test_tls_gateway_admin_and_control_to_gateway(procs, tmp_path):
     wait_until(lambda: len(members()) == 1, timeout=30, what="1 member registered over https")
     ev = audit(aport, ADMIN, tls=ca)
     assert len(ev) == 1 and "added to pool app" in ev[0]["what"], ev
+
+    # SIGHUP: the gateway reloads a renewed certificate for its admin API.
+    old = served_cert(aport)
+    cert2, key2 = make_cert(tmp_path, "gw2")
+    os.replace(cert2, cert)
+    os.replace(key2, key)
+    os.kill(gw.pid, signal.SIGHUP)
+    wait_until(lambda: pem_body(served_cert(aport)) != pem_body(old), timeout=10,
+               what="the gateway's new certificate")
+    assert "admin TLS certificate reloaded" in read_log(gw)
