@@ -68,6 +68,11 @@ void http_audit(http_ctx *c, buf *json_out, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
+    /* Names in it may come from the request (a version, an id): one event
+     * stays one log line. */
+    for (char *p = what; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     char peer[128] = "-", when[40];
     if (c->peer)
         sock_addr_format(c->peer, peer, sizeof peer);

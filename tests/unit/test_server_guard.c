@@ -27,7 +27,8 @@ static void h_change(http_ctx *c, void *arg)
 {
     if (!http_ctx_authorize(c, &toks, HTTP_ROLE_ADMIN))
         return;
-    http_audit(c, NULL, "changed %s", "x");
+    const char *what = http_ctx_header(c, "X-What");
+    http_audit(c, NULL, "changed %s", what ? what : "x");
     http_reply_json(c, 200, "{}", 2);
 }
 
@@ -189,7 +190,7 @@ Test(guard, roles_and_audit)
     cr_assert(http_result_header(&r, "X-Request-Id", id, sizeof id));
     cr_assert_not_null(strstr(id, "guarded-"), "%s", id);
     http_result_free(&r);
-    cr_assert_eq(req("POST", "/change", ADM JSON, "{}", NULL), 200);
+    cr_assert_eq(req("POST", "/change", ADM JSON "X-What: a\tb\r\n", "{}", NULL), 200);
     /* the ring keeps the newest two, oldest first */
     cr_assert_eq(req("GET", "/audit", NULL, NULL, &r), 200);
     buf_append(&r.body, "", 1);   /* NUL-terminated for strstr */
@@ -198,6 +199,7 @@ Test(guard, roles_and_audit)
     cr_assert_not_null(strstr(b, "\"role\":\"admin\""));
     cr_assert_not_null(strstr(b, "\"peer\":\"127.0.0.1:"));
     cr_assert_null(strstr(b, "adm\""));      /* never the token */
+    cr_assert_not_null(strstr(b, "changed a?b"), "%s", b);   /* control characters replaced */
     http_result_free(&r);
 }
 
