@@ -94,10 +94,12 @@ int http_client_tls_start(fetch_io *io, const char *host, uint64_t deadline, cha
             break;
         int e = SSL_get_error(ssl, rc);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            int w = http_fetch_wait_fd(io->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+            short ev = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+            int w = http_fetch_wait_fd(io->fd, ev, deadline);
             if (w > 0)
                 continue;
-            snprintf(err, errlen, "tls handshake with %s: %s", host, w == 0 ? "timed out" : strerror(errno));
+            snprintf(err, errlen, "tls handshake with %s: %s", host,
+                     w == 0 ? "timed out" : strerror(errno));
         } else {
             long v = SSL_get_verify_result(ssl);
             char es[200] = "";
