@@ -19,7 +19,7 @@ PACKAGES=(
   # end-to-end tests: real peers
   python3 python3-pytest python3-requests python3-yaml
   postgresql redis-server prometheus nginx haproxy wrk
-  chromium
+  chromium openssl          # openssl: test_security.py makes its certificates
   # the seeds' stacks (examples/, end-to-end tests and benchmarks)
   python3-fastapi python3-uvicorn python3-locust nodejs
   time
