@@ -77,8 +77,8 @@ def test_up_api_status_kill9_and_clean_stop(procs, tmp_path):
     wait_until(lambda: len(s.ready()) == 3, what="3 ready")
     # the API call left one audit event next to the scaler's manual one
     ev = s.api("GET", "/api/v1/scaling/history?limit=10")[1]["events"]
-    audits = [e for e in ev if e["kind"] == "audit"]
-    assert len(audits) == 1 and "desired count set to 3" in audits[0]["what"], ev
+    audits = [e for e in ev if e["kind"] == "audit" and "desired count set to 3" in e["what"]]
+    assert len(audits) == 1 and audits[0]["role"] == "local", ev
     ev = [e for e in ev if e["kind"] == "manual"]
     assert ev[0]["kind"] == "manual" and ev[0]["old"] == 2 and ev[0]["new"] == 3
     assert isinstance(ev[0]["time"], int) and "metrics" in ev[0]
