@@ -318,6 +318,18 @@ def pem_body(text):
     return "".join(line for line in text.splitlines() if "-----" not in line)
 
 
+def renew_and_reload(d, cert, key, proc, port):
+    """Replaces the pair in place, sends SIGHUP, waits until port serves it."""
+    old = served_cert(port)
+    cert2, key2 = make_cert(d, "renewed")
+    os.replace(cert2, cert)
+    os.replace(key2, key)
+    os.kill(proc.pid, signal.SIGHUP)
+    wait_until(lambda: pem_body(served_cert(port)) != pem_body(old), timeout=10,
+               what="the renewed certificate")
+    assert pem_body(served_cert(port)) == pem_body(cert.read_text())
+
+
 def test_tls_control_api_and_clients(procs, tmp_path):
     cert, key = make_cert(tmp_path, "ctl")
     env = {"HSCALE_CONTROL_TLS_CERT": str(cert), "HSCALE_CONTROL_TLS_KEY": str(key),
@@ -362,15 +374,8 @@ def test_tls_control_api_and_clients(procs, tmp_path):
     with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
         call(port, "GET", "/health", timeout=3)
 
-    # SIGHUP reloads a renewed certificate; open clients keep working.
-    old = served_cert(port)
-    cert2, key2 = make_cert(tmp_path, "ctl2")
-    os.replace(cert2, cert)
-    os.replace(key2, key)
-    os.kill(p.pid, signal.SIGHUP)
-    wait_until(lambda: pem_body(served_cert(port)) != pem_body(old), timeout=10,
-               what="the new certificate")
-    assert pem_body(served_cert(port)) == pem_body(cert.read_text())
+    # SIGHUP reloads a renewed certificate.
+    renew_and_reload(tmp_path, cert, key, p, port)
     assert "TLS certificate reloaded" in read_log(p)
 
 
@@ -415,11 +420,5 @@ def test_tls_gateway_admin_and_control_to_gateway(procs, tmp_path):
     assert len(ev) == 1 and "added to pool app" in ev[0]["what"], ev
 
     # SIGHUP: the gateway reloads a renewed certificate for its admin API.
-    old = served_cert(aport)
-    cert2, key2 = make_cert(tmp_path, "gw2")
-    os.replace(cert2, cert)
-    os.replace(key2, key)
-    os.kill(gw.pid, signal.SIGHUP)
-    wait_until(lambda: pem_body(served_cert(aport)) != pem_body(old), timeout=10,
-               what="the gateway's new certificate")
+    renew_and_reload(tmp_path, cert, key, gw, aport)
     assert "admin TLS certificate reloaded" in read_log(gw)
