@@ -46,10 +46,13 @@ class Example:
         path = f"/api/v1/services/{service}/scaling/status" if service else "/api/v1/scaling/status"
         return self.api("GET", path)[1]
 
+    def registered(self, service=None):
+        return len([i for i in self.status(service)["instances"]
+                    if i["state"] == "ready" and i["registered"]])
+
     def wait_registered(self, n, service=None, timeout=60):
-        return wait_until(lambda: len([i for i in self.status(service)["instances"]
-                                       if i["state"] == "ready" and i["registered"]]) == n,
-                          timeout=timeout, what=f"{n} registered instances")
+        return wait_until(lambda: self.registered(service) == n, timeout=timeout,
+                          what=f"{n} registered instances")
 
     def gateway_config(self):
         with open(self.data / "gateway.yaml") as f:
@@ -201,7 +204,8 @@ def test_fastapi_service_scales_out_on_os_measured_cpu(procs, tmp_path):
     p, out = load(procs, tmp_path, ex.url("/reports/digest?ms=30"), 40, rate=60, conns=6)
     ev = wait_until(lambda: [e for e in ex.api("GET", "/api/v1/services/api/scaling/history")[1]["events"]
                              if e["kind"] == "scale_out"], timeout=40, what="a scale-out")
-    ex.wait_registered(2, service="api", timeout=40)
+    # one step may add more than one (1 -> 3 at 95 % against 40)
+    wait_until(lambda: ex.registered("api") >= 2, timeout=40, what="an added instance serving")
     serving = time.time() - t0
     assert ev[-1]["policy"] == "target:cpu", ev[-1]
     assert ev[-1]["metrics"]["cpu"] > 40, ev[-1]
