@@ -40,12 +40,13 @@ typedef struct gw_outlier_cfg {
 } gw_outlier_cfg;
 
 /* Index order matches the gw_algo enum in gw_lb.h. */
-enum { GW_CFG_ALGO_ROUND_ROBIN, GW_CFG_ALGO_LEAST_CONN, GW_CFG_ALGO_P2C, GW_CFG_ALGO_HASH };
+enum { GW_CFG_ALGO_ROUND_ROBIN, GW_CFG_ALGO_LEAST_CONN, GW_CFG_ALGO_P2C, GW_CFG_ALGO_HASH,
+       GW_CFG_ALGO_LEAST_REQUEST };
 enum { GW_CFG_KEY_NONE, GW_CFG_KEY_HEADER, GW_CFG_KEY_COOKIE, GW_CFG_KEY_QUERY, GW_CFG_KEY_IP };
 
 typedef struct gw_pool_cfg {
     char           *name;
-    int             algo;           /* round_robin | least_conn | p2c | hash */
+    int             algo;           /* least_request | round_robin | least_conn | p2c | hash */
     int             hash_on;        /* none | header | cookie | query | ip */
     char           *hash_key;       /* header/cookie/query name, e.g. user_id */
     double          hash_epsilon;   /* bounded-load slack (0.25: 1.25x share) */
@@ -107,7 +108,11 @@ typedef struct gw_config {
     uint64_t connect_timeout_us;
     uint64_t response_timeout_us;
     uint64_t try_timeout_us;
+    int      try_timeout_factor;    /* idempotent tries: factor x pool p99 (0: off) */
+    uint64_t try_timeout_min_us;    /* floor of the adaptive try timeout and slow threshold */
+    int      slow_eject_factor;     /* slow member: silent for factor x p99 (0: off) */
     uint64_t grace_us;              /* SIGTERM drain limit */
+    char    *state_file;            /* runtime state kept across restarts; NULL: none */
     /* limits */
     int      max_clients;           /* global client connections */
     uint64_t max_body;

@@ -85,13 +85,13 @@ static const cfg_field outlier_fields[] = {
 };
 static const cfg_schema outlier_schema = { "outlier", outlier_fields, N(outlier_fields), NULL };
 
-static const char *const algos[] = { "round_robin", "least_conn", "p2c", "hash", NULL };
+static const char *const algos[] = { "round_robin", "least_conn", "p2c", "hash", "least_request", NULL };
 static const char *const hash_ons[] = { "none", "header", "cookie", "query", "ip", NULL };
 
 static const cfg_field pool_fields[] = {
     { .key = "name", .type = CFG_STRING, .offset = offsetof(gw_pool_cfg, name), .help = "pool name, used by routes and the API" },
-    { .key = "algorithm", .type = CFG_ENUM, .offset = offsetof(gw_pool_cfg, algo), .def = "round_robin",
-      .choices = algos, .help = "round_robin (smooth weighted) | least_conn | p2c | hash" },
+    { .key = "algorithm", .type = CFG_ENUM, .offset = offsetof(gw_pool_cfg, algo), .def = "least_request",
+      .choices = algos, .help = "least_request (power of two choices on in-flight x peak-EWMA latency) | round_robin (smooth weighted) | least_conn | p2c (in-flight only) | hash" },
     { .key = "hash_on", .type = CFG_ENUM, .offset = offsetof(gw_pool_cfg, hash_on), .def = "none",
       .choices = hash_ons, .help = "request key for hash: header | cookie | query | ip" },
     { .key = "hash_key", .type = CFG_STRING, .offset = offsetof(gw_pool_cfg, hash_key),
@@ -222,6 +222,18 @@ static const cfg_field gw_fields[] = {
       .def = "60s", .min = 0.001, .max = 86400, .help = "whole upstream exchange, retries included" },
     { .key = "try_timeout", .type = CFG_DURATION, .offset = offsetof(gw_config, try_timeout_us),
       .def = "15s", .min = 0.001, .max = 86400, .help = "one attempt's wait for the response head" },
+    { .key = "try_timeout_factor", .type = CFG_INT, .offset = offsetof(gw_config, try_timeout_factor),
+      .def = "4", .env = "HSCALE_GATEWAY_TRY_TIMEOUT_FACTOR", .min = 0, .max = 1000,
+      .help = "GET/HEAD/OPTIONS (and retry_unsafe) tries wait this many times the pool's recent p99 for the response head, then go to another member if theirs answered nothing meanwhile (0: always try_timeout)" },
+    { .key = "try_timeout_min", .type = CFG_DURATION, .offset = offsetof(gw_config, try_timeout_min_us),
+      .def = "250ms", .env = "HSCALE_GATEWAY_TRY_TIMEOUT_MIN", .min = 0.001, .max = 3600,
+      .help = "floor of the latency-derived try timeout and slow-member threshold (try_timeout is their cap)" },
+    { .key = "slow_eject_factor", .type = CFG_INT, .offset = offsetof(gw_config, slow_eject_factor),
+      .def = "8", .env = "HSCALE_GATEWAY_SLOW_EJECT_FACTOR", .min = 0, .max = 1000,
+      .help = "a member holding requests that answered nothing for this many times the pool's p99 while others answer gets no new requests until it answers (0: off)" },
+    { .key = "state_file", .type = CFG_STRING, .offset = offsetof(gw_config, state_file),
+      .env = "HSCALE_GATEWAY_STATE_FILE",
+      .help = "file the runtime state (members, weights, states, drains, split weights) is written to on every change and restored from at start (unset: none)" },
     { .key = "grace", .type = CFG_DURATION, .offset = offsetof(gw_config, grace_us),
       .def = "30s", .max = 3600, .help = "SIGTERM: time allowed for in-flight requests" },
     { .key = "max_clients", .type = CFG_INT, .offset = offsetof(gw_config, max_clients), .def = "20000",

@@ -1,10 +1,19 @@
 /* gw_lb.c -- backend selection.
  *
  * Each pick first gathers the eligible members (admin state ready, healthy,
- * not ejected) into a stack array with their effective weights; backups are
- * considered only when that set is empty, so they take traffic exactly when
- * every primary is down. The algorithms then work on that set:
+ * not ejected, not slow -- but for a slow member's probe turn) into a stack
+ * array with their effective weights; backups are considered only when that
+ * set is empty, so they take traffic exactly when every primary is down.
+ * The algorithms then work on that set:
  *
+ *  - least request (the default): power of two choices where a member's
+ *    cost is its peak-EWMA latency times (in-flight + 1), per unit of
+ *    weight (Finagle's and Linkerd's balancer). In-flight alone cannot tell
+ *    a member answering in 1 ms from one answering in 100 ms until the slow
+ *    one has piled up requests; latency alone herds every worker onto the
+ *    same fastest member. A member with no sample yet costs nothing while
+ *    idle and a large penalty once it holds a request, so a new member gets
+ *    one request, then its real cost.
  *  - smooth weighted round-robin (nginx's): every pick adds each candidate's
  *    weight to its current weight and takes the largest, which then pays back
  *    the total. Spreads a 5:1:1 pool as a,a,b,a,c,a,a rather than in bursts.
@@ -151,11 +160,17 @@ void gw_pool_free_ring(gw_pool *p)
     p->nring = 0;
 }
 
-bool gw_member_eligible(const gw_member *m, uint64_t now_us)
+/* Ready, healthy and not ejected by outlier detection; slowness aside. */
+static bool member_up(const gw_member *m, uint64_t now_us)
 {
     return atomic_load_explicit(&m->state, memory_order_relaxed) == GW_ST_READY
         && atomic_load_explicit(&m->healthy, memory_order_relaxed)
         && atomic_load_explicit(&m->ejected_until_us, memory_order_relaxed) <= now_us;
+}
+
+bool gw_member_eligible(const gw_member *m, uint64_t now_us)
+{
+    return member_up(m, now_us) && !atomic_load_explicit(&m->slow, memory_order_relaxed);
 }
 
 uint32_t gw_member_eff_weight(const gw_pool *p, const gw_member *m, uint64_t now_us)
@@ -184,8 +199,10 @@ static void gather(const gw_pool *p, int exclude, uint64_t now_us, cands *c)
     for (int backup = 0; backup <= 1 && c->n == 0; backup++) {
         for (uint32_t i = 0; i < p->n; i++) {
             const gw_member *m = p->members[i];
-            if (m->backup != (backup == 1) || (int)i == exclude
-                || !gw_member_eligible(m, now_us))
+            if (m->backup != (backup == 1) || (int)i == exclude || !member_up(m, now_us))
+                continue;
+            if (atomic_load_explicit(&m->slow, memory_order_relaxed)
+                && !gw_slow_probe(p->members[i], now_us))
                 continue;
             c->idx[c->n] = i;
             c->w[c->n] = gw_member_eff_weight(p, m, now_us);
@@ -234,7 +251,27 @@ static int pick_leastconn(const gw_pool *p, gw_lb_cursor *cur, const cands *c)
     return (int)c->idx[bk];
 }
 
-static int pick_p2c(const gw_pool *p, gw_lb_cursor *cur, const cands *c)
+/* Least request's cost of member i (nanoseconds x requests): its peak
+ * EWMA, decayed for the time since the last sample (Finagle reads it
+ * through observe(0)), times in-flight + 1. */
+#define LEASTREQ_PENALTY 1e12
+static double leastreq_cost(const gw_pool *p, uint32_t i, uint64_t now_us)
+{
+    const gw_member *m = p->members[i];
+    uint32_t in = inflight(p, i);
+    double e = (double)atomic_load_explicit(&m->ewma_ns, memory_order_relaxed);
+    if (e == 0.0)
+        return in ? LEASTREQ_PENALTY * in : 0.0;
+    uint64_t at = atomic_load_explicit(&m->ewma_at_us, memory_order_relaxed);
+    if (now_us > at)
+        e *= exp(-(double)(now_us - at) / (double)GW_EWMA_DECAY_US);
+    return e * (double)(in + 1);
+}
+
+/* Power of two choices: two random distinct candidates, the lighter wins.
+ * `ewma` weighs in-flight by latency (least request), else in-flight alone. */
+static int pick_p2c(const gw_pool *p, gw_lb_cursor *cur, const cands *c, bool ewma,
+                    uint64_t now_us)
 {
     if (c->n == 1)
         return (int)c->idx[0];
@@ -242,16 +279,20 @@ static int pick_p2c(const gw_pool *p, gw_lb_cursor *cur, const cands *c)
     uint32_t b = (uint32_t)(rng_next(&cur->rng) % (c->n - 1));
     if (b >= a)
         b++;
-    if (lighter(inflight(p, c->idx[b]), c->w[b], inflight(p, c->idx[a]), c->w[a]))
-        a = b;
-    return (int)c->idx[a];
+    bool b_wins;
+    if (ewma)
+        b_wins = leastreq_cost(p, c->idx[b], now_us) * c->w[a]
+                 < leastreq_cost(p, c->idx[a], now_us) * c->w[b];
+    else
+        b_wins = lighter(inflight(p, c->idx[b]), c->w[b], inflight(p, c->idx[a]), c->w[a]);
+    return (int)c->idx[b_wins ? b : a];
 }
 
 static int pick_hash(const gw_pool *p, gw_lb_cursor *cur, const cands *c,
-                     const void *key, size_t klen)
+                     const void *key, size_t klen, uint64_t now_us)
 {
     if (!key || p->nring == 0)
-        return pick_p2c(p, cur, c);
+        return pick_p2c(p, cur, c, true, now_us);
     uint64_t tot_in = 0, tot_w = 0;
     uint32_t wof[GW_MAX_MEMBERS];
     for (uint32_t k = 0; k < c->n; k++) {
@@ -283,7 +324,7 @@ static int pick_hash(const gw_pool *p, gw_lb_cursor *cur, const cands *c,
     }
     /* Unreachable in theory (some member is always under its share), but
      * a racing counter could make every check fail: stay on the home. */
-    return first >= 0 ? first : pick_p2c(p, cur, c);
+    return first >= 0 ? first : pick_p2c(p, cur, c, true, now_us);
 }
 
 int gw_lb_pick(const gw_pool *p, gw_lb_cursor *cur, const void *key, size_t klen,
@@ -296,8 +337,9 @@ int gw_lb_pick(const gw_pool *p, gw_lb_cursor *cur, const void *key, size_t klen
     switch (p->algo) {
     case GW_ALGO_SWRR:      return pick_swrr(p, cur, &c);
     case GW_ALGO_LEASTCONN: return pick_leastconn(p, cur, &c);
-    case GW_ALGO_P2C:       return pick_p2c(p, cur, &c);
-    case GW_ALGO_HASH:      return pick_hash(p, cur, &c, key, klen);
+    case GW_ALGO_P2C:       return pick_p2c(p, cur, &c, false, now_us);
+    case GW_ALGO_LEASTREQ:  return pick_p2c(p, cur, &c, true, now_us);
+    case GW_ALGO_HASH:      return pick_hash(p, cur, &c, key, klen, now_us);
     }
     return -1;
 }

@@ -1,8 +1,11 @@
 /* gw_lb.h -- the gateway's decision logic, kept apart from sockets so every
- * rule can be tested alone: backend selection (smooth weighted round-robin,
- * weighted least-connections, power of two choices, consistent hashing with
- * bounded loads, sticky cookies, backups, slow start), active health rise/fall,
- * passive outlier ejection, the retry budget and the shared rate limiter.
+ * rule can be tested alone: backend selection (latency-aware least-request,
+ * smooth weighted round-robin, weighted least-connections, power of two
+ * choices, consistent hashing with bounded loads, sticky cookies, backups,
+ * slow start), the pool's observed latency (peak EWMA per member, a recent
+ * p99 per worker) with the per-try timeout and slow-member ejection derived
+ * from it, active health rise/fall, passive outlier ejection, the retry
+ * budget and the shared rate limiter.
  *
  * Internal to src/gateway (the public API is gateway.h).
  *
@@ -28,7 +31,9 @@
 #define GW_MAX_MEMBERS 256
 #define GW_NAME_MAX    64
 
-typedef enum { GW_ALGO_SWRR, GW_ALGO_LEASTCONN, GW_ALGO_P2C, GW_ALGO_HASH } gw_algo;
+/* GW_ALGO_LEASTREQ: power of two choices over in-flight requests weighted
+ * by each member's peak-EWMA latency (Finagle, Linkerd); the default. */
+typedef enum { GW_ALGO_SWRR, GW_ALGO_LEASTCONN, GW_ALGO_P2C, GW_ALGO_HASH, GW_ALGO_LEASTREQ } gw_algo;
 
 /* Administrative state, set through the API. Health is separate: a `ready`
  * member may still be unhealthy or ejected. */
@@ -50,6 +55,15 @@ typedef struct gw_member {
     _Atomic uint32_t ejections;      /* times ejected, grows the ejection time */
     _Atomic uint32_t consec_fail;
     _Atomic uint32_t inflight;
+    /* observed latency (gw_latency.c), next to inflight: the same line is
+     * written on every request anyway */
+    _Atomic uint64_t ewma_ns;        /* peak EWMA of response-head latency; 0: none yet */
+    _Atomic uint64_t ewma_at_us;     /* time of its last update */
+    _Atomic uint64_t progress_us;    /* last answer, or when it last became busy */
+    _Atomic bool     slow;           /* slow-ejected: holds requests, answers none */
+    _Atomic uint64_t slow_probe_us;  /* while slow: when one request may go to it */
+    _Atomic uint32_t slow_ejections;
+    _Atomic bool     restored;       /* came from the state file, not the config or the API */
     _Atomic uint64_t total;
     _Atomic uint64_t by_class[6];    /* responses: [0] failed tries, [1..5] 1xx..5xx */
 } gw_member;
@@ -70,13 +84,37 @@ typedef struct gw_pool {
     uint64_t    outlier_base_us;     /* first ejection time; doubles each repeat */
     uint64_t    outlier_max_us;      /* cap on one ejection */
     uint32_t    outlier_max_pct;     /* at most this share of the pool ejected */
+    /* stuck requests (gateway-wide keys, copied here for the pick) */
+    uint32_t    try_factor;          /* adaptive try timeout = factor x p99 (0: off) */
+    uint32_t    slow_factor;         /* slow ejection after factor x p99 (0: off) */
+    uint64_t    try_min_us;          /* floor of both */
+    uint64_t    try_max_us;          /* cap of both: the configured try_timeout */
 } gw_pool;
+
+/* The pool's recent response-head latency as one worker sees it: a small
+ * log-linear histogram (4 buckets per octave, 1 us .. 67 s) whose counts
+ * decay by a quarter every GW_LAT_PERIOD_US, so it describes roughly the
+ * last second. The p99 is recomputed at each decay and is 0 (unknown)
+ * until the window holds GW_LAT_MIN_SAMPLES: with too few samples there is
+ * no p99 to trust and the configured timeouts apply unchanged. */
+#define GW_LAT_BUCKETS     108
+#define GW_LAT_PERIOD_US   250000u
+#define GW_LAT_MIN_SAMPLES 32u
+typedef struct gw_lat_win {
+    uint32_t cnt[GW_LAT_BUCKETS];
+    uint32_t n;
+    uint64_t p99_us;                 /* 0: unknown */
+    uint64_t next_us;                /* next decay and recompute */
+} gw_lat_win;
 
 /* One worker's private selection state for one pool. */
 typedef struct gw_lb_cursor {
     int64_t  cw[GW_MAX_MEMBERS];     /* SWRR current weights */
     uint32_t rr;                     /* tie-break rotation */
     uint64_t rng;                    /* xorshift state, never 0 */
+    gw_lat_win lat;                  /* survives a new snapshot (by pool name) */
+    uint64_t next_scan_us;           /* next slow-member check (gw_pick.c) */
+    char     pool[GW_NAME_MAX];
 } gw_lb_cursor;
 
 void gw_lb_cursor_init(gw_lb_cursor *c, uint64_t seed);
@@ -92,7 +130,8 @@ int  gw_pool_add(gw_pool *p, gw_member *m);      /* -1 when full */
 int  gw_pool_build_ring(gw_pool *p);
 void gw_pool_free_ring(gw_pool *p);
 
-/* Whether a member may take a new request now. */
+/* Whether a member may take a new request now (a slow-ejected member is
+ * not; see gw_slow_probe for the one request that tests it). */
 bool gw_member_eligible(const gw_member *m, uint64_t now_us);
 /* Weight in effect now (slow start ramps it from 1 to weight). */
 uint32_t gw_member_eff_weight(const gw_pool *p, const gw_member *m, uint64_t now_us);
@@ -109,6 +148,34 @@ void gw_sticky_value(const gw_member *m, char out[17]);
 int  gw_sticky_find(const gw_pool *p, const char *val, size_t len, uint64_t now_us);
 
 uint64_t gw_hash64(const void *data, size_t len);
+
+/* --- observed latency, stuck requests, slow members (gw_latency.c) ------ */
+
+/* Records one response-head latency into a worker's window. */
+void     gw_lat_record(gw_lat_win *w, uint64_t us, uint64_t now_us);
+/* The window's p99 in microseconds, 0 while unknown. */
+uint64_t gw_lat_p99(const gw_lat_win *w);
+/* Updates a member's peak EWMA with one latency sample: a sample above the
+ * estimate replaces it at once, one below pulls it down with weight
+ * 1 - exp(-dt / GW_EWMA_DECAY_US), dt being the time since the last
+ * update. Racing workers may lose an update; it is an estimate. */
+#define GW_EWMA_DECAY_US 10000000u
+void     gw_member_observe(gw_member *m, uint64_t latency_us, uint64_t now_us);
+/* The member answered (a response head): progress, and no longer slow.
+ * True when it was slow until now. */
+bool     gw_member_answered(gw_member *m, uint64_t now_us);
+/* clamp(factor x p99, try_min_us, try_max_us), or 0 when factor is 0 or
+ * the p99 is unknown (then the configured try_timeout applies). */
+uint64_t gw_lat_threshold(const gw_pool *p, const gw_lat_win *w, uint32_t factor);
+/* Slow-member ejection: m holds requests and has answered nothing for
+ * thr_us while another member of the pool answers (or is idle): it stops
+ * getting new requests until it answers. Returns true when this call
+ * ejected it. */
+bool     gw_slow_check(const gw_pool *p, gw_member *m, uint64_t thr_us, uint64_t now_us);
+/* A slow member gets one request every GW_SLOW_PROBE_US to find out
+ * whether it answers again: true (and the turn taken) when one may go now. */
+#define GW_SLOW_PROBE_US 1000000u
+bool     gw_slow_probe(gw_member *m, uint64_t now_us);
 
 /* --- health ------------------------------------------------------------- */
 

@@ -173,5 +173,20 @@ void gw_metrics_render(gw_rt *rt, buf *out)
             member_line(out, "hscale_gateway_backend_ejections_total", &s->pools[i],
                         s->pools[i].members[k], NULL,
                         (double)atomic_load(&s->pools[i].members[k]->ejections));
+    buf_append_str(out, "# HELP hscale_gateway_backend_slow_ejections_total Times each backend "
+                        "held requests without answering while others answered, and was given "
+                        "no new requests until it answered.\n"
+                        "# TYPE hscale_gateway_backend_slow_ejections_total counter\n");
+    for (size_t i = 0; i < s->npools; i++)
+        for (uint32_t k = 0; k < s->pools[i].n; k++)
+            member_line(out, "hscale_gateway_backend_slow_ejections_total", &s->pools[i],
+                        s->pools[i].members[k], NULL,
+                        (double)atomic_load(&s->pools[i].members[k]->slow_ejections));
+    buf_append_str(out, "# HELP hscale_gateway_backend_slow 1 while the backend is ejected "
+                        "as slow.\n# TYPE hscale_gateway_backend_slow gauge\n");
+    for (size_t i = 0; i < s->npools; i++)
+        for (uint32_t k = 0; k < s->pools[i].n; k++)
+            member_line(out, "hscale_gateway_backend_slow", &s->pools[i], s->pools[i].members[k],
+                        NULL, atomic_load(&s->pools[i].members[k]->slow) ? 1 : 0);
     pthread_mutex_unlock(&rt->edit_lock);
 }

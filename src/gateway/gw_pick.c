@@ -2,7 +2,10 @@
  * first (a first attempt only), then the pool's algorithm with the
  * request's balancing key (header, cookie, query parameter or client
  * address) for consistent hashing, never the member the last attempt
- * failed on, and max_conn honoured with one more try elsewhere.
+ * failed on, and max_conn honoured with one more try elsewhere. Before
+ * picking, a worker looks for slow members every GW_SLOW_SCAN_US (not on
+ * every request: the scan walks the pool), and after it, it sets how long
+ * the attempt may wait for its answer (gw_try_timeout).
  *
  * Reads the request head in place (c->in); once a streamed body has
  * consumed it (head_len 0) the key and the sticky cookie are skipped and
@@ -10,6 +13,10 @@
 #include "gateway/gw_proxy.h"
 
 #include <string.h>
+
+#include "core/log.h"
+
+#define GW_SLOW_SCAN_US 10000u
 
 /* The value of cookie `name` in the request's Cookie headers. */
 static bool find_cookie(const gw_exchange *ex, const char *head, const char *name,
@@ -97,6 +104,36 @@ static bool hash_key(const gw_exchange *ex, const char *head, const gw_pool_cfg 
     return found;
 }
 
+/* Slow-member ejection (gw_latency.c), against this worker's p99. */
+static void slow_scan(gw_pool *p, gw_lb_cursor *cur, uint64_t now)
+{
+    if (now < cur->next_scan_us)
+        return;
+    cur->next_scan_us = now + GW_SLOW_SCAN_US;
+    uint64_t thr = gw_lat_threshold(p, &cur->lat, p->slow_factor);
+    for (uint32_t i = 0; thr && i < p->n; i++)
+        if (gw_slow_check(p, p->members[i], thr, now))
+            log_warn("%s in pool %s holds %u requests and answered none for %.0f ms while "
+                     "others answer (p99 %.1f ms): no new requests until it answers",
+                     p->members[i]->name, p->name,
+                     atomic_load_explicit(&p->members[i]->inflight, memory_order_relaxed),
+                     (double)thr / 1e3, (double)gw_lat_p99(&cur->lat) / 1e3);
+}
+
+uint64_t gw_try_timeout(gw_exchange *ex, const gw_pool *p)
+{
+    uint64_t cap = ex->c->w->rt->cfg.try_timeout_us;
+    ex->try_adaptive = false;
+    if (!ex->retryable || !p)
+        return cap;
+    gw_lb_cursor *cur = gw_worker_cursor(ex->c->w, NULL, ex->pool);
+    uint64_t t = cur ? gw_lat_threshold(p, &cur->lat, p->try_factor) : 0;
+    if (!t)
+        return cap;
+    ex->try_adaptive = true;
+    return t;
+}
+
 int gw_pick_member(gw_exchange *ex, gw_pool *p, const gw_pool_cfg *pc, uint64_t now)
 {
     gw_worker *w = ex->c->w;
@@ -124,6 +161,7 @@ int gw_pick_member(gw_exchange *ex, gw_pool *p, const gw_pool_cfg *pc, uint64_t 
     gw_lb_cursor *cur = gw_worker_cursor(w, NULL, ex->pool);
     if (!cur)
         return -1;
+    slow_scan(p, cur, now);
     int i = gw_lb_pick(p, cur, key, klen, exclude, now);
     if (i >= 0 && pc->max_conn > 0
         && atomic_load_explicit(&p->members[i]->inflight, memory_order_relaxed) >= (uint32_t)pc->max_conn) {

@@ -125,6 +125,8 @@ typedef struct gw_exchange {
     uint8_t      resp_body;      /* http_body_kind of the response */
     uint16_t     status;
     uint64_t     t_try_us;       /* attempt start */
+    uint64_t     try_us;         /* this attempt's wait for the head (gw_try_timeout) */
+    bool         try_adaptive;   /* try_us came from the pool's p99 */
     uint64_t     resp_body_left;
     http_chunked resp_chunk;
     buf          uout;           /* request bytes to the upstream */
@@ -321,6 +323,11 @@ void  gw_io_write_pending(gw_worker *w);
 /* The index of the member of p for ex's next attempt; -1 when none can
  * take it, -2 when the candidates are at max_conn (queue the request). */
 int   gw_pick_member(gw_exchange *ex, gw_pool *p, const gw_pool_cfg *pc, uint64_t now);
+/* How long ex's attempt may wait for the response head: for a retryable
+ * request, try_timeout_factor x this worker's p99 of the pool (floor
+ * try_timeout_min), sets ex->try_adaptive; else, or while the p99 is
+ * unknown, try_timeout. */
+uint64_t gw_try_timeout(gw_exchange *ex, const gw_pool *p);
 
 /* gw_rewrite.c */
 /* Appends the upstream request head for ex (hop-by-hop removed, forwarding

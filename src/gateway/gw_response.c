@@ -17,6 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/log.h"
+
 /* The response is complete: hand the connection back or close it. */
 static void finish_upstream(gw_exchange *ex)
 {
@@ -34,6 +36,23 @@ static void finish_upstream(gw_exchange *ex)
         gw_close_upstream(ex);
     }
     gw_release_member(ex);
+}
+
+/* A response head came: the member's latency (its peak EWMA, and this
+ * worker's window of the pool for the p99), and the proof it answers. */
+static void observe_latency(gw_exchange *ex, uint64_t now)
+{
+    gw_worker *w = ex->c->w;
+    uint64_t lat = now > ex->t_try_us ? now - ex->t_try_us : 0;
+    gw_pool *p = gw_exchange_pool(ex, gw_rcu_read(&w->rt->rcu), NULL);
+    gw_lb_cursor *cur = p ? gw_worker_cursor(w, NULL, ex->pool) : NULL;
+    if (cur)
+        gw_lat_record(&cur->lat, lat, now);
+    if (!ex->m)
+        return;
+    gw_member_observe(ex->m, lat, now);
+    if (gw_member_answered(ex->m, now))
+        log_info("%s in pool %s answers again: back in rotation", ex->m->name, ex->pool_name);
 }
 
 /* Forwards response body bytes from uin to the client. True when done. */
@@ -112,6 +131,7 @@ void gw_response_process(gw_exchange *ex)
         ex->status = ex->resp.status;
         if (ex->ps)
             metrics_observe_us(ex->ps->upstream, now - ex->t_try_us);
+        observe_latency(ex, now);
         if (ex->m)
             atomic_fetch_add_explicit(&ex->m->by_class[ex->status / 100 <= 5 ? ex->status / 100 : 5],
                                       1, memory_order_relaxed);

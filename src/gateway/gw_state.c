@@ -65,8 +65,13 @@ static int build_pool(gw_snap *s, size_t pi, const gw_snap *prev, char *err, siz
 {
     const gw_pool_cfg *pc = &s->cfg.pools[pi];
     gw_pool *p = &s->pools[pi];
-    static const gw_algo algo[] = { GW_ALGO_SWRR, GW_ALGO_LEASTCONN, GW_ALGO_P2C, GW_ALGO_HASH };
+    static const gw_algo algo[] = { GW_ALGO_SWRR, GW_ALGO_LEASTCONN, GW_ALGO_P2C, GW_ALGO_HASH,
+                                    GW_ALGO_LEASTREQ };
     gw_pool_init(p, pc->name, algo[pc->algo]);
+    p->try_factor = (uint32_t)s->cfg.try_timeout_factor;
+    p->slow_factor = (uint32_t)s->cfg.slow_eject_factor;
+    p->try_min_us = s->cfg.try_timeout_min_us;
+    p->try_max_us = s->cfg.try_timeout_us;
     p->slow_start_us = pc->slow_start_us;
     p->hash_epsilon = pc->hash_epsilon;
     p->outlier_consec = (uint32_t)pc->outlier.consecutive;

@@ -290,7 +290,10 @@ static void attempt(gw_exchange *ex)
     gw_member *m = p->members[i];
     gw_member_ref(m);
     ex->m = m;
-    atomic_fetch_add_explicit(&m->inflight, 1, memory_order_relaxed);
+    /* Busy from now: slow-member ejection counts silence from here. */
+    if (atomic_fetch_add_explicit(&m->inflight, 1, memory_order_relaxed) == 0)
+        atomic_store_explicit(&m->progress_us, now, memory_order_relaxed);
+    ex->try_us = gw_try_timeout(ex, p);
     atomic_fetch_add_explicit(&m->total, 1, memory_order_relaxed);
     if (ex->attempts < sizeof ex->tried / sizeof ex->tried[0])
         ex->tried[ex->attempts] = m;
@@ -328,7 +331,7 @@ static void attempt(gw_exchange *ex)
             gw_attempt_failed(ex, GW_FAIL_CONNECT);
             return;
         }
-        gw_arm_try_timer(ex, rt->cfg.try_timeout_us);
+        gw_arm_try_timer(ex, ex->try_us);
         pump_into_uout(ex);
         up_flush(ex);
         return;
@@ -454,7 +457,12 @@ void gw_attempt_failed(gw_exchange *ex, enum gw_fail_kind kind)
     gw_close_upstream(ex);
     if (ex->m)
         atomic_fetch_add_explicit(&ex->m->by_class[0], 1, memory_order_relaxed);
-    gw_report_outcome(ex, false);
+    /* A latency-derived timeout means "answered nothing while others do":
+     * slow-member ejection owns that signal and readmits the member on its
+     * first answer. Counted as an outlier failure too, it would keep a
+     * member that paused for a second out for base_ejection. */
+    if (!(kind == GW_FAIL_TIMEOUT && ex->try_adaptive))
+        gw_report_outcome(ex, false);
     gw_release_member(ex);
     if (can_retry(ex, kind)) {
         if (ex->ps)
@@ -475,11 +483,33 @@ void gw_attempt_failed(gw_exchange *ex, enum gw_fail_kind kind)
     local_reply(ex, kind == GW_FAIL_TIMEOUT ? 504 : 502, NULL, msgs[kind]);
 }
 
+/* An adaptive try timeout fired. A member that answered other requests
+ * during the last try period is alive and this request is merely slow (a
+ * report, a big query): keep waiting, up to try_timeout from the attempt's
+ * start. One that answered nothing in that time is stuck (hung, paused,
+ * partitioned): the request goes elsewhere. (Answered "since the attempt
+ * began" would not do: a response already on the wire when the member
+ * froze would keep every request on it waiting.) True when the wait goes
+ * on. */
+static bool still_answering(gw_exchange *ex)
+{
+    gw_worker *w = ex_worker(ex);
+    uint64_t now = ev_now_us(w->loop);
+    uint64_t end = ex->t_try_us + w->rt->cfg.try_timeout_us;
+    uint64_t progress = ex->m ? atomic_load_explicit(&ex->m->progress_us, memory_order_relaxed) : 0;
+    if (!ex->try_adaptive || now >= end || progress <= ex->t_try_us || progress + ex->try_us <= now)
+        return false;
+    gw_arm_try_timer(ex, end - now < ex->try_us ? end - now : ex->try_us);
+    return true;
+}
+
 static void up_timeout(ev_loop *loop, ev_timer *t)
 {
     gw_exchange *ex = t->arg;
     gw_conn *c = ex->c;
     (void)loop;
+    if (!ex->queued && !ex->resp_head_done && !ex->connecting && still_answering(ex))
+        return;
     if (ex->queued) {
         queue_remove(ex);
         if (ex->ps)
@@ -558,7 +588,7 @@ void gw_exchange_io(ev_loop *loop, int fd, unsigned events, void *arg)
             goto out;
         }
         ex->connecting = false;
-        gw_arm_try_timer(ex, ex_worker(ex)->rt->cfg.try_timeout_us);
+        gw_arm_try_timer(ex, ex->try_us);
         pump_into_uout(ex);
     }
     if (ex->uout.len)

@@ -221,15 +221,24 @@ static bool snap_has_member(const gw_snap *s, const gw_member *m)
  * to members that are gone or not taking traffic. */
 static void on_new_gen(gw_worker *w, const gw_snap *s)
 {
-    if (s->npools > w->ncursors) {
-        gw_lb_cursor *n = realloc(w->cursors, s->npools * sizeof *n);
-        if (!n)
-            return;
-        w->cursors = n;
+    /* Selection state starts afresh; what the worker learnt of a pool's
+     * latency carries over by pool name, or every API call (a member
+     * registered, a weight changed) would forget the p99. */
+    gw_lb_cursor *n = malloc((s->npools ? s->npools : 1) * sizeof *n);
+    if (!n)
+        return;
+    for (size_t i = 0; i < s->npools; i++) {
+        gw_lb_cursor_init(&n[i], gw_worker_rand(w) | 1);
+        snprintf(n[i].pool, sizeof n[i].pool, "%s", s->pools[i].name);
+        for (size_t k = 0; k < w->ncursors; k++)
+            if (strcmp(w->cursors[k].pool, n[i].pool) == 0) {
+                n[i].lat = w->cursors[k].lat;
+                break;
+            }
     }
+    free(w->cursors);
+    w->cursors = n;
     w->ncursors = s->npools;
-    for (size_t i = 0; i < s->npools; i++)
-        gw_lb_cursor_init(&w->cursors[i], gw_worker_rand(w) | 1);
     free(w->rs_cache);
     free(w->ps_cache);
     w->npools_c = s->npools;

@@ -62,9 +62,15 @@ def test_proxies_and_sets_forwarding_headers(procs, io_gateway):
     assert len(ids) == 5
 
 
-def test_round_robin_spreads_evenly(procs):
+def test_round_robin_spreads_evenly(procs, tmp_path):
+    # round_robin by name: the default (least_request) follows latency
     bs = [Backend(procs, n) for n in "abc"]
-    gw = Gateway(procs, bs)
+    members = ", ".join(f'{{address: "{b.addr}"}}' for b in bs)
+    gw = Gateway(procs, config=write_yaml(tmp_path, f"""
+gateway:
+  pools: [{{name: default, algorithm: round_robin, backends: [{members}]}}]
+  routes: [{{prefix: /, pool: default}}]
+"""))
     s = requests.Session()
     seen = collections.Counter(s.get(gw.url("/")).headers["X-Backend"] for _ in range(30))
     assert seen == {"a": 10, "b": 10, "c": 10}
@@ -338,6 +344,7 @@ def test_active_health_checks_take_out_and_bring_back(procs, tmp_path):
 gateway:
   pools:
     - name: p
+      algorithm: round_robin      # both members seen in 10 sequential requests
       backends: [{{address: "{a.addr}"}}, {{address: "{b.addr}"}}]
       health: {{interval: 100ms, timeout: 100ms, rise: 2, fall: 2}}
   routes: [{{prefix: /, pool: p}}]

@@ -7,9 +7,14 @@ from conftest import run_hscale
 from gw_util import Backend, Gateway, http as requests, write_yaml
 
 
-def test_register_patch_and_remove_backends(procs):
+def test_register_patch_and_remove_backends(procs, tmp_path):
     a, b = Backend(procs, "a"), Backend(procs, "b")
-    gw = Gateway(procs, [a])
+    # round_robin by name: the weights below are checked as exact shares
+    gw = Gateway(procs, config=write_yaml(tmp_path, f"""
+gateway:
+  pools: [{{name: default, algorithm: round_robin, backends: [{{address: "{a.addr}"}}]}}]
+  routes: [{{prefix: /, pool: default}}]
+"""))
     api = gw.admin_url("/api/v1/pools/default")
     r = requests.post(api + "/backends", json={"address": b.addr, "weight": 3})
     assert r.status_code == 201, r.text

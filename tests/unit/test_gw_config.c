@@ -72,6 +72,7 @@ Test(gw_config, full_document_and_seed_defaults)
     cfg_free(&gw_config_schema, &c);
 }
 
+
 static void expect_error(const char *doc, const char *key_part, const char *msg_part)
 {
     gw_config c;
@@ -190,4 +191,27 @@ Test(gw_cmd, config_file_and_bad_workers, .init = cr_redirect_stderr)
     char *c[] = { "gateway", "-c", path, "--listen", "nohost", "--check" };
     cr_assert_eq(run(6, c), 2);
     unlink(path);
+}
+
+Test(gw_config, resilience_defaults)
+{
+    gw_config c;
+    cfg_error err;
+    cr_assert_eq(load(&c, "pools: [{name: p, backends: [{address: '127.0.0.1:9001'}]}]\n"
+                          "routes: [{prefix: /, pool: p}]\n", &err), 0, "%s", err.msg);
+    cr_assert_eq(c.pools[0].algo, GW_CFG_ALGO_LEAST_REQUEST, "least_request is the default");
+    cr_assert_eq(c.try_timeout_factor, 4);
+    cr_assert_eq(c.try_timeout_min_us, 250000ULL);
+    cr_assert_eq(c.slow_eject_factor, 8);
+    cr_assert_eq(c.try_timeout_us, 15000000ULL);
+    cr_assert_null(c.state_file);
+    cfg_free(&gw_config_schema, &c);
+    cr_assert_eq(load(&c, "try_timeout_factor: 0\nslow_eject_factor: 0\nstate_file: /tmp/x\n"
+                          "pools: [{name: p, algorithm: round_robin}]\n", &err), 0, "%s", err.msg);
+    cr_assert_eq(c.pools[0].algo, GW_CFG_ALGO_ROUND_ROBIN);
+    cr_assert_eq(c.try_timeout_factor, 0);
+    cr_assert_str_eq(c.state_file, "/tmp/x");
+    cfg_free(&gw_config_schema, &c);
+    expect_error("try_timeout_factor: -1\n", "try_timeout_factor", "");
+    expect_error("try_timeout_min: soon\n", "try_timeout_min", "");
 }

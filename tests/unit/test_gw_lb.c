@@ -330,3 +330,140 @@ Test(gw_rl, shared_across_threads)
     cr_assert_eq(total, 1000);           /* exactly the bucket, no more */
     gw_rl_free(shared_rl);
 }
+
+/* --- least request, observed latency, slow members ---------------------- */
+
+Test(gw_lb, least_request_prefers_the_faster_member_until_it_is_busier)
+{
+    mkpool(GW_ALGO_LEASTREQ, 2, NULL);
+    gw_member_observe(&M[0], 1000, 1);      /* 1 ms */
+    gw_member_observe(&M[1], 10000, 1);     /* 10 ms */
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(gw_lb_pick(&P, &C, NULL, 0, -1, 1), 0, "pick %d", i);
+    /* 1 ms x 21 in flight costs more than 10 ms x 1 */
+    atomic_store(&M[0].inflight, 20);
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(gw_lb_pick(&P, &C, NULL, 0, -1, 1), 1);
+    /* p2c by name still looks at in-flight alone */
+    P.algo = GW_ALGO_P2C;
+    atomic_store(&M[0].inflight, 0);
+    atomic_store(&M[1].inflight, 1);
+    cr_assert_eq(gw_lb_pick(&P, &C, NULL, 0, -1, 1), 0);
+}
+
+Test(gw_lb, least_request_respects_weights_and_probes_new_members)
+{
+    uint32_t w[2] = { 3, 1 };
+    mkpool(GW_ALGO_LEASTREQ, 2, w);
+    gw_member_observe(&M[0], 1000, 1);
+    gw_member_observe(&M[1], 1000, 1);
+    int cnt[2] = { 0 };
+    for (int round = 0; round < 1000; round++) {
+        for (int k = 0; k < 4; k++) {
+            int i = gw_lb_pick(&P, &C, NULL, 0, -1, 1);
+            cnt[i]++;
+            atomic_fetch_add(&M[i].inflight, 1);
+        }
+        atomic_store(&M[0].inflight, 0);
+        atomic_store(&M[1].inflight, 0);
+    }
+    cr_assert(cnt[0] > 2600 && cnt[0] < 3400, "3:1 weights gave %d:%d", cnt[0], cnt[1]);
+    /* A member with no sample yet: free while idle, a penalty once busy. */
+    mkpool(GW_ALGO_LEASTREQ, 2, NULL);
+    gw_member_observe(&M[0], 50000, 1);
+    cr_assert_eq(gw_lb_pick(&P, &C, NULL, 0, -1, 1), 1);
+    atomic_store(&M[1].inflight, 1);
+    cr_assert_eq(gw_lb_pick(&P, &C, NULL, 0, -1, 1), 0);
+}
+
+Test(gw_lb, peak_ewma_jumps_up_and_decays_with_time)
+{
+    mkpool(GW_ALGO_LEASTREQ, 1, NULL);
+    gw_member_observe(&M[0], 100, 1000);
+    gw_member_observe(&M[0], 1000, 1000);                /* a peak replaces it */
+    cr_assert_eq(atomic_load(&M[0].ewma_ns) / 1000, 1000);
+    gw_member_observe(&M[0], 100, 1000);                 /* no time passed: stays */
+    cr_assert_eq(atomic_load(&M[0].ewma_ns) / 1000, 1000);
+    gw_member_observe(&M[0], 100, 1000 + GW_EWMA_DECAY_US);   /* one decay time */
+    uint64_t us = atomic_load(&M[0].ewma_ns) / 1000;    /* 1000/e + 100(1-1/e) = 431 */
+    cr_assert(us >= 425 && us <= 437, "%llu", (unsigned long long)us);
+}
+
+Test(gw_lb, latency_window_p99_and_thresholds)
+{
+    static gw_lat_win w;
+    memset(&w, 0, sizeof w);
+    uint64_t t = 1;
+    for (int i = 0; i < 20; i++)
+        gw_lat_record(&w, 1000, t);
+    gw_lat_record(&w, 1000, t + GW_LAT_PERIOD_US);
+    cr_assert_eq(gw_lat_p99(&w), 0, "too few samples: unknown");
+    for (int i = 0; i < 990; i++)
+        gw_lat_record(&w, 1000, t + GW_LAT_PERIOD_US);
+    for (int i = 0; i < 5; i++)
+        gw_lat_record(&w, 50000, t + GW_LAT_PERIOD_US);
+    gw_lat_record(&w, 1000, t + 2 * GW_LAT_PERIOD_US);
+    /* 1000 us falls in [896, 1023]: reported high */
+    cr_assert_eq(gw_lat_p99(&w), 1023);
+    for (int i = 0; i < 100; i++)
+        gw_lat_record(&w, 50000, t + 2 * GW_LAT_PERIOD_US);
+    gw_lat_record(&w, 1000, t + 3 * GW_LAT_PERIOD_US);
+    cr_assert_geq(gw_lat_p99(&w), 50000, "a slow tenth moves the p99");
+    /* a long quiet spell empties the window: unknown again */
+    gw_lat_record(&w, 1000, t + 200 * GW_LAT_PERIOD_US);
+    gw_lat_record(&w, 1000, t + 201 * GW_LAT_PERIOD_US);
+    cr_assert_eq(gw_lat_p99(&w), 0);
+
+    mkpool(GW_ALGO_LEASTREQ, 1, NULL);
+    P.try_min_us = 250000;
+    P.try_max_us = 2000000;
+    w.p99_us = 1000;
+    cr_assert_eq(gw_lat_threshold(&P, &w, 4), 250000, "floor");
+    w.p99_us = 100000;
+    cr_assert_eq(gw_lat_threshold(&P, &w, 4), 400000);
+    cr_assert_eq(gw_lat_threshold(&P, &w, 40), 2000000, "cap");
+    cr_assert_eq(gw_lat_threshold(&P, &w, 0), 0, "factor 0: off");
+    w.p99_us = 0;
+    cr_assert_eq(gw_lat_threshold(&P, &w, 4), 0, "unknown p99: off");
+}
+
+Test(gw_lb, slow_member_is_ejected_probed_and_readmitted)
+{
+    mkpool(GW_ALGO_LEASTREQ, 3, NULL);
+    uint64_t now = 10000000, thr = 250000;
+    atomic_store(&M[1].inflight, 3);
+    atomic_store(&M[1].progress_us, now - 100000);
+    cr_assert_not(gw_slow_check(&P, &M[1], thr, now), "silent for less than the threshold");
+    atomic_store(&M[1].progress_us, now - 300000);
+    cr_assert_not(gw_slow_check(&P, &M[1], 0, now), "threshold unknown: off");
+    cr_assert(gw_slow_check(&P, &M[1], thr, now));
+    cr_assert_not(gw_slow_check(&P, &M[1], thr, now), "ejected once");
+    cr_assert_eq(atomic_load(&M[1].slow_ejections), 1);
+    cr_assert_not(gw_member_eligible(&M[1], now));
+    for (int i = 0; i < 100; i++)
+        cr_assert_neq(gw_lb_pick(&P, &C, NULL, 0, -1, now + 1000), 1);
+    /* One probe a second: it is a candidate once, then waits again. */
+    int probes = 0;
+    for (int i = 0; i < 100; i++)
+        probes += gw_lb_pick(&P, &C, NULL, 0, 0, now + GW_SLOW_PROBE_US) == 1;
+    cr_assert_leq(probes, 1);
+    cr_assert_not(gw_slow_probe(&M[1], now + GW_SLOW_PROBE_US + 10));
+    cr_assert(gw_member_answered(&M[1], now + 2000000), "an answer readmits it");
+    cr_assert_not(gw_member_answered(&M[1], now + 2000001));
+    cr_assert(gw_member_eligible(&M[1], now + 2000001));
+}
+
+Test(gw_lb, no_slow_ejection_when_every_member_stalls)
+{
+    mkpool(GW_ALGO_LEASTREQ, 3, NULL);
+    uint64_t now = 10000000;
+    for (int i = 0; i < 3; i++) {
+        atomic_store(&M[i].inflight, 2);
+        atomic_store(&M[i].progress_us, now - 1000000);
+    }
+    cr_assert_not(gw_slow_check(&P, &M[0], 250000, now), "a shared stall is not one slow member");
+    atomic_store(&M[2].progress_us, now - 1000);
+    cr_assert(gw_slow_check(&P, &M[0], 250000, now), "one other answering is enough");
+    atomic_store(&M[2].progress_us, now - 1000000);
+    cr_assert_not(gw_slow_check(&P, &M[1], 250000, now), "the slow one does not count as answering");
+}
