@@ -16,6 +16,7 @@
  * < flags; the gateway's config is written from the result. With
  * services:, each is run with its own autoscaler behind one control API. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
@@ -125,7 +126,22 @@ static int seed_once(const char *dir, bool seed)
     return 0;
 }
 
-static pid_t spawn_gateway(const char *cfg, const char *logpath)
+/* The gateway's client listener, opened here once and handed to every
+ * gateway this process starts (HSCALE_GATEWAY_LISTEN_FD): while a crashed
+ * gateway is restarted, connections wait in its backlog instead of being
+ * refused. -1 when it cannot be opened (the gateway then binds its own). */
+static int up_listener(const char *listen)
+{
+    sock_addr a;
+    char err[256];
+    sock_listen_opts lo = { .backlog = 4096, .reuseport = true };
+    int fd = sock_addr_parse(listen, &a, err, sizeof err) < 0 ? -1 : sock_listen(&a, &lo, err, sizeof err);
+    if (fd < 0)
+        log_warn("gateway listener %s: %s (the gateway binds its own)", listen, err);
+    return fd;
+}
+
+static pid_t spawn_gateway(const char *cfg, const char *logpath, int lfd)
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -133,9 +149,18 @@ static pid_t spawn_gateway(const char *cfg, const char *logpath)
         return -1;
     exe[n] = '\0';
     char *argv[] = { exe, "gateway", "-c", (char *)cfg, NULL };
-    proc_spec ps = { .argv = argv, .stdout_path = logpath };
+    char fdenv[48];
+    snprintf(fdenv, sizeof fdenv, "HSCALE_GATEWAY_LISTEN_FD=%d", lfd);
+    char *env[] = { fdenv, NULL };
+    proc_spec ps = { .argv = argv, .env_extra = lfd >= 0 ? env : NULL, .stdout_path = logpath };
     char err[256];
+    /* Inheritable for this exec only (an instance spawned meanwhile may
+     * inherit it too: it never accepts on it, so that is harmless). */
+    if (lfd >= 0)
+        fcntl(lfd, F_SETFD, 0);
     pid_t pid = proc_spawn(&ps, err, sizeof err);
+    if (lfd >= 0)
+        fcntl(lfd, F_SETFD, FD_CLOEXEC);
     if (pid < 0)
         log_error("gateway: %s", err);
     return pid;
@@ -223,6 +248,7 @@ int cmd_up(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);    /* wakes the supervision loop when the gateway dies */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -233,12 +259,14 @@ int cmd_up(int argc, char **argv)
     memset(&fl, 0, sizeof fl);
     ctl_control *cc = NULL;
     pid_t gw = -1;
+    int gwfd = -1;
     rc = 1;
+    gwfd = up_listener(u.gateway.listen);
     if (up_gateway_write(&u, gwcfg, err, sizeof err) < 0) {
         log_error("%s", err);
         goto out;
     }
-    if ((gw = spawn_gateway(gwcfg, gwlog)) < 0)
+    if ((gw = spawn_gateway(gwcfg, gwlog, gwfd)) < 0)
         goto out;
     wait_gateway_admin(u.gateway.admin, 5000);
     if (cmd_fleet_build(&fl, &u.fl, err, sizeof err) < 0) {
@@ -269,6 +297,9 @@ int cmd_up(int argc, char **argv)
     int sig = 0;
     for (;;) {
         struct timespec ts = { 0, 200 * 1000000L };
+        uint64_t now_ms = mono_ms();
+        if (restart_at && restart_at < now_ms + 200)    /* wake for the restart itself */
+            ts.tv_nsec = restart_at > now_ms ? (long)(restart_at - now_ms) * 1000000L : 0;
         sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGINT || sig == SIGTERM)
             break;
@@ -288,11 +319,11 @@ int cmd_up(int argc, char **argv)
             backoff = backoff * 2 > 10000 ? 10000 : backoff * 2;
         }
         if (gw < 0 && restart_at && mono_ms() >= restart_at) {
-            gw = spawn_gateway(gwcfg, gwlog);
+            gw = spawn_gateway(gwcfg, gwlog, gwfd);
             started = mono_ms();
             restart_at = gw < 0 ? mono_ms() + backoff : 0;
             if (gw > 0)
-                log_info("gateway restarted (pid %d); instances re-register", (int)gw);
+                log_info("gateway restarted (pid %d) with the members of its state file", (int)gw);
         }
     }
     log_info("%s: draining the instances, then stopping the gateway",
@@ -302,6 +333,8 @@ out:
     ctl_stop(cc);                /* drains through the gateway, still up */
     if (gw > 0)
         proc_stop(gw, 5000);
+    if (gwfd >= 0)
+        close(gwfd);
     cmd_fleet_free(&fl);
     up_config_free(&u);
     if (rc == 0)

@@ -138,6 +138,10 @@ int up_config_load(up_file *u, const up_flags *f, cfg_error *err)
     snprintf(v, sizeof v, "%s/prometheus/targets.json", f->data);
     if (cfg_set(s, u, "control.sd_file", v, err) < 0)
         return -1;
+    /* a restarted gateway serves the members it had at once */
+    snprintf(v, sizeof v, "%s/gateway.state", f->data);
+    if (cfg_set(s, u, "gateway.state_file", v, err) < 0)
+        return -1;
     /* one worker each: instances are the unit of scale, and 2-10 of them
      * share the machine */
     snprintf(v, sizeof v, "{exe} app --listen {host}:{port} --instance-id {id} --version {version} "

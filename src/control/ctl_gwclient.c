@@ -271,6 +271,7 @@ int ctl_gw_members(const ctl_gw *g, const char *pool, ctl_gw_member *out, size_t
                     o->healthy = json_is_true(json_object_get(m, "healthy"));
                     o->in_flight = (long)json_integer_value(json_object_get(m, "in_flight"));
                     o->total = (uint64_t)json_integer_value(json_object_get(m, "total"));
+                    o->restored = json_is_true(json_object_get(m, "restored"));
                 }
             }
             *n = json_array_size(members);

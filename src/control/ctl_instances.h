@@ -57,6 +57,7 @@ typedef struct ctl_gw_member {
     bool     healthy;
     long     in_flight;
     uint64_t total;
+    bool     restored;    /* from the gateway's state file, not registered since */
 } ctl_gw_member;
 
 /* url: "http://host:port" (or "host:port"); token may be NULL. */

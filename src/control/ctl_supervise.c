@@ -521,9 +521,12 @@ static void converge(ctl_mgr *m)
     pthread_mutex_unlock(&m->mu);
 }
 
-/* A gateway that restarted has forgotten members added through its API:
- * every check interval, a ready instance we think registered but the
- * gateway does not list is registered again on its next probe. */
+/* A gateway that restarted has forgotten members added through its API
+ * (unless its state file brought them back): every check interval, a ready
+ * instance we think registered but the gateway does not list is registered
+ * again on its next probe. A member the gateway restored from its state
+ * file that no instance of ours has (it stopped while the gateway was
+ * down) is removed. */
 static void reconcile(ctl_mgr *m, uint64_t now)
 {
     static ctl_gw_member mem[256];   /* the supervisor thread is the only user */
@@ -551,7 +554,24 @@ static void reconcile(ctl_mgr *m, uint64_t now)
             ctl_mgr_changed_locked(m);
         }
     }
+    bool *stale = calloc(n ? n : 1, sizeof *stale);
+    for (size_t k = 0; stale && k < n; k++) {
+        stale[k] = mem[k].restored;
+        for (size_t i = 0; i < m->nrecs && stale[k]; i++)
+            stale[k] = !m->recs[i]->launched
+                       || strcmp(mem[k].address, m->recs[i]->info.address) != 0;
+    }
     pthread_mutex_unlock(&m->mu);
+    for (size_t k = 0; stale && k < n; k++)
+        if (stale[k]) {
+            int rc = ctl_gw_drain(&m->gw, m->c->pool, mem[k].address, 0, err, sizeof err);
+            if (rc < 0)
+                log_warn("reconcile: removing stale %s: %s", mem[k].address, err);
+            else
+                log_info("%s was restored by the gateway but is no instance of ours: removed "
+                         "from pool %s", mem[k].address, m->c->pool);
+        }
+    free(stale);
 }
 
 /* Past the stop deadline: kill what is left and wait for it briefly. */

@@ -4,7 +4,8 @@
  *
  * Every edit takes rt->edit_lock, computes a whole new configuration from
  * the current one (gw_api.c), builds a snapshot from it and publishes it;
- * any refusal leaves the running state untouched. Reads of the snapshot
+ * any refusal leaves the running state untouched. Every change that
+ * succeeds is written to the state file (gw_statefile.c). Reads of the snapshot
  * from this thread also hold the lock, because retired snapshots are only
  * reclaimed under it and this thread is not one of the workers whose
  * quiescent stamps protect them.
@@ -25,6 +26,7 @@
 
 #include "core/log.h"
 #include "gateway/gw_api.h"
+#include "gateway/gw_statefile.h"
 #include "http/server.h"
 
 int gw_rt_publish(gw_rt *rt, gw_config *cfg, char *err, size_t errlen)
@@ -42,6 +44,7 @@ int gw_rt_publish(gw_rt *rt, gw_config *cfg, char *err, size_t errlen)
     cfg_free(&gw_config_schema, &rt->cfg);
     rt->cfg = *cfg;
     memset(cfg, 0, sizeof *cfg);
+    gw_statefile_save(rt);
     return 0;
 }
 
@@ -216,6 +219,8 @@ static void h_patch_backend(http_ctx *c, void *arg)
         pthread_mutex_unlock(&rt->edit_lock);
         return;
     }
+    if (!changed)
+        gw_statefile_save(rt);          /* a state change does not publish */
     json_t *j = member_json(rt, pool, id);
     pthread_mutex_unlock(&rt->edit_lock);
     http_audit(c, NULL, "backend %s in pool %s changed (weight or state)", id, pool);
@@ -308,6 +313,7 @@ static void h_delete_backend(http_ctx *c, void *arg)
     rt->drains = d;
     atomic_store(&m->state, GW_ST_DRAINING);
     uint32_t inflight = atomic_load(&m->inflight);
+    gw_statefile_save(rt);
     pthread_mutex_unlock(&rt->edit_lock);
     http_audit(c, NULL, "backend %s draining from pool %s (%u in flight, up to %s)",
                id, pool, inflight, drain);

@@ -8,6 +8,10 @@
  * request. Between signals the main thread finishes drains and reclaims
  * retired snapshots every 100 ms.
  *
+ * At start the state file (state_file) is merged in before the first
+ * snapshot, so members registered through the API before a crash serve at
+ * once.
+ *
  * SIGHUP keeps the listeners and the worker count (changing those needs a
  * restart, which is said in the log); pools and routes are rebuilt, and
  * members with the same address carry their health and in-flight counts
@@ -23,6 +27,7 @@
 
 #include "core/log.h"
 #include "gateway/gw_proxy.h"
+#include "gateway/gw_statefile.h"
 #include "http/server.h"
 
 static unsigned core_count(void)
@@ -67,6 +72,41 @@ static void reload(gw_rt *rt, gw_reload_fn *fn, void *arg)
 
 }
 
+/* The state file, merged into rt->cfg before the first snapshot. A file
+ * that cannot be used is set aside (renamed .bad) with the reason logged:
+ * the gateway starts from its configuration and the next change writes a
+ * good one. */
+static bool load_state(gw_rt *rt, gw_statefile *sf, bool **restored)
+{
+    const char *path = rt->cfg.state_file;
+    char err[600];
+    if (!path || !path[0])
+        return false;
+    int rc = gw_statefile_read(path, sf, err, sizeof err);
+    if (rc < 0) {
+        char bad[4096];
+        snprintf(bad, sizeof bad, "%s.bad", path);
+        log_error("state_file %s; starting from the configuration alone (the file is kept as %s)",
+                  err, bad);
+        if (rename(path, bad) < 0)
+            log_warn("state_file: cannot rename %s: %s", path, strerror(errno));
+        return false;
+    }
+    if (rc == 0)
+        return false;
+    *restored = calloc(sf->nmembers ? sf->nmembers : 1, sizeof **restored);
+    if (!*restored) {
+        gw_statefile_free(sf);
+        return false;
+    }
+    size_t n = gw_statefile_merge(sf, &rt->cfg, (double)ev_wall_us() / 1e6, *restored), added = 0;
+    for (size_t i = 0; i < sf->nmembers; i++)
+        added += (*restored)[i];
+    log_info("state_file %s: %zu members restored (%zu not in the configuration), "
+             "%zu split weights", path, n, added, sf->nsplits);
+    return true;
+}
+
 int gw_run(const gw_config *cfg, gw_reload_fn *reload_fn, void *arg)
 {
     gw_rt *rt = calloc(1, sizeof *rt);
@@ -89,12 +129,22 @@ int gw_run(const gw_config *cfg, gw_reload_fn *reload_fn, void *arg)
     unsigned nworkers = rt->cfg.workers > 0 ? (unsigned)rt->cfg.workers : core_count();
     if (nworkers > GW_MAX_WORKERS)
         nworkers = GW_MAX_WORKERS;
+    gw_statefile saved = { 0 };
+    bool *restored = NULL;
+    bool have_saved = load_state(rt, &saved, &restored);
     gw_snap *first = gw_snap_build(&rt->cfg, NULL, err, sizeof err);
     if (!rt->rl || !first) {
         fprintf(stderr, "hscale gateway: %s\n", first ? "out of memory" : err);
+        gw_statefile_free(&saved);
+        free(restored);
         goto out_free;
     }
     gw_rcu_init(&rt->rcu, nworkers, first);
+    if (have_saved)
+        gw_statefile_apply(&saved, restored, rt, (double)ev_wall_us() / 1e6);
+    gw_statefile_free(&saved);
+    free(restored);
+    gw_statefile_save(rt);
     if (sock_addr_parse(rt->cfg.listen, &rt->listen, err, sizeof err) < 0) {
         fprintf(stderr, "hscale gateway: listen: %s\n", err);
         goto out_rcu;

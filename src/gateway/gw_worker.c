@@ -18,12 +18,14 @@
 #include "gateway/gw_proxy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -388,6 +390,38 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* A listening socket handed down by the parent (`hscale up` keeps one open
+ * across gateway restarts, so connections wait in its backlog while a
+ * crashed gateway comes back): worker 0 accepts on it, the others join its
+ * SO_REUSEPORT group as usual. Used only when it is a listening TCP socket
+ * on exactly the configured address; anything else is ignored (and the
+ * variable is consumed either way, so nothing below inherits it). */
+static int inherited_listener(const sock_addr *want)
+{
+    const char *v = getenv("HSCALE_GATEWAY_LISTEN_FD");
+    if (!v || !*v)
+        return -1;
+    char val[24], *end;
+    snprintf(val, sizeof val, "%s", v);
+    unsetenv("HSCALE_GATEWAY_LISTEN_FD");
+    long fd = strtol(val, &end, 10);
+    int acc = 0;
+    socklen_t len = sizeof acc;
+    sock_addr have;
+    if (*end || fd < 3 || fd > 65535
+        || getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0 || !acc
+        || sock_local_addr((int)fd, &have) < 0 || !sock_addr_equal(&have, want)) {
+        log_warn("HSCALE_GATEWAY_LISTEN_FD=%s is not a listener on the configured address: ignored", val);
+        return -1;
+    }
+    int fl = fcntl((int)fd, F_GETFL);
+    if (fl < 0 || fcntl((int)fd, F_SETFL, fl | O_NONBLOCK) < 0
+        || fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
+        return -1;
+    log_info("accepting on the listener handed down by the parent (fd %ld)", fd);
+    return (int)fd;
+}
+
 int gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen)
 {
     rt->workers = calloc(n, sizeof *rt->workers);
@@ -414,7 +448,9 @@ int gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen)
             rc = -1;
             break;
         }
-        w->lfd = sock_listen(&rt->listen, &lo, err, errlen);
+        w->lfd = i == 0 ? inherited_listener(&rt->listen) : -1;
+        if (w->lfd < 0)
+            w->lfd = sock_listen(&rt->listen, &lo, err, errlen);
         if (w->lfd < 0) {
             rc = -1;
             break;
