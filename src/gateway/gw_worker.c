@@ -392,9 +392,13 @@ static void *worker_main(void *arg)
 
 /* A listening socket handed down by the parent (`hscale up` keeps one open
  * across gateway restarts, so connections wait in its backlog while a
- * crashed gateway comes back): worker 0 accepts on it, the others join its
- * SO_REUSEPORT group as usual. Used only when it is a listening TCP socket
- * on exactly the configured address; anything else is ignored (and the
+ * crashed gateway comes back). Every worker accepts on it (a dup each) and
+ * the gateway opens no listener of its own: a listener of its own would
+ * die with it, and Linux resets the connections queued on a closing
+ * SO_REUSEPORT socket rather than move them to a sibling. Workers then
+ * share one accept queue instead of one each; accepts are rare next to
+ * keep-alive requests. Used only when it is a listening TCP socket on
+ * exactly the configured address; anything else is ignored (and the
  * variable is consumed either way, so nothing below inherits it). */
 static int inherited_listener(const sock_addr *want)
 {
@@ -432,6 +436,7 @@ int gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen)
     rt->nworkers = n;
     int rc = 0;
     sock_listen_opts lo = { .backlog = 4096, .reuseport = true };
+    int inherited = inherited_listener(&rt->listen);
     for (unsigned i = 0; i < n; i++) {
         gw_worker *w = &rt->workers[i];
         w->rt = rt;
@@ -448,10 +453,13 @@ int gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen)
             rc = -1;
             break;
         }
-        w->lfd = i == 0 ? inherited_listener(&rt->listen) : -1;
-        if (w->lfd < 0)
+        if (inherited >= 0)
+            w->lfd = i == 0 ? inherited : fcntl(inherited, F_DUPFD_CLOEXEC, 3);
+        else
             w->lfd = sock_listen(&rt->listen, &lo, err, errlen);
         if (w->lfd < 0) {
+            if (inherited >= 0)
+                snprintf(err, errlen, "dup of the inherited listener: %s", strerror(errno));
             rc = -1;
             break;
         }
