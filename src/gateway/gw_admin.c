@@ -227,19 +227,6 @@ static void h_patch_backend(http_ctx *c, void *arg)
     reply_json(c, 200, j ? j : json_pack("{s:s}", "id", id));
 }
 
-static gw_member *find_member(const gw_snap *s, const char *pool, const char *id)
-{
-    int pi = gw_snap_find_pool(s, pool);
-    sock_addr want;
-    char e[128];
-    if (pi < 0 || sock_addr_parse(id, &want, e, sizeof e) < 0)
-        return NULL;
-    for (uint32_t i = 0; i < s->pools[pi].n; i++)
-        if (sock_addr_equal(&s->pools[pi].members[i]->addr, &want))
-            return s->pools[pi].members[i];
-    return NULL;
-}
-
 /* Removes a backend now (caller holds the lock). */
 static int remove_now(gw_rt *rt, const char *pool, const char *id, gw_api_result *res)
 {
@@ -271,7 +258,7 @@ static void h_delete_backend(http_ctx *c, void *arg)
     }
     gw_api_result res;
     pthread_mutex_lock(&rt->edit_lock);
-    gw_member *m = find_member(gw_rcu_read(&rt->rcu), pool, id);
+    gw_member *m = gw_snap_find_member(gw_rcu_read(&rt->rcu), pool, id);
     if (!m) {
         pthread_mutex_unlock(&rt->edit_lock);
         http_reply_error(c, 404, gw_config_find_pool(&rt->cfg, pool) < 0 ? "pool" : "backend",
@@ -338,7 +325,7 @@ void gw_admin_tick(gw_rt *rt)
         }
         gw_api_result res;
         /* Still configured (not removed by another call meanwhile)? */
-        if (find_member(gw_rcu_read(&rt->rcu), d->pool, d->id) == d->m) {
+        if (gw_snap_find_member(gw_rcu_read(&rt->rcu), d->pool, d->id) == d->m) {
             if (remove_now(rt, d->pool, d->id, &res) < 0)
                 log_warn("drain of %s: %s", d->id, res.msg);
             else

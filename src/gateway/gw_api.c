@@ -96,7 +96,7 @@ static int get_weight(json_t *j, int *w, gw_api_result *res)
     return 0;
 }
 
-static int find_backend(const gw_pool_cfg *p, const char *id)
+int gw_api_find_backend(const gw_pool_cfg *p, const char *id)
 {
     sock_addr want, a;
     char e[128];
@@ -162,7 +162,7 @@ int gw_api_add_backend(const gw_config *cur, const char *pool, const char *body,
         json_decref(j);
         return -1;
     }
-    if (find_backend(&cur->pools[pi], json_string_value(addr)) >= 0) {
+    if (gw_api_find_backend(&cur->pools[pi], json_string_value(addr)) >= 0) {
         int rc = fail(res, 409, "address: '%s' is already in the pool", json_string_value(addr));
         json_decref(j);
         return rc;
@@ -200,7 +200,7 @@ int gw_api_patch_backend(const gw_config *cur, const gw_snap *s, const char *poo
     int spi = gw_snap_find_pool(s, pool);
     if (pi < 0 || spi < 0)
         return fail(res, 404, "pool: no pool named '%s'", pool);
-    int bi = find_backend(&cur->pools[pi], id);
+    int bi = gw_api_find_backend(&cur->pools[pi], id);
     if (bi < 0)
         return fail(res, 404, "backend: no backend '%s' in this pool", id);
     json_t *j = parse_object(body, len, res);
@@ -252,7 +252,7 @@ int gw_api_remove_backend(const gw_config *cur, const char *pool, const char *id
     int pi = gw_config_find_pool(cur, pool);
     if (pi < 0)
         return fail(res, 404, "pool: no pool named '%s'", pool);
-    int bi = find_backend(&cur->pools[pi], id);
+    int bi = gw_api_find_backend(&cur->pools[pi], id);
     if (bi < 0)
         return fail(res, 404, "backend: no backend '%s' in this pool", id);
     if (copy_cfg(cur, out, res) < 0)

@@ -18,6 +18,10 @@ const char *gw_state_name(gw_state st);
 /* -1 for an unknown name. */
 int         gw_state_parse(const char *name);
 
+/* Index of the backend of p whose address is `id` ("host:port", compared
+ * as addresses), or -1. */
+int gw_api_find_backend(const gw_pool_cfg *p, const char *id);
+
 /* {"name":..,"algorithm":..,"members":[{"id","address","weight","backup",
  *  "state","healthy","ejected","in_flight","total"}]} */
 json_t *gw_api_pool_json(const gw_snap *s, int pool, uint64_t now_us);

@@ -224,6 +224,19 @@ int gw_snap_find_pool(const gw_snap *s, const char *name)
     return -1;
 }
 
+gw_member *gw_snap_find_member(const gw_snap *s, const char *pool, const char *id)
+{
+    int pi = gw_snap_find_pool(s, pool);
+    sock_addr want;
+    char e[128];
+    if (pi < 0 || sock_addr_parse(id, &want, e, sizeof e) < 0)
+        return NULL;
+    for (uint32_t i = 0; i < s->pools[pi].n; i++)
+        if (sock_addr_equal(&s->pools[pi].members[i]->addr, &want))
+            return s->pools[pi].members[i];
+    return NULL;
+}
+
 int gw_route_match(const gw_snap *s, http_method m, const char *path, size_t plen,
                    const char *host, size_t hlen)
 {

@@ -51,6 +51,8 @@ gw_snap *gw_snap_build(const gw_config *cfg, const gw_snap *prev, char *err, siz
 void     gw_snap_free(gw_snap *s);
 
 int  gw_snap_find_pool(const gw_snap *s, const char *name);
+/* The member of pool `pool` whose address is `id` ("host:port"), or NULL. */
+gw_member *gw_snap_find_member(const gw_snap *s, const char *pool, const char *id);
 /* First route matching method, path and Host, or -1. */
 int  gw_route_match(const gw_snap *s, http_method m, const char *path, size_t plen,
                     const char *host, size_t hlen);

@@ -262,18 +262,6 @@ int gw_statefile_read(const char *path, gw_statefile *out, char *err, size_t err
     return 1;
 }
 
-static int find_backend(const gw_pool_cfg *p, const char *address)
-{
-    sock_addr want, a;
-    char e[128];
-    if (sock_addr_parse(address, &want, e, sizeof e) < 0)
-        return -1;
-    for (size_t i = 0; i < p->nbackends; i++)
-        if (sock_addr_parse(p->backends[i].address, &a, e, sizeof e) == 0 && sock_addr_equal(&a, &want))
-            return (int)i;
-    return -1;
-}
-
 static bool drain_over(const gw_saved_member *m, double now_unix)
 {
     return m->state == GW_ST_DRAINING && m->drain_until > 0 && m->drain_until <= now_unix;
@@ -289,7 +277,7 @@ size_t gw_statefile_merge(const gw_statefile *sf, gw_config *cfg, double now_uni
         if (pi < 0)
             continue;
         gw_pool_cfg *p = &cfg->pools[pi];
-        int bi = find_backend(p, m->address);
+        int bi = gw_api_find_backend(p, m->address);
         if (drain_over(m, now_unix)) {
             /* It was leaving and its time is up: it goes, as it would have. */
             if (bi >= 0) {
@@ -335,26 +323,13 @@ size_t gw_statefile_merge(const gw_statefile *sf, gw_config *cfg, double now_uni
     return taken;
 }
 
-static gw_member *snap_member(const gw_snap *s, const char *pool, const char *address)
-{
-    int pi = gw_snap_find_pool(s, pool);
-    sock_addr want;
-    char e[128];
-    if (pi < 0 || sock_addr_parse(address, &want, e, sizeof e) < 0)
-        return NULL;
-    for (uint32_t i = 0; i < s->pools[pi].n; i++)
-        if (sock_addr_equal(&s->pools[pi].members[i]->addr, &want))
-            return s->pools[pi].members[i];
-    return NULL;
-}
-
 void gw_statefile_apply(const gw_statefile *sf, const bool *restored, gw_rt *rt, double now_unix)
 {
     const gw_snap *s = gw_rcu_read(&rt->rcu);
     uint64_t mono = ev_monotonic_us();
     for (size_t i = 0; i < sf->nmembers; i++) {
         const gw_saved_member *sm = &sf->members[i];
-        gw_member *m = snap_member(s, sm->pool, sm->address);
+        gw_member *m = gw_snap_find_member(s, sm->pool, sm->address);
         if (!m || drain_over(sm, now_unix))
             continue;
         atomic_store(&m->restored, restored[i]);
