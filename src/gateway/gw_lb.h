@@ -138,7 +138,7 @@ uint32_t gw_member_eff_weight(const gw_pool *p, const gw_member *m, uint64_t now
 
 /* Picks a member index, or -1 when none is available. Primaries first;
  * backups only when no primary is eligible. `key`/`klen` feed GW_ALGO_HASH
- * (a NULL key falls back to P2C). `exclude` (index or -1) is skipped, for
+ * (a NULL key falls back to least request). `exclude` (index or -1) is skipped, for
  * retries on a different backend. */
 int gw_lb_pick(const gw_pool *p, gw_lb_cursor *c, const void *key, size_t klen,
                int exclude, uint64_t now_us);

@@ -314,3 +314,59 @@ def test_kill_9_of_the_gateway_under_up_serves_again_at_once(procs, tmp_path):
     wait_until(lambda: sorted(m["address"] for m in s.members())
                == sorted(i["address"] for i in s.ready()), timeout=5, what="the stale member removed")
     assert "is no instance of ours" in open(s.proc.log_path).read()
+
+
+def test_state_file_brings_back_members_weights_states_and_split_weights(procs, tmp_path):
+    """kill -9 of a plain `hscale gateway` with state_file: the next one
+    starts with the member registered through the API (and its weight), the
+    member put in maintenance still in maintenance, and the split weights
+    set at run time; a file it cannot use is set aside, naming the field."""
+    a, b, c = Backend(procs, "a"), Backend(procs, "b"), Backend(procs, "c")
+    state = tmp_path / "gateway.state"
+    cfg = write_yaml(tmp_path, f"""
+gateway:
+  state_file: {state}
+  pools:
+    - name: web
+      backends: [{{address: "{a.addr}"}}]
+    - name: canary
+      backends: [{{address: "{c.addr}"}}]
+  routes:
+    - prefix: /
+      split: [{{pool: web, weight: 90}}, {{pool: canary, weight: 10}}]
+""")
+    gw = Gateway(procs, config=cfg)
+    api = gw.admin_url("/api/v1/pools/web")
+    assert requests.post(api + "/backends", json={"address": b.addr, "weight": 3}).status_code == 201
+    assert requests.patch(f"{api}/backends/{a.addr}", json={"state": "maint"}).status_code == 200
+    routes = requests.get(gw.admin_url("/api/v1/routes")).json()["routes"]
+    routes[0]["split"] = [{"pool": "web", "weight": 50}, {"pool": "canary", "weight": 50}]
+    assert requests.put(gw.admin_url("/api/v1/routes"), json={"routes": routes}).status_code == 200
+    saved = json.loads(state.read_text())
+    web = [p for p in saved["pools"] if p["name"] == "web"][0]["members"]
+    assert {(m["address"], m["weight"], m["state"]) for m in web} == {(a.addr, 1, "maint"),
+                                                                      (b.addr, 3, "ready")}
+    os.kill(gw.proc.pid, signal.SIGKILL)
+    gw.proc.wait(5)
+
+    gw = Gateway(procs, config=cfg)
+    members = {m["address"]: m for m in requests.get(gw.admin_url("/api/v1/pools/web")).json()["members"]}
+    assert (members[a.addr]["state"], members[a.addr]["restored"]) == ("maint", False)
+    assert (members[b.addr]["weight"], members[b.addr]["restored"]) == (3, True)
+    split = requests.get(gw.admin_url("/api/v1/routes")).json()["routes"][0]["split"]
+    assert [s["weight"] for s in split] == [50, 50], split
+    seen = {requests.get(gw.url("/")).headers["X-Backend"] for _ in range(40)}
+    assert seen == {"b", "c"}, seen          # a stays in maintenance
+    assert "3 members restored (1 not in the configuration), 2 split weights" in read_log(gw.proc)
+    os.kill(gw.proc.pid, signal.SIGKILL)
+    gw.proc.wait(5)
+
+    state.write_text('{"version":1,"pools":[{"name":"web","members":[{"address":"%s","weight":0}]}]}'
+                     % b.addr)
+    gw = Gateway(procs, config=cfg)
+    members = requests.get(gw.admin_url("/api/v1/pools/web")).json()["members"]
+    assert [m["address"] for m in members] == [a.addr]      # the configuration alone
+    log = read_log(gw.proc)
+    assert "pools[0].members[0].weight: expected an integer 1..1000" in log, log
+    assert (tmp_path / "gateway.state.bad").exists()
+    assert json.loads(state.read_text())["version"] == 1     # a good file written again
