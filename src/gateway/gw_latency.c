@@ -11,10 +11,10 @@
  *  - a per-worker recent p99 of the pool (gw_lat_win), from which the
  *    per-try timeout of idempotent requests and the slow-member threshold
  *    are derived (factor x p99, with a floor, capped by try_timeout);
- *  - slow-member ejection: a member that holds requests and has answered
- *    nothing for that threshold while another member answers stops getting
- *    new requests until it answers again; one request a second still goes
- *    to it (a probe), and its answer readmits it.
+ *  - slow-member ejection: a member that holds requests (two or more) and
+ *    has answered nothing for that threshold while another member answers
+ *    stops getting new requests until it answers again; one request a
+ *    second still goes to it (a probe), and its answer readmits it.
  *
  * Everything here is lock-free and allocation-free: the window is owned by
  * one worker, the member fields are relaxed atomics where a lost update
@@ -135,10 +135,21 @@ static bool answering(const gw_member *o, uint64_t thr_us, uint64_t now_us)
         || now_us < atomic_load_explicit(&o->progress_us, memory_order_relaxed) + thr_us;
 }
 
+bool gw_member_stuck(const gw_member *m, uint64_t since_us, uint64_t window_us, uint64_t now_us)
+{
+    if (atomic_load_explicit(&m->slow, memory_order_relaxed))
+        return true;
+    uint64_t progress = atomic_load_explicit(&m->progress_us, memory_order_relaxed);
+    bool answering = progress > since_us && now_us < progress + window_us;
+    return !answering && atomic_load_explicit(&m->inflight, memory_order_relaxed) >= 2;
+}
+
 bool gw_slow_check(const gw_pool *p, gw_member *m, uint64_t thr_us, uint64_t now_us)
 {
+    /* Two requests at least: one slow request alone (a report, an export)
+     * looks the same as a hung member, and is not one. */
     if (!thr_us || atomic_load_explicit(&m->slow, memory_order_relaxed)
-        || atomic_load_explicit(&m->inflight, memory_order_relaxed) == 0
+        || atomic_load_explicit(&m->inflight, memory_order_relaxed) < 2
         || now_us < atomic_load_explicit(&m->progress_us, memory_order_relaxed) + thr_us)
         return false;
     /* Everyone stalled (a shared database, the network) is not one slow

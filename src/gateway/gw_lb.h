@@ -167,10 +167,17 @@ bool     gw_member_answered(gw_member *m, uint64_t now_us);
 /* clamp(factor x p99, try_min_us, try_max_us), or 0 when factor is 0 or
  * the p99 is unknown (then the configured try_timeout applies). */
 uint64_t gw_lat_threshold(const gw_pool *p, const gw_lat_win *w, uint32_t factor);
-/* Slow-member ejection: m holds requests and has answered nothing for
- * thr_us while another member of the pool answers (or is idle): it stops
- * getting new requests until it answers. Returns true when this call
- * ejected it. */
+/* Whether an attempt sent to m at since_us, whose latency-derived timeout
+ * ran out, is stuck rather than slow: m is ejected as slow, or it holds
+ * other requests too and has answered none of them during the last
+ * window_us. A member that answers others is alive (this request is merely
+ * slow); one that holds this request alone gives no evidence either way.
+ * In both cases the attempt keeps waiting, up to try_timeout. */
+bool     gw_member_stuck(const gw_member *m, uint64_t since_us, uint64_t window_us, uint64_t now_us);
+/* Slow-member ejection: m holds two requests or more and has answered
+ * nothing for thr_us while another member of the pool answers (or is
+ * idle): it stops getting new requests until it answers. Returns true when
+ * this call ejected it. */
 bool     gw_slow_check(const gw_pool *p, gw_member *m, uint64_t thr_us, uint64_t now_us);
 /* A slow member gets one request every GW_SLOW_PROBE_US to find out
  * whether it answers again: true (and the turn taken) when one may go now. */

@@ -483,22 +483,30 @@ void gw_attempt_failed(gw_exchange *ex, enum gw_fail_kind kind)
     local_reply(ex, kind == GW_FAIL_TIMEOUT ? 504 : 502, NULL, msgs[kind]);
 }
 
-/* An adaptive try timeout fired. A member that answered other requests
- * during the last try period is alive and this request is merely slow (a
- * report, a big query): keep waiting, up to try_timeout from the attempt's
- * start. One that answered nothing in that time is stuck (hung, paused,
- * partitioned): the request goes elsewhere. (Answered "since the attempt
- * began" would not do: a response already on the wire when the member
- * froze would keep every request on it waiting.) True when the wait goes
- * on. */
-static bool still_answering(gw_exchange *ex)
+/* An adaptive try timeout fired: go elsewhere only when the member looks
+ * stuck (gw_member_stuck); a member that answers others, or holds this
+ * request alone, gets more time, up to try_timeout from the attempt's
+ * start. (Answered "since the attempt began" would not do as the proof of
+ * life: a response already on the wire when the member froze would keep
+ * every request on it waiting.) True when the wait goes on. */
+static bool keep_waiting(gw_exchange *ex)
 {
     gw_worker *w = ex_worker(ex);
     uint64_t now = ev_now_us(w->loop);
     uint64_t end = ex->t_try_us + w->rt->cfg.try_timeout_us;
-    uint64_t progress = ex->m ? atomic_load_explicit(&ex->m->progress_us, memory_order_relaxed) : 0;
-    if (!ex->try_adaptive || now >= end || progress <= ex->t_try_us || progress + ex->try_us <= now)
+    if (!ex->try_adaptive || !ex->m || now >= end)
         return false;
+    if (gw_member_stuck(ex->m, ex->t_try_us, ex->try_us, now)) {
+        /* The same evidence ejects it as slow (when others answer): its
+         * last stuck request must not wait alone for the next scan. */
+        gw_pool *p = gw_exchange_pool(ex, gw_rcu_read(&w->rt->rcu), NULL);
+        if (p && gw_slow_check(p, ex->m, ex->try_us, now))
+            log_warn("%s in pool %s holds %u requests and answered none for %.0f ms while "
+                     "others answer: no new requests until it answers", ex->m->name, p->name,
+                     atomic_load_explicit(&ex->m->inflight, memory_order_relaxed),
+                     (double)ex->try_us / 1e3);
+        return false;
+    }
     gw_arm_try_timer(ex, end - now < ex->try_us ? end - now : ex->try_us);
     return true;
 }
@@ -508,7 +516,7 @@ static void up_timeout(ev_loop *loop, ev_timer *t)
     gw_exchange *ex = t->arg;
     gw_conn *c = ex->c;
     (void)loop;
-    if (!ex->queued && !ex->resp_head_done && !ex->connecting && still_answering(ex))
+    if (!ex->queued && !ex->resp_head_done && !ex->connecting && keep_waiting(ex))
         return;
     if (ex->queued) {
         queue_remove(ex);

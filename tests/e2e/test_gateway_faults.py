@@ -370,3 +370,23 @@ gateway:
     assert "pools[0].members[0].weight: expected an integer 1..1000" in log, log
     assert (tmp_path / "gateway.state.bad").exists()
     assert json.loads(state.read_text())["version"] == 1     # a good file written again
+
+
+def test_a_slow_request_on_a_healthy_member_is_not_cut_by_the_p99(procs, tmp_path):
+    """The latency-derived try timeout (4 x p99, here its 250 ms floor)
+    moves requests off a member that answers nothing; a 1.2 s request on a
+    member that keeps answering the others is merely slow, and waits."""
+    bs = [Backend(procs, n) for n in "abc"]
+    gw = Gateway(procs, bs)
+    load, out = start_load(procs, tmp_path, gw.url("/"), 6, conns=20)
+    wait_until(lambda: served(gw) > 500, timeout=10, what="load under way")
+    rate_over(gw, 1)            # a second of answers: the worker knows the pool's p99
+    t0 = time.monotonic()
+    r = requests.get(gw.url("/slow?ms=1200"))
+    took = time.monotonic() - t0
+    assert r.status_code == 200 and 1.2 <= took < 3, (r.status_code, took)
+    total = finish_load(load, out)
+    assert_no_failures(total)
+    m = requests.get(gw.admin_url("/metrics")).text
+    assert 'hscale_gateway_retries_total{pool="default"} 0' in m, \
+        [line for line in m.splitlines() if "retries" in line]

@@ -467,3 +467,28 @@ Test(gw_lb, no_slow_ejection_when_every_member_stalls)
     atomic_store(&M[2].progress_us, now - 1000000);
     cr_assert_not(gw_slow_check(&P, &M[1], 250000, now), "the slow one does not count as answering");
 }
+
+Test(gw_lb, a_lone_slow_request_is_not_a_stuck_member)
+{
+    mkpool(GW_ALGO_LEASTREQ, 3, NULL);
+    uint64_t now = 10000000, thr = 250000, since = now - 300000;
+    /* one request in flight, silent for longer than the threshold: a report
+     * or an export looks like this, so it is neither ejected nor cut */
+    atomic_store(&M[0].inflight, 1);
+    atomic_store(&M[0].progress_us, since);
+    cr_assert_not(gw_slow_check(&P, &M[0], thr, now));
+    cr_assert_not(gw_member_stuck(&M[0], since, thr, now));
+    /* a second request waiting with it, and still no answer: stuck */
+    atomic_store(&M[0].inflight, 2);
+    cr_assert(gw_member_stuck(&M[0], since, thr, now));
+    /* it answered another request during the last window: alive */
+    atomic_store(&M[0].progress_us, now - 1000);
+    cr_assert_not(gw_member_stuck(&M[0], since, thr, now));
+    /* an answer long ago, before the window, is no proof of life */
+    atomic_store(&M[0].progress_us, since + 1);
+    cr_assert(gw_member_stuck(&M[0], since, thr, now));
+    /* ejected as slow: every attempt on it is stuck, even a lone probe */
+    atomic_store(&M[0].inflight, 1);
+    atomic_store(&M[0].slow, true);
+    cr_assert(gw_member_stuck(&M[0], since, thr, now));
+}
