@@ -129,6 +129,32 @@ static void member_line(buf *out, const char *name, const gw_pool *p, const gw_m
                extra ? extra : "", v);
 }
 
+/* Per-backend values, read from the members' own atomics. */
+static double m_inflight(const gw_member *m, uint64_t now)
+{
+    (void)now;
+    return (double)atomic_load(&m->inflight);
+}
+static double m_up(const gw_member *m, uint64_t now)
+{
+    return gw_member_eligible(m, now) ? 1 : 0;
+}
+static double m_ejections(const gw_member *m, uint64_t now)
+{
+    (void)now;
+    return (double)atomic_load(&m->ejections);
+}
+static double m_slow_ejections(const gw_member *m, uint64_t now)
+{
+    (void)now;
+    return (double)atomic_load(&m->slow_ejections);
+}
+static double m_slow(const gw_member *m, uint64_t now)
+{
+    (void)now;
+    return atomic_load(&m->slow) ? 1 : 0;
+}
+
 void gw_metrics_render(gw_rt *rt, buf *out)
 {
     metrics_render(rt->reg, out, true);
@@ -151,42 +177,27 @@ void gw_metrics_render(gw_rt *rt, buf *out)
                             (double)atomic_load(&m->by_class[c]));
             }
         }
-    buf_append_str(out, "# HELP hscale_gateway_backend_in_flight Requests in flight to each backend.\n"
-                        "# TYPE hscale_gateway_backend_in_flight gauge\n");
-    for (size_t i = 0; i < s->npools; i++)
-        for (uint32_t k = 0; k < s->pools[i].n; k++)
-            member_line(out, "hscale_gateway_backend_in_flight", &s->pools[i],
-                        s->pools[i].members[k], NULL,
-                        (double)atomic_load(&s->pools[i].members[k]->inflight));
-    buf_append_str(out, "# HELP hscale_gateway_backend_up 1 when the backend takes traffic "
-                        "(ready, healthy, not ejected).\n"
-                        "# TYPE hscale_gateway_backend_up gauge\n");
-    for (size_t i = 0; i < s->npools; i++)
-        for (uint32_t k = 0; k < s->pools[i].n; k++)
-            member_line(out, "hscale_gateway_backend_up", &s->pools[i], s->pools[i].members[k],
-                        NULL, gw_member_eligible(s->pools[i].members[k], now) ? 1 : 0);
-    buf_append_str(out, "# HELP hscale_gateway_backend_ejections_total Times each backend "
-                        "was ejected by outlier detection.\n"
-                        "# TYPE hscale_gateway_backend_ejections_total counter\n");
-    for (size_t i = 0; i < s->npools; i++)
-        for (uint32_t k = 0; k < s->pools[i].n; k++)
-            member_line(out, "hscale_gateway_backend_ejections_total", &s->pools[i],
-                        s->pools[i].members[k], NULL,
-                        (double)atomic_load(&s->pools[i].members[k]->ejections));
-    buf_append_str(out, "# HELP hscale_gateway_backend_slow_ejections_total Times each backend "
-                        "held requests without answering while others answered, and was given "
-                        "no new requests until it answered.\n"
-                        "# TYPE hscale_gateway_backend_slow_ejections_total counter\n");
-    for (size_t i = 0; i < s->npools; i++)
-        for (uint32_t k = 0; k < s->pools[i].n; k++)
-            member_line(out, "hscale_gateway_backend_slow_ejections_total", &s->pools[i],
-                        s->pools[i].members[k], NULL,
-                        (double)atomic_load(&s->pools[i].members[k]->slow_ejections));
-    buf_append_str(out, "# HELP hscale_gateway_backend_slow 1 while the backend is ejected "
-                        "as slow.\n# TYPE hscale_gateway_backend_slow gauge\n");
-    for (size_t i = 0; i < s->npools; i++)
-        for (uint32_t k = 0; k < s->pools[i].n; k++)
-            member_line(out, "hscale_gateway_backend_slow", &s->pools[i], s->pools[i].members[k],
-                        NULL, atomic_load(&s->pools[i].members[k]->slow) ? 1 : 0);
+    static const struct {
+        const char *name, *type, *help;
+        double (*value)(const gw_member *m, uint64_t now);
+    } fams[] = {
+        { "hscale_gateway_backend_in_flight", "gauge", "Requests in flight to each backend.", m_inflight },
+        { "hscale_gateway_backend_up", "gauge",
+          "1 when the backend takes traffic (ready, healthy, not ejected, not slow).", m_up },
+        { "hscale_gateway_backend_ejections_total", "counter",
+          "Times each backend was ejected by outlier detection.", m_ejections },
+        { "hscale_gateway_backend_slow_ejections_total", "counter",
+          "Times each backend held requests without answering while others answered, and was "
+          "given no new requests until it answered.", m_slow_ejections },
+        { "hscale_gateway_backend_slow", "gauge", "1 while the backend is ejected as slow.", m_slow },
+    };
+    for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
+        buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", fams[f].name, fams[f].help, fams[f].name,
+                   fams[f].type);
+        for (size_t i = 0; i < s->npools; i++)
+            for (uint32_t k = 0; k < s->pools[i].n; k++)
+                member_line(out, fams[f].name, &s->pools[i], s->pools[i].members[k], NULL,
+                            fams[f].value(s->pools[i].members[k], now));
+    }
     pthread_mutex_unlock(&rt->edit_lock);
 }
