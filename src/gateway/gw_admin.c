@@ -191,6 +191,9 @@ static void h_add_backend(http_ctx *c, void *arg)
         pthread_mutex_unlock(&rt->edit_lock);
         return;
     }
+    gw_member *added = gw_snap_find_member(gw_rcu_read(&rt->rcu), pool, id);
+    if (added)
+        atomic_store(&added->dynamic, true);
     json_t *j = member_json(rt, pool, id);
     pthread_mutex_unlock(&rt->edit_lock);
     http_audit(c, NULL, "backend %s added to pool %s", id, pool);

@@ -64,6 +64,7 @@ typedef struct gw_member {
     _Atomic uint64_t slow_probe_us;  /* while slow: when one request may go to it */
     _Atomic uint32_t slow_ejections;
     _Atomic bool     restored;       /* came from the state file, not the config or the API */
+    _Atomic bool     dynamic;        /* added at run time (API, state file): kept by a reload */
     _Atomic uint64_t total;
     _Atomic uint64_t by_class[6];    /* responses: [0] failed tries, [1..5] 1xx..5xx */
 } gw_member;

@@ -60,6 +60,7 @@ static void reload(gw_rt *rt, gw_reload_fn *fn, void *arg)
     pthread_mutex_lock(&rt->edit_lock);
     if (next.listen && rt->cfg.listen && strcmp(next.listen, rt->cfg.listen) != 0)
         log_warn("reload: listen address changes need a restart; keeping %s", rt->cfg.listen);
+    size_t kept = gw_statefile_keep_dynamic(gw_rcu_read(&rt->rcu), &next);
     int rc = gw_rt_publish(rt, &next, err, sizeof err);
     pthread_mutex_unlock(&rt->edit_lock);
     if (rc < 0) {
@@ -67,8 +68,8 @@ static void reload(gw_rt *rt, gw_reload_fn *fn, void *arg)
         log_error("reload refused, configuration unchanged: %s", err);
         return;
     }
-    log_info("configuration reloaded (%zu pools, %zu routes)",
-             rt->cfg.npools, rt->cfg.nroutes);
+    log_info("configuration reloaded (%zu pools, %zu routes; %zu members added at run time kept)",
+             rt->cfg.npools, rt->cfg.nroutes, kept);
 
 }
 

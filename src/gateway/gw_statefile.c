@@ -333,6 +333,8 @@ void gw_statefile_apply(const gw_statefile *sf, const bool *restored, gw_rt *rt,
         if (!m || drain_over(sm, now_unix))
             continue;
         atomic_store(&m->restored, restored[i]);
+        if (restored[i])
+            atomic_store(&m->dynamic, true);
         if (sm->state != GW_ST_DRAINING) {
             atomic_store(&m->state, sm->state);
             continue;
@@ -350,6 +352,38 @@ void gw_statefile_apply(const gw_statefile *sf, const bool *restored, gw_rt *rt,
         rt->drains = d;
         atomic_store(&m->state, GW_ST_DRAINING);
     }
+}
+
+size_t gw_statefile_keep_dynamic(const gw_snap *cur, gw_config *next)
+{
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < cur->npools; i++)
+        for (uint32_t j = 0; j < cur->pools[i].n; j++)
+            n += atomic_load(&cur->pools[i].members[j]->dynamic);
+    if (!n)
+        return 0;
+    gw_statefile sf = { .members = calloc(n, sizeof *sf.members) };
+    bool *added = calloc(n, sizeof *added);
+    for (size_t i = 0; sf.members && added && i < cur->npools; i++)
+        for (uint32_t j = 0; j < cur->pools[i].n; j++) {
+            const gw_member *m = cur->pools[i].members[j];
+            int pi = gw_config_find_pool(next, cur->pools[i].name);
+            /* in the new file too: the file's weight wins */
+            if (!atomic_load(&m->dynamic)
+                || (pi >= 0 && gw_api_find_backend(&next->pools[pi], m->name) >= 0))
+                continue;
+            gw_saved_member *sm = &sf.members[k++];
+            snprintf(sm->pool, sizeof sm->pool, "%s", cur->pools[i].name);
+            snprintf(sm->address, sizeof sm->address, "%s", m->name);
+            sm->weight = (int)atomic_load(&m->weight);
+            sm->backup = m->backup;
+            sm->state = atomic_load(&m->state);
+        }
+    sf.nmembers = k;
+    size_t kept = gw_statefile_merge(&sf, next, 0, added);
+    free(added);
+    gw_statefile_free(&sf);
+    return kept;
 }
 
 static double drain_until(const gw_rt *rt, const gw_member *m, double now_unix, uint64_t mono)

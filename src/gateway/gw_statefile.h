@@ -58,6 +58,13 @@ size_t gw_statefile_merge(const gw_statefile *sf, gw_config *cfg, double now_uni
  * left) and the restored flag go into the live members. */
 void gw_statefile_apply(const gw_statefile *sf, const bool *restored, gw_rt *rt, double now_unix);
 
+/* A reload (SIGHUP) re-reads the file, which does not hold the members
+ * added at run time (through the API or from the state file): they are
+ * merged into `next` for the pools it still has, with their weights, as
+ * the state file would bring them back after a restart. Members of the
+ * old file that the new one drops do go. Returns how many were kept. */
+size_t gw_statefile_keep_dynamic(const gw_snap *cur, gw_config *next);
+
 /* Reads and parses `path`: 0 when there is no file (a first start), 1 when
  * *out holds it, -1 when it is unreadable or refused (err says why). */
 int  gw_statefile_read(const char *path, gw_statefile *out, char *err, size_t errlen);

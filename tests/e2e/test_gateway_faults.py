@@ -390,3 +390,20 @@ def test_a_slow_request_on_a_healthy_member_is_not_cut_by_the_p99(procs, tmp_pat
     m = requests.get(gw.admin_url("/metrics")).text
     assert 'hscale_gateway_retries_total{pool="default"} 0' in m, \
         [line for line in m.splitlines() if "retries" in line]
+
+
+def test_sighup_keeps_members_added_at_run_time(procs, tmp_path):
+    """A reload re-reads the file, which does not list the members the
+    control plane registered through the API: they stay (with their
+    weight), while a member the new file drops goes."""
+    a, b, c = Backend(procs, "a"), Backend(procs, "b"), Backend(procs, "c")
+    cfg = pool_config(tmp_path, [a, c])
+    gw = Gateway(procs, config=cfg)
+    api = gw.admin_url("/api/v1/pools/web")
+    assert requests.post(api + "/backends", json={"address": b.addr, "weight": 2}).status_code == 201
+    pool_config(tmp_path, [a])                   # c leaves the file
+    gw.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in read_log(gw.proc), timeout=5, what="reload")
+    members = {m["address"]: m["weight"] for m in requests.get(api).json()["members"]}
+    assert members == {a.addr: 1, b.addr: 2}, members
+    assert "1 members added at run time kept" in read_log(gw.proc)
