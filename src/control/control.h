@@ -19,8 +19,22 @@
 #include "core/buf.h"
 #include "core/config.h"
 
-/* How to start one instance. Placeholders in command, env values and
- * workdir: {port} {host} {id} {version} {exe} (this binary) {state_dir}. */
+/* An instance's listener: a free loopback port, or none at all (a worker
+ * that takes its work from a queue: no address, never behind the gateway,
+ * never probed or scraped over HTTP). */
+typedef enum { CTL_PORT_AUTO, CTL_PORT_NONE } ctl_port_mode;
+
+/* Who gets the polite SIGTERM of a stop (the SIGKILL after stop_grace
+ * always goes to the whole process group). group: every process of the
+ * instance; mixed: the main process only, which stops its own children
+ * (systemd's KillMode=mixed; what Celery's prefork pool needs, as its
+ * pool children die at once on a SIGTERM of their own); auto: mixed for
+ * port none, group otherwise. */
+typedef enum { CTL_KILL_AUTO, CTL_KILL_GROUP, CTL_KILL_MIXED } ctl_kill_mode;
+
+/* How to start one instance. Placeholders in command, env values, workdir
+ * and ready_command: {port} {host} {id} {version} {exe} (this binary)
+ * {state_dir}; {port} is an error with port: none. */
 typedef struct ctl_template_cfg {
     char    *command;          /* NULL: this binary's `app` on {host}:{port} */
     char   **env;              /* "KEY=value" */
@@ -31,7 +45,14 @@ typedef struct ctl_template_cfg {
     char    *version;
     char    *host;             /* the address instances listen on */
     uint64_t start_timeout_us; /* not ready by then: killed and restarted */
+    int      port;             /* ctl_port_mode */
+    char    *ready_command;    /* port none: ready (and healthy) when it exits 0; NULL: when up */
+    uint64_t ready_timeout_us; /* longest run of one ready_command */
+    int      kill_mode;        /* ctl_kill_mode */
 } ctl_template_cfg;
+
+/* Does the template stop with SIGTERM to the main process only? */
+bool ctl_tmpl_stop_mixed(const ctl_template_cfg *t);
 
 extern const cfg_schema ctl_template_schema;
 

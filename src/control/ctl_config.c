@@ -12,12 +12,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "control/ctl_instances.h"
 #include "http/client.h"
 #include "http/server.h"
 
 #include <stdlib.h>
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *const port_modes[] = { "auto", "none", NULL };
+static const char *const kill_modes[] = { "auto", "group", "mixed", NULL };
 
 static const cfg_field tmpl_fields[] = {
     { .key = "command", .type = CFG_STRING, .offset = offsetof(ctl_template_cfg, command),
@@ -41,7 +45,26 @@ static const cfg_field tmpl_fields[] = {
       .def = "127.0.0.1", .help = "address the instances listen on ({host})" },
     { .key = "start_timeout", .type = CFG_DURATION, .offset = offsetof(ctl_template_cfg, start_timeout_us),
       .def = "30s", .min = 0.1, .max = 3600, .help = "not ready by then: killed and restarted" },
+    { .key = "port", .type = CFG_ENUM, .offset = offsetof(ctl_template_cfg, port), .def = "auto",
+      .choices = port_modes,
+      .help = "auto: a free loopback port per instance ({port}); none: a worker with no listener "
+              "(no address, not behind the gateway, never probed over HTTP)" },
+    { .key = "ready_command", .type = CFG_STRING, .offset = offsetof(ctl_template_cfg, ready_command),
+      .help = "port none: ready (and healthy, every check_interval) when this exits 0; run without "
+              "a shell in workdir with env (unset: ready once its process is up)" },
+    { .key = "ready_timeout", .type = CFG_DURATION, .offset = offsetof(ctl_template_cfg, ready_timeout_us),
+      .def = "5s", .min = 0.01, .max = 600, .help = "longest run of one ready_command (then it counts as failed)" },
+    { .key = "kill_mode", .type = CFG_ENUM, .offset = offsetof(ctl_template_cfg, kill_mode),
+      .def = "auto", .choices = kill_modes,
+      .help = "who gets the stop's SIGTERM: group (every process) | mixed (the main process only; "
+              "SIGKILL to the group after stop_grace) | auto (mixed with port none, else group)" },
 };
+
+bool ctl_tmpl_stop_mixed(const ctl_template_cfg *t)
+{
+    return t->kill_mode == CTL_KILL_MIXED || (t->kill_mode == CTL_KILL_AUTO && t->port == CTL_PORT_NONE);
+}
+
 static int tmpl_validate(void *obj, cfg_error *err)
 {
     const ctl_template_cfg *t = obj;
@@ -65,7 +88,15 @@ static int tmpl_validate(void *obj, cfg_error *err)
             return -1;
         }
     }
-    return 0;
+    if (t->ready_command && t->ready_command[0] && t->port != CTL_PORT_NONE) {
+        snprintf(err->key, sizeof err->key, "ready_command");
+        snprintf(err->msg, sizeof err->msg, "only for port: none (an instance with a port is "
+                 "probed at ready_path)");
+        return -1;
+    }
+    /* Placeholders are checked now, so a typo or a {port} without a port
+     * stops the start instead of failing every launch. */
+    return ctl_tmpl_check(t, err->key, sizeof err->key, err->msg, sizeof err->msg);
 }
 const cfg_schema ctl_template_schema = { "template", tmpl_fields, N(tmpl_fields), tmpl_validate };
 
@@ -162,7 +193,9 @@ static const cfg_field ctl_fields[] = {
     { .key = "drain_timeout", .type = CFG_DURATION, .offset = offsetof(ctl_config, drain_timeout_us),
       .def = "30s", .min = 0, .max = 3600, .help = "longest wait for in-flight requests before a stop" },
     { .key = "stop_grace", .type = CFG_DURATION, .offset = offsetof(ctl_config, stop_grace_us),
-      .def = "10s", .min = 0, .max = 3600, .help = "SIGTERM to SIGKILL" },
+      .def = "10s", .min = 0, .max = 3600,
+      .help = "a stop's SIGTERM to its SIGKILL: the time to finish in-flight work (a worker's "
+              "running task; size it to the longest task, e.g. 60s)" },
     { .key = "restart_backoff", .type = CFG_DURATION, .offset = offsetof(ctl_config, restart_backoff_us),
       .def = "1s", .min = 0.01, .max = 3600, .help = "first restart delay after a crash; doubles per crash" },
     { .key = "restart_backoff_max", .type = CFG_DURATION,
@@ -238,6 +271,12 @@ static int ctl_validate(void *obj, cfg_error *err)
             snprintf(err->msg, sizeof err->msg, "expected http(s)://host:port: %.200s", e);
             return -1;
         }
+    }
+    if (c->driver == CTL_DRIVER_EXEC && c->tmpl.port == CTL_PORT_NONE) {
+        snprintf(err->key, sizeof err->key, "template.port");
+        snprintf(err->msg, sizeof err->msg, "none needs the process driver (exec scripts report "
+                 "an address)");
+        return -1;
     }
     if (c->driver == CTL_DRIVER_EXEC) {
         const char *missing = !c->exec.launch || !c->exec.launch[0] ? "exec.launch"

@@ -79,6 +79,12 @@ static void tail_of(const buf *b, char *out, size_t outlen)
 int ctl_exec_run(char *const *argv, char *const *env_extra, int timeout_ms,
                  buf *out, buf *errout, char *err, size_t errlen)
 {
+    return ctl_exec_run_in(NULL, argv, env_extra, timeout_ms, out, errout, err, errlen);
+}
+
+int ctl_exec_run_in(const char *cwd, char *const *argv, char *const *env_extra, int timeout_ms,
+                    buf *out, buf *errout, char *err, size_t errlen)
+{
     int po[2] = { -1, -1 }, pe[2] = { -1, -1 };
     if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0) {
         snprintf(err, errlen, "%s: pipe: %s", argv[0], strerror(errno));
@@ -91,6 +97,8 @@ int ctl_exec_run(char *const *argv, char *const *env_extra, int timeout_ms,
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, po[1], 1);
     posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
+    if (cwd && cwd[0])
+        posix_spawn_file_actions_addchdir_np(&fa, cwd);
     sigset_t none, dflt;
     sigemptyset(&none);
     sigfillset(&dflt);
@@ -315,7 +323,7 @@ static int exec_poll(ctl_driver *d, const char *id, pid_t pid, int *status)
 }
 
 static int exec_terminate(ctl_driver *base, const char *id, const char *address, pid_t pid,
-                          bool force, char *err, size_t errlen)
+                          int how, char *err, size_t errlen)
 {
     exec_driver *d = (exec_driver *)base;
     char **argv = script_argv(d->cfg.terminate, "terminate", id, address, err, errlen);

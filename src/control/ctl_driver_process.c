@@ -31,14 +31,16 @@ static int proc_launch(ctl_driver *base, const ctl_template_cfg *t, const char *
 {
     process_driver *d = (process_driver *)base;
     *pid = 0;
-    int port = sock_free_port();
-    if (port <= 0) {
+    bool noport = t->port == CTL_PORT_NONE;
+    int port = noport ? 0 : sock_free_port();
+    if (!noport && port <= 0) {
         snprintf(err, errlen, "no free loopback port: %s", strerror(errno));
         return -1;
     }
     const char *host = t->host && t->host[0] ? t->host : "127.0.0.1";
     ctl_tmpl_vars v = { .id = id, .version = version ? version : t->version, .host = host,
-                        .state_dir = d->state_dir[0] ? d->state_dir : ".", .port = port };
+                        .state_dir = d->state_dir[0] ? d->state_dir : ".", .port = port,
+                        .noport = noport };
     char e[512];
     char **argv = ctl_tmpl_argv(t, &v, e, sizeof e);
     char **env = argv ? ctl_tmpl_env(t, &v, e, sizeof e) : NULL;
@@ -66,7 +68,10 @@ static int proc_launch(ctl_driver *base, const ctl_template_cfg *t, const char *
         return -1;
     }
     *pid = p;
-    snprintf(address, addrlen, "%s:%d", host, port);
+    if (noport)
+        address[0] = '\0';   /* a worker: nothing to reach it at */
+    else
+        snprintf(address, addrlen, "%s:%d", host, port);
     return 0;
 }
 
@@ -82,16 +87,21 @@ static int proc_poll(ctl_driver *d, const char *id, pid_t pid, int *status)
     return 1;
 }
 
+/* CTL_TERM_MAIN signals the main process alone: it stops its own
+ * children (Celery's warm shutdown lets them finish their tasks, where a
+ * SIGTERM of their own kills them at once). A kill is always for the
+ * whole group, so nothing the instance started outlives it. */
 static int proc_terminate(ctl_driver *d, const char *id, const char *address, pid_t pid,
-                          bool force, char *err, size_t errlen)
+                          int how, char *err, size_t errlen)
 {
     if (pid <= 0)
         return 1;
-    if (proc_signal(pid, force ? SIGKILL : SIGTERM) < 0) {
+    int sig = how == CTL_TERM_KILL ? SIGKILL : SIGTERM;
+    int rc = how == CTL_TERM_MAIN ? kill(pid, sig) : proc_signal(pid, sig);
+    if (rc < 0) {
         if (errno == ESRCH)
             return 1;
-        snprintf(err, errlen, "signal %d to %d: %s", force ? SIGKILL : SIGTERM, (int)pid,
-                 strerror(errno));
+        snprintf(err, errlen, "signal %d to %d: %s", sig, (int)pid, strerror(errno));
         return -1;
     }
     return 0;

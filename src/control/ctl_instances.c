@@ -74,6 +74,9 @@ fail:
 
 void ctl_mgr_rec_free(ctl_rec_inst *r)
 {
+    ctl_argv_free(r->ready_argv);
+    ctl_argv_free(r->ready_env);
+    free(r->ready_cwd);
     cfg_free(&ctl_template_schema, &r->job.tmpl);
     if (r->tmpl) {
         cfg_free(&ctl_template_schema, r->tmpl);

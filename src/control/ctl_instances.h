@@ -23,6 +23,7 @@
 typedef struct ctl_tmpl_vars {
     const char *id, *version, *host, *state_dir;
     int         port;
+    bool        noport;    /* port: none; {port} is then an error */
 } ctl_tmpl_vars;
 
 /* Replaces {port} {host} {id} {version} {exe} {state_dir} in s; an unknown
@@ -37,6 +38,13 @@ char **ctl_tmpl_argv(const ctl_template_cfg *t, const ctl_tmpl_vars *v, char *er
 /* The expanded "K=V" environment (NULL-terminated), or NULL with err. */
 char **ctl_tmpl_env(const ctl_template_cfg *t, const ctl_tmpl_vars *v, char *err, size_t errlen);
 void   ctl_argv_free(char **argv);
+/* Expands every field that holds placeholders (command, env, workdir,
+ * ready_command) with sample values, so a bad one fails at load. 0, or -1
+ * with the field in key ("command", "env[2]", ...) and the error. */
+int    ctl_tmpl_check(const ctl_template_cfg *t, char *key, size_t keylen, char *err, size_t errlen);
+/* ready_command split and expanded like the command; NULL with err. */
+char **ctl_tmpl_ready_argv(const ctl_template_cfg *t, const ctl_tmpl_vars *v, char *err,
+                           size_t errlen);
 /* The command the default template runs. */
 extern const char ctl_tmpl_default_command[];
 
@@ -85,6 +93,9 @@ int  ctl_gw_members(const ctl_gw *g, const char *pool, ctl_gw_member *out, size_
 
 typedef struct ctl_driver ctl_driver;
 
+/* A driver's terminate: false and true still read as ask and kill. */
+enum { CTL_TERM_GROUP = 0, CTL_TERM_KILL = 1, CTL_TERM_MAIN = 2 };
+
 /* What a driver returns from `list`: instances that exist already. */
 typedef struct ctl_found {
     char id[32];
@@ -103,10 +114,12 @@ struct ctl_driver {
                    char *err, size_t errlen);
     /* Has it exited? 1 with *status, 0 still running or unknown. */
     int  (*poll)(ctl_driver *d, const char *id, pid_t pid, int *status);
-    /* force false: ask it to stop (SIGTERM, the terminate script);
-     * true: kill now. 1 when it is already gone, 0 when asked, -1. */
+    /* how: CTL_TERM_GROUP or CTL_TERM_MAIN ask it to stop (SIGTERM to the
+     * process group or to the main process only; the terminate script);
+     * CTL_TERM_KILL kills the group now. 1 when it is already gone, 0
+     * when asked, -1. */
     int  (*terminate)(ctl_driver *d, const char *id, const char *address, pid_t pid,
-                      bool force, char *err, size_t errlen);
+                      int how, char *err, size_t errlen);
     /* Instances that exist already (exec driver), or NULL. Returns how
      * many were filled, -1 with a message. */
     int  (*list)(ctl_driver *d, ctl_found *out, size_t max, char *err, size_t errlen);
@@ -124,6 +137,9 @@ ctl_driver *ctl_driver_exec_new(const ctl_exec_cfg *c, const char *state_dir,
  * then err quotes the end of stderr). */
 int ctl_exec_run(char *const *argv, char *const *env_extra, int timeout_ms,
                  buf *out, buf *errout, char *err, size_t errlen);
+/* The same in directory cwd (NULL: inherit). */
+int ctl_exec_run_in(const char *cwd, char *const *argv, char *const *env_extra, int timeout_ms,
+                    buf *out, buf *errout, char *err, size_t errlen);
 
 /* ---- Manager (ctl_instances.c) ------------------------------------------ */
 

@@ -29,7 +29,7 @@ static void job_call(ctl_mgr *m, ctl_job *j)
         j->rc = m->drv->launch(m->drv, &j->tmpl, j->id, j->version, addr, sizeof addr, &pid,
                                j->err, sizeof j->err);
     } else {
-        j->rc = m->drv->terminate(m->drv, j->id, j->address, j->pid, false, j->err, sizeof j->err);
+        j->rc = m->drv->terminate(m->drv, j->id, j->address, j->pid, j->how, j->err, sizeof j->err);
     }
     if (j->kind == CTL_JOB_LAUNCH && j->rc == 0) {
         memcpy(j->address, addr, sizeof addr);
@@ -37,12 +37,43 @@ static void job_call(ctl_mgr *m, ctl_job *j)
     }
 }
 
+/* The ready_command's verdict: rc 0 when it exited 0. The record's argv
+ * stays valid: a record is never freed while its job is set. */
+static void probe_call(const ctl_rec_inst *r, ctl_job *j)
+{
+    buf out, eb;
+    buf_init(&out);
+    buf_init(&eb);
+    char e[400];
+    int st = ctl_exec_run_in(r->ready_cwd, r->ready_argv, r->ready_env, r->ready_timeout_ms,
+                             &out, &eb, e, sizeof e);
+    j->rc = st == 0 ? 0 : -1;
+    if (st < 0) {
+        snprintf(j->err, sizeof j->err, "ready_command: %s", e);
+    } else if (st > 0) {
+        /* the last line it wrote says why, usually */
+        const char *p = buf_head(&eb), *end = p + eb.len;
+        while (end > p && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+            end--;
+        const char *ls = end;
+        while (ls > p && ls[-1] != '\n')
+            ls--;
+        snprintf(j->err, sizeof j->err, "ready_command exited with status %d%s%.*s", st,
+                 end > ls ? ": " : "", (int)(end - ls > 200 ? 200 : end - ls), ls);
+    }
+    buf_free(&out);
+    buf_free(&eb);
+}
+
 static void *job_main(void *arg)
 {
     job_arg a = *(job_arg *)arg;
     free(arg);
     /* Only this thread touches the job's inputs and results until done. */
-    job_call(a.m, &a.r->job);
+    if (a.r->job.kind == CTL_JOB_PROBE)
+        probe_call(a.r, &a.r->job);
+    else
+        job_call(a.m, &a.r->job);
     pthread_mutex_lock(&a.m->mu);
     a.r->job.done = true;
     a.m->wake = true;
@@ -61,6 +92,7 @@ void ctl_job_start(ctl_mgr *m, ctl_rec_inst *r, int kind)
     memcpy(j->version, r->info.version, sizeof j->version);
     memcpy(j->address, r->info.address, sizeof j->address);
     j->pid = r->info.pid;
+    j->how = r->stop_how;
     int crc = kind == CTL_JOB_LAUNCH
             ? cfg_copy(&ctl_template_schema, &j->tmpl, r->tmpl ? r->tmpl : &m->tmpl) : 0;
     pthread_mutex_unlock(&m->mu);
@@ -70,7 +102,7 @@ void ctl_job_start(ctl_mgr *m, ctl_rec_inst *r, int kind)
         j->done = true;
         return;
     }
-    if (m->drv->slow) {
+    if (m->drv->slow || kind == CTL_JOB_PROBE) {
         job_arg *a = malloc(sizeof *a);
         pthread_t t;
         pthread_attr_t at;
@@ -87,7 +119,10 @@ void ctl_job_start(ctl_mgr *m, ctl_rec_inst *r, int kind)
         if (started)
             return;
     }
-    job_call(m, j);   /* quick driver, or no thread to spare: inline */
+    if (kind == CTL_JOB_PROBE)   /* no thread to spare: inline */
+        probe_call(r, j);
+    else
+        job_call(m, j);   /* quick driver, or no thread to spare: inline */
     j->done = true;
 }
 

@@ -16,7 +16,7 @@
 /* A driver call in progress for one record. Drivers that may take long
  * (exec scripts booting a VM) run it on a helper thread so the supervisor
  * keeps probing and draining the others; quick ones run it inline. */
-enum { CTL_JOB_LAUNCH = 1, CTL_JOB_TERMINATE };
+enum { CTL_JOB_LAUNCH = 1, CTL_JOB_TERMINATE, CTL_JOB_PROBE };
 
 typedef struct ctl_job {
     int              kind;        /* 0: none */
@@ -24,6 +24,7 @@ typedef struct ctl_job {
     ctl_template_cfg tmpl;        /* launch: own copy */
     char             id[32], version[64], address[64];
     pid_t            pid;
+    int              how;         /* terminate: CTL_TERM_GROUP or CTL_TERM_MAIN */
     int              rc;
     char             err[512];
 } ctl_job;
@@ -44,6 +45,13 @@ typedef struct ctl_rec_inst {
     uint64_t ready_mono;
     char     ready_path[256];     /* of the template it was launched from */
     char     kill_reason[160];    /* why the supervisor killed it, if it did */
+    /* Of the template it was launched from: */
+    bool     noport;              /* port: none (a worker: no address, no HTTP) */
+    int      stop_how;            /* CTL_TERM_GROUP or CTL_TERM_MAIN */
+    char   **ready_argv;          /* port none's ready_command, expanded; NULL: none */
+    char   **ready_env;
+    char    *ready_cwd;
+    int      ready_timeout_ms;
     ctl_job  job;                 /* never freed while job.kind is set */
 } ctl_rec_inst;
 
@@ -80,7 +88,9 @@ ctl_rec_inst *ctl_mgr_add_locked(ctl_mgr *m, const char *id, const char *version
 ctl_rec_inst *ctl_mgr_find_locked(ctl_mgr *m, const char *id);
 void          ctl_mgr_rec_free(ctl_rec_inst *r);
 /* Starts a driver call for r (ctl_jobs.c): launch (template, id, version
- * copied from r) or the polite terminate. Inline for quick drivers. */
+ * copied from r) or the polite terminate, inline for quick drivers; or a
+ * run of r's ready_command (CTL_JOB_PROBE: always on a helper thread, as
+ * it is a program of the user's that may take seconds). */
 void ctl_job_start(ctl_mgr *m, ctl_rec_inst *r, int kind);
 /* True when r's job has finished: its results are in r->job, and the
  * caller applies them and clears job.kind. */

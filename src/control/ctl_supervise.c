@@ -12,6 +12,13 @@
  *                                                            |
  *   stopped <--exit-- stopping (SIGTERM, SIGKILL after grace) <
  *
+ * A worker (template port: none) has no address: it is ready once its
+ * process is up, or once its ready_command exits 0 (run on a helper thread,
+ * and again every check interval as its health check); it is never
+ * registered, drained through the gateway or probed over HTTP, and its
+ * stop's SIGTERM goes to the main process alone unless kill_mode says
+ * otherwise, so a Celery worker finishes its running task.
+ *
  * Scale-in picks the victim that costs least: one not running at all, then
  * one not ready yet, then the ready one with the fewest requests in flight
  * at the gateway, newest first. Nothing is stopped while the gateway still
@@ -37,7 +44,15 @@
  * one refused connect, and every tick shaved here is time to serve. */
 #define FAST_TICK_US    20000u
 #define START_PROBE_MS  500
+/* A ready_command is a process of its own: retried this often while starting. */
+#define READY_CMD_US    250000u
 #define NEVER           UINT64_MAX
+
+/* For log lines: a worker has no address. */
+static const char *where(const ctl_rec_inst *r)
+{
+    return r->info.address[0] ? r->info.address : "(no port)";
+}
 
 static uint64_t backoff(const ctl_mgr *m, int streak)
 {
@@ -75,12 +90,47 @@ static void job_clear(ctl_rec_inst *r)
     memset(&r->job, 0, sizeof r->job);
 }
 
+/* What a worker's template says about readiness and stopping, kept with
+ * the record (a deploy may replace the manager's template meanwhile). */
+static void take_template(ctl_mgr *m, ctl_rec_inst *r, const ctl_template_cfg *t)
+{
+    r->noport = t->port == CTL_PORT_NONE;
+    r->stop_how = ctl_tmpl_stop_mixed(t) ? CTL_TERM_MAIN : CTL_TERM_GROUP;
+    ctl_argv_free(r->ready_argv);
+    ctl_argv_free(r->ready_env);
+    free(r->ready_cwd);
+    r->ready_argv = r->ready_env = NULL;
+    r->ready_cwd = NULL;
+    r->ready_timeout_ms = (int)(t->ready_timeout_us / 1000u);
+    if (!r->noport || !t->ready_command || !t->ready_command[0])
+        return;
+    ctl_tmpl_vars v = { .id = r->info.id, .version = r->info.version,
+                        .host = t->host && t->host[0] ? t->host : "127.0.0.1",
+                        .state_dir = m->c->state_dir && m->c->state_dir[0] ? m->c->state_dir : ".",
+                        .noport = true };
+    char e[256];
+    r->ready_argv = ctl_tmpl_ready_argv(t, &v, e, sizeof e);
+    r->ready_env = r->ready_argv ? ctl_tmpl_env(t, &v, e, sizeof e) : NULL;
+    if (r->ready_env && t->workdir && t->workdir[0])
+        r->ready_cwd = ctl_tmpl_expand(t->workdir, &v, e, sizeof e);
+    if (!r->ready_argv || !r->ready_env || (t->workdir && t->workdir[0] && !r->ready_cwd)) {
+        /* checked at load: only a failed allocation gets here */
+        snprintf(r->info.last_error, sizeof r->info.last_error, "ready_command: %.140s", e);
+        ctl_argv_free(r->ready_argv);
+        ctl_argv_free(r->ready_env);
+        r->ready_argv = r->ready_env = NULL;
+    }
+}
+
 /* The launch job finished: starting, or failed with a backoff. */
 static void apply_launch(ctl_mgr *m, ctl_rec_inst *r, uint64_t now)
 {
     const ctl_job *j = &r->job;
     pthread_mutex_lock(&m->mu);
     if (j->rc == 0) {
+        take_template(m, r, &j->tmpl);
+        if (r->noport)
+            r->want_register = false;
         snprintf(r->info.address, sizeof r->info.address, "%s", j->address);
         snprintf(r->ready_path, sizeof r->ready_path, "%s",
                  j->tmpl.ready_path && j->tmpl.ready_path[0] ? j->tmpl.ready_path : "/health/ready");
@@ -103,8 +153,8 @@ static void apply_launch(ctl_mgr *m, ctl_rec_inst *r, uint64_t now)
     ctl_mgr_changed_locked(m);
     pthread_mutex_unlock(&m->mu);
     if (j->rc == 0)
-        log_info("%s started at %s (pid %d, version %s)", j->id, j->address, (int)j->pid,
-                 j->version);
+        log_info("%s started at %s (pid %d, version %s)", j->id,
+                 j->address[0] ? j->address : "(no port)", (int)j->pid, j->version);
     else
         log_warn("%s: launch failed: %s", j->id, j->err);
     job_clear(r);
@@ -163,10 +213,10 @@ static void on_exit_status(ctl_mgr *m, ctl_rec_inst *r, int status, uint64_t now
     ctl_mgr_changed_locked(m);
     pthread_mutex_unlock(&m->mu);
     if (!asked)
-        log_warn("%s at %s %s%s", r->info.id, r->info.address, why,
+        log_warn("%s at %s %s%s", r->info.id, where(r), why,
                  r->restartable ? "; restarting after backoff" : "");
     else
-        log_info("%s at %s stopped", r->info.id, r->info.address);
+        log_info("%s at %s stopped", r->info.id, where(r));
 }
 
 static int probe(const char *addr, const char *path, int timeout_ms, char *err, size_t errlen)
@@ -217,13 +267,17 @@ static void apply_stop(ctl_mgr *m, ctl_rec_inst *r, uint64_t now)
         r->launched = false;
         pthread_mutex_unlock(&m->mu);
         set_state(m, r, CTL_INST_STOPPED);
-        log_info("%s at %s terminated", r->info.id, r->info.address);
+        log_info("%s at %s terminated", r->info.id, where(r));
     }
 }
 
 static void begin_stop(ctl_mgr *m, ctl_rec_inst *r, uint64_t now)
 {
     set_state(m, r, CTL_INST_STOPPING);
+    if (r->noport)
+        log_info("%s stopping: SIGTERM to %s, up to %.1f s to finish its work", r->info.id,
+                 r->stop_how == CTL_TERM_MAIN ? "its main process" : "its process group",
+                 (double)m->c->stop_grace_us / 1e6);
     ctl_job_start(m, r, CTL_JOB_TERMINATE);
     if (ctl_job_finished(m, r))
         apply_stop(m, r, now);
@@ -336,53 +390,65 @@ static void kill_for(ctl_mgr *m, ctl_rec_inst *r, uint64_t now, const char *why)
         on_exit_status(m, r, -1, now);
 }
 
+static void mark_ready(ctl_mgr *m, ctl_rec_inst *r, uint64_t now, bool want_reg)
+{
+    pthread_mutex_lock(&m->mu);
+    r->info.state = CTL_INST_READY;
+    r->info.ready_at_us = ctl_wall_us();
+    r->info.healthy = true;
+    r->ready_mono = now;
+    r->fails = 0;
+    r->next_probe = now + m->c->check_interval_us;
+    ctl_mgr_changed_locked(m);
+    pthread_mutex_unlock(&m->mu);
+    log_info("%s at %s ready in %.2f s", r->info.id, where(r),
+             (double)(r->info.ready_at_us - r->info.started_at_us) / 1e6);
+    if (want_reg && !r->info.registered)
+        try_register(m, r);
+}
+
+static void start_failed(ctl_mgr *m, ctl_rec_inst *r, uint64_t now, const char *err)
+{
+    if (now < r->deadline)
+        return;
+    char why[160];
+    snprintf(why, sizeof why, "not ready within the start timeout (%.100s)", err);
+    kill_for(m, r, now, why);
+}
+
 static void step_starting(ctl_mgr *m, ctl_rec_inst *r, uint64_t now, bool want_reg)
 {
     if (now < r->next_probe || r->kill_sent)
         return;
+    if (r->noport) {
+        if (!r->ready_argv) {
+            mark_ready(m, r, now, false);   /* its process is up: that is all we ask */
+        } else {
+            r->next_probe = now + READY_CMD_US;
+            ctl_job_start(m, r, CTL_JOB_PROBE);   /* the verdict: apply_probe */
+        }
+        return;
+    }
     r->next_probe = now + FAST_TICK_US;
     char err[256];
-    if (probe(r->info.address, r->ready_path, START_PROBE_MS, err, sizeof err) == 0) {
-        pthread_mutex_lock(&m->mu);
-        r->info.state = CTL_INST_READY;
-        r->info.ready_at_us = ctl_wall_us();
-        r->info.healthy = true;
-        r->ready_mono = now;
-        r->fails = 0;
-        r->next_probe = now + m->c->check_interval_us;
-        ctl_mgr_changed_locked(m);
-        pthread_mutex_unlock(&m->mu);
-        log_info("%s at %s ready in %.2f s", r->info.id, r->info.address,
-                 (double)(r->info.ready_at_us - r->info.started_at_us) / 1e6);
-        if (want_reg && !r->info.registered)
-            try_register(m, r);
-    } else if (now >= r->deadline) {
-        char why[160];
-        snprintf(why, sizeof why, "not ready within the start timeout (%.100s)", err);
-        kill_for(m, r, now, why);
-    }
+    if (probe(r->info.address, r->ready_path, START_PROBE_MS, err, sizeof err) == 0)
+        mark_ready(m, r, now, want_reg);
+    else
+        start_failed(m, r, now, err);
 }
 
-static void step_ready(ctl_mgr *m, ctl_rec_inst *r, uint64_t now, bool want_reg, bool managed)
+static void probe_passed(ctl_mgr *m, ctl_rec_inst *r, uint64_t now)
 {
-    if (now < r->next_probe)
-        return;
-    r->next_probe = now + m->c->check_interval_us;
-    if (want_reg && !r->info.registered)
-        try_register(m, r);
-    int timeout_ms = (int)(m->c->check_interval_us / 1000);
-    if (timeout_ms > 2000)
-        timeout_ms = 2000;
-    char err[256];
-    if (probe(r->info.address, r->ready_path, timeout_ms, err, sizeof err) == 0) {
-        pthread_mutex_lock(&m->mu);
-        r->fails = 0;
-        r->info.healthy = true;
-        if (r->crash_streak && now - r->ready_mono > m->c->restart_backoff_max_us)
-            r->crash_streak = 0;
-        pthread_mutex_unlock(&m->mu);
-        return;
-    }
+    pthread_mutex_lock(&m->mu);
+    r->fails = 0;
+    r->info.healthy = true;
+    if (r->crash_streak && now - r->ready_mono > m->c->restart_backoff_max_us)
+        r->crash_streak = 0;
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void probe_failed(ctl_mgr *m, ctl_rec_inst *r, bool managed, const char *err)
+{
     pthread_mutex_lock(&m->mu);
     r->fails++;
     r->info.healthy = false;
@@ -399,6 +465,50 @@ static void step_ready(ctl_mgr *m, ctl_rec_inst *r, uint64_t now, bool want_reg,
               replace ? "; replacing it" : "");
 }
 
+static void step_ready(ctl_mgr *m, ctl_rec_inst *r, uint64_t now, bool want_reg, bool managed)
+{
+    if (now < r->next_probe)
+        return;
+    r->next_probe = now + m->c->check_interval_us;
+    if (r->noport) {
+        if (r->ready_argv)
+            ctl_job_start(m, r, CTL_JOB_PROBE);
+        else
+            probe_passed(m, r, now);   /* running is healthy; crashes are seen by poll */
+        return;
+    }
+    if (want_reg && !r->info.registered)
+        try_register(m, r);
+    int timeout_ms = (int)(m->c->check_interval_us / 1000);
+    if (timeout_ms > 2000)
+        timeout_ms = 2000;
+    char err[256];
+    if (probe(r->info.address, r->ready_path, timeout_ms, err, sizeof err) == 0)
+        probe_passed(m, r, now);
+    else
+        probe_failed(m, r, managed, err);
+}
+
+/* A ready_command finished: the same verdicts as an HTTP probe. */
+static void apply_probe(ctl_mgr *m, ctl_rec_inst *r, uint64_t now, bool managed)
+{
+    int rc = r->job.rc;
+    char err[512];
+    snprintf(err, sizeof err, "%s", r->job.err);
+    job_clear(r);
+    if (r->info.state == CTL_INST_STARTING) {
+        if (rc == 0)
+            mark_ready(m, r, now, false);
+        else
+            start_failed(m, r, now, err);
+    } else if (r->info.state == CTL_INST_READY) {
+        if (rc == 0)
+            probe_passed(m, r, now);
+        else
+            probe_failed(m, r, managed, err);
+    }
+}
+
 static void step(ctl_mgr *m, ctl_rec_inst *r, uint64_t now)
 {
     pthread_mutex_lock(&m->mu);
@@ -411,6 +521,8 @@ static void step(ctl_mgr *m, ctl_rec_inst *r, uint64_t now)
             return;   /* a helper is still at it */
         if (r->job.kind == CTL_JOB_LAUNCH)
             apply_launch(m, r, now);
+        else if (r->job.kind == CTL_JOB_PROBE)
+            apply_probe(m, r, now, managed);
         else
             apply_stop(m, r, now);
         return;
@@ -516,7 +628,7 @@ static void converge(ctl_mgr *m)
             break;
         best->retire = true;
         log_info("scale-in: retiring %s at %s (%ld in flight)", best->info.id,
-                 best->info.address[0] ? best->info.address : "(not started)", best_if);
+                 best->launched ? where(best) : "(not started)", best_if);
     }
     pthread_mutex_unlock(&m->mu);
 }

@@ -35,7 +35,10 @@ static int append_var(buf *b, const char *name, size_t nlen, const ctl_tmpl_vars
     char tmp[4096];
     const char *val = NULL;
 #define IS(s) (nlen == sizeof(s) - 1 && memcmp(name, s, nlen) == 0)
-    if (IS("port")) {
+    if (IS("port") && v->noport) {
+        snprintf(err, errlen, "{port} is not available: the template has port: none (no listener)");
+        return -1;
+    } else if (IS("port")) {
         snprintf(tmp, sizeof tmp, "%d", v->port);
         val = tmp;
     } else if (IS("host")) {
@@ -109,13 +112,32 @@ void ctl_argv_free(char **argv)
     free(argv);
 }
 
+static char **split_expand(const char *what, const char *cmd, const ctl_tmpl_vars *v, char *err,
+                           size_t errlen);
+
 char **ctl_tmpl_argv(const ctl_template_cfg *t, const ctl_tmpl_vars *v, char *err, size_t errlen)
 {
-    const char *cmd = t && t->command && t->command[0] ? t->command : ctl_tmpl_default_command;
+    return split_expand("command", t && t->command && t->command[0] ? t->command : ctl_tmpl_default_command,
+                        v, err, errlen);
+}
+
+char **ctl_tmpl_ready_argv(const ctl_template_cfg *t, const ctl_tmpl_vars *v, char *err,
+                           size_t errlen)
+{
+    if (!t->ready_command || !t->ready_command[0]) {
+        snprintf(err, errlen, "no ready_command");
+        return NULL;
+    }
+    return split_expand("ready_command", t->ready_command, v, err, errlen);
+}
+
+static char **split_expand(const char *what, const char *cmd, const ctl_tmpl_vars *v, char *err,
+                           size_t errlen)
+{
     char perr[256];
     char **words = proc_argv_split(cmd, perr, sizeof perr);
     if (!words) {
-        snprintf(err, errlen, "command: %s", perr);
+        snprintf(err, errlen, "%s: %s", what, perr);
         return NULL;
     }
     size_t n = 0;
@@ -123,7 +145,7 @@ char **ctl_tmpl_argv(const ctl_template_cfg *t, const ctl_tmpl_vars *v, char *er
         n++;
     if (n == 0) {
         proc_argv_free(words);
-        snprintf(err, errlen, "command: expected a program, got an empty line");
+        snprintf(err, errlen, "%s: expected a program, got an empty line", what);
         return NULL;
     }
     char **argv = calloc(n + 1, sizeof *argv);
@@ -136,7 +158,7 @@ char **ctl_tmpl_argv(const ctl_template_cfg *t, const ctl_tmpl_vars *v, char *er
         char e[256];
         argv[i] = ctl_tmpl_expand(words[i], v, e, sizeof e);
         if (!argv[i]) {
-            snprintf(err, errlen, "command word %zu: %s", i + 1, e);
+            snprintf(err, errlen, "%s word %zu: %s", what, i + 1, e);
             proc_argv_free(words);
             ctl_argv_free(argv);
             return NULL;
@@ -171,4 +193,50 @@ char **ctl_tmpl_env(const ctl_template_cfg *t, const ctl_tmpl_vars *v, char *err
         }
     }
     return env;
+}
+
+int ctl_tmpl_check(const ctl_template_cfg *t, char *key, size_t keylen, char *err, size_t errlen)
+{
+    ctl_tmpl_vars v = { .id = "i-1", .version = t->version ? t->version : "", .host = "127.0.0.1",
+                        .state_dir = ".", .port = 1, .noport = t->port == CTL_PORT_NONE };
+    char e[256];
+    char **a = ctl_tmpl_argv(t, &v, e, sizeof e);
+    if (!a) {
+        /* the default command needs {port}: name the cause, not its words */
+        if (!(t->command && t->command[0]))
+            snprintf(e, sizeof e, "port: none needs a command (the default runs this binary's "
+                     "app on {port})");
+        snprintf(key, keylen, "command");
+        snprintf(err, errlen, "%s", e);
+        return -1;
+    }
+    ctl_argv_free(a);
+    if (t->ready_command && t->ready_command[0]) {
+        a = ctl_tmpl_ready_argv(t, &v, e, sizeof e);
+        if (!a) {
+            snprintf(key, keylen, "ready_command");
+            snprintf(err, errlen, "%s", e);
+            return -1;
+        }
+        ctl_argv_free(a);
+    }
+    for (size_t i = 0; i < t->nenv; i++) {
+        char *x = ctl_tmpl_expand(t->env[i], &v, e, sizeof e);
+        if (!x) {
+            snprintf(key, keylen, "env[%zu]", i);
+            snprintf(err, errlen, "%s", e);
+            return -1;
+        }
+        free(x);
+    }
+    if (t->workdir && t->workdir[0]) {
+        char *x = ctl_tmpl_expand(t->workdir, &v, e, sizeof e);
+        if (!x) {
+            snprintf(key, keylen, "workdir");
+            snprintf(err, errlen, "%s", e);
+            return -1;
+        }
+        free(x);
+    }
+    return 0;
 }
