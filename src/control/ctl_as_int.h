@@ -66,6 +66,9 @@ struct ctl_autoscaler {
     ctl_inst_metrics *m;
     size_t            m_cap;
     ctl_decision      dec;           /* scratch for the step */
+    ctl_queue_src    *qsrc;          /* the queue policy's poller */
+    ctl_queue_reading qread;         /* its last reading */
+    int               qstate;        /* 0 not polled, 1 ok, -1 failing: logged on changes */
 };
 
 uint64_t ctl_as_now_us(void);

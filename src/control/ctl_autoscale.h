@@ -246,6 +246,73 @@ bool ctl_inst_warming(const ctl_inst_metrics *m, uint64_t now_us, uint64_t warmu
 void ctl_collect_pool(ctl_pool_metrics *p, const ctl_inst_metrics *m, size_t n,
                       uint64_t now_us, uint64_t warmup_us);
 
+/* ---- Queue depth (ctl_queue_parse.c, ctl_queue.c, ctl_queue_policy.c) --- */
+
+/* Where the depth comes from: exactly one of redis, prometheus.url, url. */
+typedef struct ctl_queue_prom_cfg {
+    char *url;                 /* Prometheus base URL, e.g. http://127.0.0.1:9090 */
+    char *query;               /* PromQL giving one number */
+} ctl_queue_prom_cfg;
+
+typedef struct ctl_queue_cfg {
+    char    *redis;            /* redis://[[user]:password@]host[:port][/db] */
+    char    *list;             /* the list tasks are pushed to (Celery: the queue name) */
+    char    *unacked;          /* kombu's hash of reserved, unacknowledged messages ("": none) */
+    ctl_queue_prom_cfg prometheus;
+    char    *url;              /* a JSON document holding the depth */
+    char    *json;             /* where in it: JSON pointer "/a/0/b" or dotted path "a.0.b" */
+    double   per_instance;     /* depth one instance is sized for */
+    uint64_t poll_interval;    /* us */
+    uint64_t idle_to_zero;     /* us: empty this long before going to zero */
+    uint64_t timeout;          /* us: one poll */
+} ctl_queue_cfg;
+
+typedef enum { CTL_QSRC_NONE, CTL_QSRC_REDIS, CTL_QSRC_PROMETHEUS, CTL_QSRC_JSON } ctl_qsrc;
+
+ctl_qsrc ctl_queue_source(const ctl_queue_cfg *q);
+
+/* One poll. For Celery's Redis broker (kombu): waiting = LLEN of the list
+ * and of its priority lists (list + "\x06\x16" + 1..9), reserved = HLEN of
+ * the unacked hash (prefetched by a worker, or running with acks_late);
+ * without reserved a busy fleet would look idle. */
+typedef struct ctl_queue_reading {
+    bool   on;                 /* a queue policy is configured */
+    double depth;              /* waiting + reserved; NAN: unknown (see error) */
+    double waiting;            /* NAN when unknown */
+    double reserved;           /* NAN when unknown or not Redis */
+    char   error[160];         /* why depth is unknown */
+} ctl_queue_reading;
+
+/* Parsers of outside input (pure; fuzzed by fuzz_queue). 0, or -1 with a
+ * message. A depth is a finite number >= 0. */
+typedef struct ctl_redis_url {
+    char host[256];
+    int  port;                 /* 6379 unless given */
+    int  db;                   /* 0 unless given */
+    char user[128];            /* "" : AUTH with the password alone */
+    char password[256];        /* "" : no AUTH */
+} ctl_redis_url;
+
+int  ctl_redis_url_parse(const char *url, ctl_redis_url *out, char *err, size_t errlen);
+/* An instant query's answer (/api/v1/query): the value of its single
+ * series or scalar; no series at all reads as 0 (a queue metric that is
+ * absent while nothing waits, as KEDA's ignoreNullValues). */
+int  ctl_prom_value_parse(const char *body, size_t len, double *out, char *err, size_t errlen);
+/* The number (or numeric string) at path in a JSON document: a JSON
+ * pointer when path starts with '/', else a dotted path whose numeric
+ * segments index arrays. */
+int  ctl_json_number_at(const char *body, size_t len, const char *path, double *out,
+                        char *err, size_t errlen);
+/* base + "/api/v1/query?query=" + the query percent-encoded. */
+void ctl_prom_query_url(const char *base, const char *query, buf *out);
+
+/* The poller (ctl_queue.c): blocking, bounded by q->timeout; keeps one
+ * Redis connection between polls. Loop thread only. */
+typedef struct ctl_queue_src ctl_queue_src;
+ctl_queue_src *ctl_queue_src_new(void);
+void           ctl_queue_src_free(ctl_queue_src *s);
+void           ctl_queue_poll(ctl_queue_src *s, const ctl_queue_cfg *q, ctl_queue_reading *out);
+
 /* ---- Configuration (ctl_autoscale_config.c) ----------------------------- */
 
 typedef enum { CTL_OP_ABOVE, CTL_OP_BELOW } ctl_op;
@@ -279,6 +346,7 @@ typedef struct ctl_autoscale_cfg {
     double   cpu_cores;
     uint64_t memory_limit;              /* bytes; 0: MemTotal */
     ctl_targets_cfg target;
+    ctl_queue_cfg   queue;              /* queue-depth policy (off unless a source is set) */
     /* CA-DMS threshold set (0: off) */
     double   cpu_scale_up, cpu_scale_down, memory_scale_up, memory_scale_down;
     double   response_time_scale_up;    /* ms */
@@ -291,6 +359,7 @@ typedef struct ctl_autoscale_cfg {
 } ctl_autoscale_cfg;
 
 extern const cfg_schema ctl_autoscale_schema;
+extern const cfg_schema ctl_queue_schema;
 
 /* ---- Policies (ctl_policy.c) -------------------------------------------- */
 
@@ -315,7 +384,24 @@ typedef struct ctl_rec {
     char       note[96];
 } ctl_rec;
 
-#define CTL_MAX_RECS (CTL_M__COUNT + CTL_MAX_RULES)
+#define CTL_MAX_RECS (CTL_M__COUNT + CTL_MAX_RULES + 1)   /* + the queue */
+
+/* The queue policy's memory (ctl_queue_policy.c). */
+typedef struct ctl_queue_state {
+    bool     on;
+    double   per_instance;
+    uint64_t idle_to_zero;
+    bool     idle;             /* depth 0 at every poll since idle_since */
+    uint64_t idle_since;
+    bool     zero;             /* the last verdict: the service may be at zero */
+} ctl_queue_state;
+
+void ctl_queue_state_init(ctl_queue_state *st, const ctl_queue_cfg *q);
+/* The queue's recommendation: ceil(depth / per_instance); an unknown
+ * depth holds `current` (never zero on an error); an empty queue keeps 1
+ * until it has stayed empty for idle_to_zero (then 0, and st->zero). */
+void ctl_queue_rec(ctl_queue_state *st, const ctl_queue_reading *q, int current, uint64_t now_us,
+                   ctl_rec *out);
 
 typedef struct ctl_policy {
     double   target[CTL_M__COUNT];   /* 0: no target tracking on it */
@@ -324,6 +410,7 @@ typedef struct ctl_policy {
     ctl_rule rules[CTL_MAX_RULES];
     bool     holding[CTL_MAX_RULES];  /* condition true at the last check */
     uint64_t since_us[CTL_MAX_RULES]; /* ... continuously since */
+    ctl_queue_state queue;
 } ctl_policy;
 
 /* Builds policies from config: targets, CA-DMS thresholds, then rules.
@@ -369,6 +456,7 @@ int  ctl_capacity_for(const ctl_capacity *c, double rps, double headroom);
 typedef struct ctl_observation {
     const ctl_inst_metrics *inst;
     size_t                  n;
+    const ctl_queue_reading *queue;   /* NULL: no queue policy */
 } ctl_observation;
 
 typedef enum {
@@ -393,6 +481,7 @@ typedef struct ctl_event {
     ctl_pool_metrics metrics;
     size_t           nrecs;
     ctl_rec          recs[CTL_MAX_RECS];
+    ctl_queue_reading queue;           /* on: the queue reading it saw */
 } ctl_event;
 
 typedef struct ctl_decision {

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "http/client.h"
+
 #define F(m) offsetof(ctl_autoscale_cfg, m)
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -66,6 +68,90 @@ static const cfg_field target_fields[] = {
 
 static const cfg_schema target_schema = { "target", target_fields, N(target_fields), NULL };
 
+static const cfg_field prom_fields[] = {
+    { .key = "url", .type = CFG_STRING, .offset = offsetof(ctl_queue_prom_cfg, url),
+      .help = "Prometheus base URL, e.g. http://127.0.0.1:9090 (instant query at /api/v1/query)" },
+    { .key = "query", .type = CFG_STRING, .offset = offsetof(ctl_queue_prom_cfg, query),
+      .help = "PromQL with one result, its value the depth (no series: 0)" },
+};
+
+static const cfg_schema prom_schema = { "prometheus", prom_fields, N(prom_fields), NULL };
+
+static int set_err(cfg_error *err, const char *key, const char *msg)
+{
+    snprintf(err->key, sizeof err->key, "%s", key);
+    snprintf(err->msg, sizeof err->msg, "%s", msg);
+    return -1;
+}
+
+static int queue_validate(void *obj, cfg_error *err)
+{
+    const ctl_queue_cfg *q = obj;
+    bool redis = q->redis && q->redis[0], prom = q->prometheus.url && q->prometheus.url[0];
+    bool url = q->url && q->url[0];
+    if (redis + prom + url > 1)
+        return set_err(err, url ? "url" : "prometheus.url",
+                       "one depth source only: redis, prometheus.url or url");
+    char e[200];
+    if (redis) {
+        ctl_redis_url u;
+        if (ctl_redis_url_parse(q->redis, &u, e, sizeof e) < 0)
+            return set_err(err, "redis", e);
+        if (!q->list || !q->list[0])
+            return set_err(err, "list", "expected the name of the list tasks are pushed to");
+    }
+    if (prom && !(q->prometheus.query && q->prometheus.query[0]))
+        return set_err(err, "prometheus.query", "expected a PromQL query with prometheus.url");
+    if (!prom && q->prometheus.query && q->prometheus.query[0])
+        return set_err(err, "prometheus.url", "expected the Prometheus URL the query goes to");
+    if (url && !(q->json && q->json[0]))
+        return set_err(err, "json", "expected where the number is in the document at url "
+                       "(JSON pointer /a/0/b or dotted path a.0.b)");
+    if (!url && q->json && q->json[0])
+        return set_err(err, "url", "expected the URL of the JSON document json points into");
+    const char *u = prom ? q->prometheus.url : url ? q->url : NULL;
+    if (u) {
+        http_url pu;
+        if (http_url_parse(u, &pu, e, sizeof e) < 0)
+            return set_err(err, prom ? "prometheus.url" : "url", e);
+    }
+    return 0;
+}
+
+static const cfg_field queue_fields[] = {
+    { .key = "redis", .type = CFG_STRING, .offset = offsetof(ctl_queue_cfg, redis),
+      .env = "HSCALE_QUEUE_REDIS",
+      .help = "Redis broker URL redis://[[user]:password@]host[:port][/db]: depth = LLEN list "
+              "(+ its kombu priority lists) + HLEN unacked" },
+    { .key = "list", .type = CFG_STRING, .offset = offsetof(ctl_queue_cfg, list), .def = "celery",
+      .help = "the Redis list tasks are pushed to (Celery: the queue name)" },
+    { .key = "unacked", .type = CFG_STRING, .offset = offsetof(ctl_queue_cfg, unacked),
+      .def = "unacked",
+      .help = "Redis hash of reserved but unacknowledged tasks (kombu's; \"\": not counted)" },
+    { .key = "prometheus", .type = CFG_OBJECT, .offset = offsetof(ctl_queue_cfg, prometheus),
+      .sub = &prom_schema, .help = "depth from a Prometheus instant query" },
+    { .key = "url", .type = CFG_STRING, .offset = offsetof(ctl_queue_cfg, url),
+      .help = "depth from a number in the JSON document at this http:// URL" },
+    { .key = "json", .type = CFG_STRING, .offset = offsetof(ctl_queue_cfg, json),
+      .help = "where the number is in that document: JSON pointer /a/0/b or dotted path a.0.b" },
+    { .key = "per_instance", .type = CFG_DOUBLE, .offset = offsetof(ctl_queue_cfg, per_instance),
+      .def = "5", .min = 0.001, .max = 1e9,
+      .help = "depth one instance is sized for: instances = ceil(depth / this), within min..max" },
+    { .key = "poll_interval", .type = CFG_DURATION, .offset = offsetof(ctl_queue_cfg, poll_interval),
+      .def = "1s", .min = 0.05, .max = 3600,
+      .help = "poll the depth (and decide) this often; from zero the first task starts a worker "
+              "at the next poll, cooldowns and stabilization aside" },
+    { .key = "idle_to_zero", .type = CFG_DURATION, .offset = offsetof(ctl_queue_cfg, idle_to_zero),
+      .def = "300s", .max = 86400,
+      .help = "with min_instances 0: go to zero once the queue stayed empty (nothing waiting or "
+              "unacked) this long (KEDA's cooldownPeriod)" },
+    { .key = "timeout", .type = CFG_DURATION, .offset = offsetof(ctl_queue_cfg, timeout),
+      .def = "1s", .min = 0.01, .max = 60,
+      .help = "longest poll; a failed one leaves the depth unknown and the count held" },
+};
+
+const cfg_schema ctl_queue_schema = { "queue", queue_fields, N(queue_fields), queue_validate };
+
 static int below(cfg_error *err, const char *lo_key, double lo, const char *hi_key, double hi)
 {
     if (lo > 0 && hi > 0 && lo >= hi) {
@@ -112,7 +198,9 @@ static const cfg_field autoscale_fields[] = {
       .env = "SCALING_CHECK_INTERVAL", .min = 0.05, .max = 3600,
       .help = "scrape and decide this often (a bare number is seconds)" },
     { .key = "min_instances", .type = CFG_INT, .offset = F(min_instances), .def = "2",
-      .env = "MIN_INSTANCES", .min = 0, .max = 10000, .help = "never fewer instances" },
+      .env = "MIN_INSTANCES", .min = 0, .max = 10000,
+      .help = "never fewer instances (0: to zero and back on a queue policy; without one only a "
+              "manual count goes to 0)" },
     { .key = "max_instances", .type = CFG_INT, .offset = F(max_instances), .def = "10",
       .env = "MAX_INSTANCES", .min = 1, .max = 10000, .help = "never more instances" },
     { .key = "scale_out_cooldown", .type = CFG_DURATION, .offset = F(scale_out_cooldown), .def = "60s",
@@ -145,6 +233,8 @@ static const cfg_field autoscale_fields[] = {
       .help = "memory one instance may use: 100 % memory (0: the machine's MemTotal)" },
     { .key = "target", .type = CFG_OBJECT, .offset = F(target), .sub = &target_schema,
       .help = "target tracking (HPA formula), the largest recommendation wins" },
+    { .key = "queue", .type = CFG_OBJECT, .offset = F(queue), .sub = &ctl_queue_schema,
+      .help = "queue-depth policy (off unless redis, prometheus.url or url is set)" },
     { .key = "cpu_scale_up", .type = CFG_PERCENT, .offset = F(cpu_scale_up), .def = "0",
       .help = "CA-DMS: scale out above this CPU % (0: off)" },
     { .key = "cpu_scale_down", .type = CFG_PERCENT, .offset = F(cpu_scale_down), .def = "0",

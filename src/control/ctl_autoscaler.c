@@ -13,7 +13,11 @@
  *    still measures, for the dashboard, but moves nothing. When it is
  *    started again the scaler first adopts the manager's count.
  *  - Every recorded event is in <state_dir>/scaling.jsonl before the count
- *    it announces is applied, so a restart keeps the history. */
+ *    it announces is applied, so a restart keeps the history.
+ *  - With a queue policy the check runs every queue.poll_interval when that
+ *    is shorter than check_interval, so a task arriving at an empty
+ *    service starts a worker within one poll. A failing poll is logged when
+ *    it starts failing and when it recovers, not at every poll. */
 #include "control/ctl_as_int.h"
 #include "control/ctl_deploy.h"
 
@@ -247,6 +251,38 @@ static void hold_for_deploy(ctl_autoscaler *as, int desired)
     }
 }
 
+/* Polls the queue (without the lock: a copy of its config) into as->qread;
+ * NULL when there is no queue policy. */
+static const ctl_queue_reading *poll_queue(ctl_autoscaler *as)
+{
+    ctl_queue_cfg q;
+    memset(&q, 0, sizeof q);
+    pthread_mutex_lock(&as->mu);
+    bool on = ctl_queue_source(&as->cfg.queue) != CTL_QSRC_NONE;
+    int crc = on ? cfg_copy(&ctl_queue_schema, &q, &as->cfg.queue) : 0;
+    pthread_mutex_unlock(&as->mu);
+    if (!on)
+        return NULL;
+    if (crc < 0 || (!as->qsrc && !(as->qsrc = ctl_queue_src_new()))) {
+        memset(&as->qread, 0, sizeof as->qread);
+        as->qread.on = true;
+        as->qread.depth = as->qread.waiting = as->qread.reserved = NAN;
+        snprintf(as->qread.error, sizeof as->qread.error, "out of memory");
+    } else {
+        ctl_queue_poll(as->qsrc, &q, &as->qread);
+    }
+    cfg_free(&ctl_queue_schema, &q);
+    int st = isnan(as->qread.depth) ? -1 : 1;
+    if (st != as->qstate) {
+        if (st < 0)
+            log_warn("autoscaler: queue depth unknown, holding the count: %s", as->qread.error);
+        else if (as->qstate < 0)
+            log_info("autoscaler: queue depth readable again (%.6g)", as->qread.depth);
+        as->qstate = st;
+    }
+    return &as->qread;
+}
+
 static int as_decide(void *arg, const ctl_instance_info *inst, size_t n, int desired,
                      uint64_t now)
 {
@@ -313,10 +349,12 @@ static int as_decide(void *arg, const ctl_instance_info *inst, size_t n, int des
     as->cur = t;
     as->cur_cap = tc;
 
+    const ctl_queue_reading *q = poll_queue(as);
+
     /* 2. decide (under mu: the API reads and steers the same state) */
     pthread_mutex_lock(&as->mu);
     int want = -1;
-    ctl_observation obs = { as->m, k };
+    ctl_observation obs = { as->m, k, q };
     /* started again, or the count moved behind our back (a deploy, a
      * clamp by the manager): the manager's count is the truth */
     if (as->resync || desired != as->mgr_desired) {
@@ -356,6 +394,9 @@ static uint64_t as_interval(void *arg)
     ctl_autoscaler *as = arg;
     pthread_mutex_lock(&as->mu);
     uint64_t v = as->cfg.check_interval;
+    if (ctl_queue_source(&as->cfg.queue) != CTL_QSRC_NONE && as->cfg.queue.poll_interval
+        && as->cfg.queue.poll_interval < v)
+        v = as->cfg.queue.poll_interval;
     pthread_mutex_unlock(&as->mu);
     return v;
 }
@@ -426,6 +467,7 @@ void ctl_autoscaler_free(ctl_autoscaler *as)
     if (!as)
         return;
     ctl_scaler_free(as->sc);
+    ctl_queue_src_free(as->qsrc);
     ctl_history_close(as->hist);
     cfg_free(&ctl_autoscale_schema, &as->cfg);
     free(as->ring);

@@ -58,6 +58,7 @@ int ctl_policy_init(ctl_policy *p, const ctl_autoscale_cfg *c, char *err, size_t
     p->target[CTL_M_IN_FLIGHT] = c->target.in_flight;
     p->target[CTL_M_ERROR_RATE] = c->target.error_rate;
     p->target[CTL_M_CONNECTIONS] = c->target.connections;
+    ctl_queue_state_init(&p->queue, &c->queue);
 
     const struct { double v; ctl_metric m; ctl_op op; const char *name; } ca[] = {
         { c->cpu_scale_up, CTL_M_CPU, CTL_OP_ABOVE, "cpu_scale_up" },

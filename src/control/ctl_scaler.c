@@ -14,6 +14,18 @@
  *      scale-out; no scale-in within scale_in_cooldown of any scaling. A
  *      scale-out is never delayed by an earlier scale-in: under load,
  *      capacity comes first.
+ * Zero (min_instances 0) is special at both ends, as in KEDA: from zero,
+ * any recommendation above 0 (activation) starts one instance at once,
+ * past the scale-out stabilization window and cooldown, since nothing
+ * serves at all; it starts no cooldown either, so the next check sizes the
+ * pool from the recommendation. One first: instances that start together
+ * share the CPU, and the first task waits for the first instance only;
+ * down to zero only when the queue policy says the queue stayed empty for
+ * its idle_to_zero (deactivation), which then also passes the scale-in
+ * window, cooldown and step cap (idle_to_zero is that wait). Any other way
+ * down stops at 1: without a queue policy nothing would bring the service
+ * back, and the queue's own wait must not be cut short by another policy.
+ *
  * Warm-up is applied upstream: instances not yet ready + warmup are out of
  * the policies' averages (ctl_inst_warming), so capacity that is still
  * starting is not counted twice.
@@ -87,6 +99,11 @@ static int apply_config(ctl_scaler *s, const ctl_autoscale_cfg *c, char *err, si
             p.holding[i] = s->policy.holding[i];
             p.since_us[i] = s->policy.since_us[i];
         }
+    }
+    if (p.queue.on && s->policy.queue.on) {   /* the idle streak goes on */
+        p.queue.idle = s->policy.queue.idle;
+        p.queue.idle_since = s->policy.queue.idle_since;
+        p.queue.zero = s->policy.queue.zero;
     }
     s->policy = p;
     s->cfg = *c;
@@ -172,6 +189,7 @@ static void begin_event(ctl_scaler *s, ctl_decision *out, uint64_t now_us)
     e->policy[0] = '\0';
     e->reason[0] = '\0';
     e->nrecs = 0;
+    memset(&e->queue, 0, sizeof e->queue);
     out->desired = s->desired;
     out->changed = false;
     out->record = false;
@@ -202,6 +220,15 @@ void ctl_scaler_step(ctl_scaler *s, const ctl_observation *obs, uint64_t now_us,
 
     /* 1. the largest recommendation */
     e->nrecs = ctl_policy_eval(&s->policy, inst, n, &e->metrics, cur, now_us, c->warmup, e->recs);
+    const ctl_rec *qrec = NULL;
+    if (s->policy.queue.on) {
+        const ctl_queue_reading *q = obs ? obs->queue : NULL;
+        if (q)
+            e->queue = *q;
+        e->queue.on = true;
+        ctl_queue_rec(&s->policy.queue, q, cur, now_us, &e->recs[e->nrecs]);
+        qrec = &e->recs[e->nrecs++];
+    }
     const ctl_rec *win = NULL;
     for (size_t i = 0; i < e->nrecs; i++)
         if (e->recs[i].replicas != CTL_NO_REC && (!win || e->recs[i].replicas > win->replicas))
@@ -226,16 +253,33 @@ void ctl_scaler_step(ctl_scaler *s, const ctl_observation *obs, uint64_t now_us,
     int want = cur;
     if (want < up_lo) want = up_lo;
     if (want > dn_hi) want = dn_hi;
+    /* zero: activation and deactivation skip the windows (see the top) */
+    bool activate = cur == 0 && rec > 0;
+    bool deactivate = cur > 0 && c->min_instances == 0 && qrec && s->policy.queue.zero;
+    if (activate)
+        want = 1;
+    if (deactivate) {
+        want = 0;
+        snprintf(e->policy, sizeof e->policy, "queue");
+        snprintf(e->reason, sizeof e->reason, "queue: %s; to zero", qrec->note);
+    }
     e->stabilized = want;
 
-    /* 3. growth cap */
+    /* 3. growth cap; the floor of 1 */
+    if (want == 0 && cur > 0 && !deactivate) {
+        want = 1;
+        size_t l = strlen(e->reason);
+        snprintf(e->reason + l, sizeof e->reason - l, "%s", qrec
+                 ? "; zero only once the queue stayed empty for idle_to_zero"
+                 : "; never to zero without a queue policy");
+    }
     if (want > cur) {
         double f = ceil((double)cur * c->max_growth_factor);
         int cap = (int)(f > 1e6 ? 1e6 : f);
         if (cap < cur + c->max_growth_add) cap = cur + c->max_growth_add;
         if (cap < cur + 1) cap = cur + 1;
         if (want > cap) want = cap;
-    } else if (want < cur && c->max_shrink_step > 0 && cur - want > c->max_shrink_step) {
+    } else if (want < cur && !deactivate && c->max_shrink_step > 0 && cur - want > c->max_shrink_step) {
         want = cur - c->max_shrink_step;
     }
 
@@ -267,12 +311,13 @@ void ctl_scaler_step(ctl_scaler *s, const ctl_observation *obs, uint64_t now_us,
         hold(s, out, HOLD_DISABLED, "; autoscaling is stopped (%.0f wanted)", (double)want);
         return;
     }
-    if (!forced && want > cur && s->have_out && now_us - s->last_out_us < c->scale_out_cooldown) {
+    if (!forced && !activate && want > cur && s->have_out
+        && now_us - s->last_out_us < c->scale_out_cooldown) {
         hold(s, out, HOLD_COOL_OUT, "; scale-out cooldown, %.0fs left",
              (double)(s->last_out_us + c->scale_out_cooldown - now_us) / 1e6);
         return;
     }
-    if (!forced && want < cur && have_any && now_us - last_any < c->scale_in_cooldown) {
+    if (!forced && !deactivate && want < cur && have_any && now_us - last_any < c->scale_in_cooldown) {
         hold(s, out, HOLD_COOL_IN, "; scale-in cooldown, %.0fs left",
              (double)(last_any + c->scale_in_cooldown - now_us) / 1e6);
         return;
@@ -280,17 +325,24 @@ void ctl_scaler_step(ctl_scaler *s, const ctl_observation *obs, uint64_t now_us,
     s->last_hold = HOLD_NONE;
     s->desired = want;
     if (want > cur) {
-        s->have_out = true;
-        s->last_out_us = now_us;
+        if (!activate) {
+            s->have_out = true;
+            s->last_out_us = now_us;
+        }
         e->kind = CTL_EV_SCALE_OUT;
     } else {
         s->have_in = true;
         s->last_in_us = now_us;
         e->kind = CTL_EV_SCALE_IN;
     }
-    if (want != e->stabilized && !forced) {
+    if (want != e->stabilized && !forced && !(e->stabilized == 0 && want == 1)) {
         size_t l = strlen(e->reason);
         snprintf(e->reason + l, sizeof e->reason - l, "; step limited to %d", want);
+    }
+    if (activate) {
+        size_t l = strlen(e->reason);
+        snprintf(e->reason + l, sizeof e->reason - l, "; from zero: 1 at once%s",
+                 rec > 1 ? ", the rest at the next check" : "");
     }
     e->new_count = want;
     out->desired = want;
@@ -315,6 +367,7 @@ int ctl_scaler_set_desired(ctl_scaler *s, int n, uint64_t now_us, ctl_decision *
     e->metrics.p95_ms = e->metrics.error_rate = NAN;
     e->kind = CTL_EV_MANUAL;
     e->new_count = e->recommended = e->stabilized = n;
+    memset(&e->queue, 0, sizeof e->queue);
     snprintf(e->policy, sizeof e->policy, "manual");
     snprintf(e->reason, sizeof e->reason, "desired count set to %d by the API", n);
     s->desired = n;
@@ -360,6 +413,10 @@ void ctl_event_to_json(const ctl_event *e, buf *out)
                           "old", e->old_count, "new", e->new_count, "recommended", e->recommended,
                           "stabilized", e->stabilized, "policy", e->policy, "reason", e->reason,
                           "metrics", metrics, "recommendations", recs);
+    if (o && e->queue.on)
+        json_object_set_new(o, "queue", json_pack("{s:o,s:o,s:o,s:s?}", "depth", num(e->queue.depth),
+                            "waiting", num(e->queue.waiting), "unacked", num(e->queue.reserved),
+                            "error", e->queue.error[0] ? e->queue.error : NULL));
     char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
     if (s)
         buf_append_str(out, s);
