@@ -84,7 +84,7 @@ static void sim_step(sim *x)
         if (!m->missing)
             m->v[CTL_M_CPU] = x->demand / ready * (1 + x->noise * rnd(x));
     }
-    ctl_observation obs = { x->m, (size_t)x->n };
+    ctl_observation obs = { x->m, (size_t)x->n, NULL };
     ctl_scaler_step(x->s, &obs, x->now, &x->d);
     if (x->d.record)
         x->records++;
