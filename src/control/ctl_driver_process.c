@@ -6,7 +6,12 @@
  * ready (or exits) and is restarted on a new port by the manager. Children
  * get their own process group and die with us (core/proc.c), and each
  * writes stdout and stderr to <state_dir>/logs/<id>.log so a crash loop
- * leaves its reason on disk. */
+ * leaves its reason on disk.
+ *
+ * A worker (template port: none) gets no port and has no address. Its
+ * stop's SIGTERM may go to the main process only (kill_mode mixed): the
+ * main process then stops its own children, as Celery's warm shutdown
+ * needs. */
 #include "control/ctl_instances.h"
 
 #include <errno.h>
@@ -15,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "core/proc.h"
 #include "core/sock.h"
@@ -75,10 +81,19 @@ static int proc_launch(ctl_driver *base, const ctl_template_cfg *t, const char *
     return 0;
 }
 
+/* An instance is its process group: when the main process has exited,
+ * whatever it left in the group (a worker's pool child after a mixed
+ * stop, a crashed server's helpers) is killed before the main process is
+ * reaped, while its zombie still holds the group's id, so the signal can
+ * reach no one else. */
 static int proc_poll(ctl_driver *d, const char *id, pid_t pid, int *status)
 {
     if (pid <= 0)
         return 0;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid)
+        kill(-pid, SIGKILL);
     int st = 0;
     int r = proc_reap(pid, &st);
     if (r == 0)

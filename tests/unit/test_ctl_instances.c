@@ -10,7 +10,10 @@
  * by fewest in flight, the deploy calls (start unmanaged, replace),
  * re-registration with a gateway that forgot its members, the in-process
  * API with the autoscaler hooks, and the exec driver's slow launches running
- * beside the supervisor (and terminated, not orphaned, by a stop). */
+ * beside the supervisor (and terminated, not orphaned, by a stop);
+ * workers with no port (ready by ready_command, never registered, replaced
+ * when it fails, restarted after a crash, stopped by a SIGTERM to the main
+ * process only with the rest of the group killed once it exits). */
 #include <criterion/criterion.h>
 
 #include <errno.h>
@@ -611,4 +614,115 @@ Test(ctl_inst, refused_drain_is_retried_not_skipped)
     cr_assert(WAIT_FOR(3000, snapshot() == 0), "drained and stopped once the gateway agreed");
     cr_assert(!alive(inst.pid));
     cr_assert_eq(fake_index(inst.address), -1);
+}
+
+/* A worker: on SIGTERM the main process notes it, "finishes its task"
+ * (0.3 s) and exits; its child notes a SIGTERM of its own, which a stop
+ * with kill_mode mixed never sends. */
+static const char worker_py[] =
+    "import os, signal, subprocess, sys, time\n"
+    "d, wid = sys.argv[1], sys.argv[2]\n"
+    "child = ('import signal, sys, time\\n'\n"
+    "         'def t(*a):\\n'\n"
+    "         '    open(sys.argv[1], \"w\").close(); sys.exit(0)\\n'\n"
+    "         'signal.signal(signal.SIGTERM, t)\\n'\n"
+    "         'open(sys.argv[2], \"w\").close()\\n'\n"
+    "         'while True: time.sleep(1)\\n')\n"
+    "subprocess.Popen([sys.executable, '-c', child, f'{d}/child-term-{wid}', f'{d}/child-up-{wid}'])\n"
+    "def term(*a):\n"
+    "    open(f'{d}/main-term-{wid}', 'w').close()\n"
+    "    time.sleep(0.3)\n"
+    "    open(f'{d}/main-done-{wid}', 'w').close()\n"
+    "    sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, term)\n"
+    "while True: time.sleep(1)\n";
+
+static bool exists(const char *name)
+{
+    char p[400];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+static void touch(const char *name)
+{
+    char p[400];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f, "%s", p);
+    fclose(f);
+}
+
+static pid_t child_of(pid_t parent)
+{
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/task/%d/children", (int)parent, (int)parent);
+    FILE *f = fopen(p, "r");
+    int c = 0;
+    if (f) {
+        if (fscanf(f, "%d", &c) != 1)
+            c = 0;
+        fclose(f);
+    }
+    return (pid_t)c;
+}
+
+Test(ctl_inst, worker_without_port)
+{
+    with_gateway();
+    char path[400];
+    snprintf(path, sizeof path, "%s/worker.py", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(worker_py, f);
+    fclose(f);
+    set("template.command", "python3 {state_dir}/worker.py {state_dir} {id}");
+    set("template.port", "none");
+    set("template.ready_command", "test -e {state_dir}/ready-{id}");
+    set("template.ready_timeout", "2s");
+    set("unhealthy_checks", "2");
+    set("stop_grace", "5s");
+    start_mgr(1);
+    cr_assert(WAIT_FOR(5000, exists("child-up-i-1")), "launched");
+    snapshot();
+    cr_assert_eq(list[0].state, CTL_INST_STARTING, "not ready until ready_command says so");
+    cr_assert_str_eq(list[0].address, "", "no port, no address");
+    touch("ready-i-1");
+    cr_assert(WAIT_FOR(5000, count(CTL_INST_READY) == 1), "ready once it exits 0");
+    usleep(300000);   /* several check intervals: a registration would have happened */
+    snapshot();
+    cr_assert(!list[0].registered && list[0].healthy);
+    pthread_mutex_lock(&fg_mu);
+    int members = fg_n;
+    pthread_mutex_unlock(&fg_mu);
+    cr_assert_eq(members, 0, "a worker never joins the gateway");
+
+    /* a crash restarts it (its child is not left behind) */
+    pid_t first = list[0].pid, first_child = child_of(first);
+    cr_assert_gt(first_child, 0);
+    cr_assert_eq(kill(first, SIGKILL), 0);
+    cr_assert(WAIT_FOR(10000, (snapshot(), list[0].restarts == 1 && list[0].state == CTL_INST_READY)),
+              "restarted and ready");
+    cr_assert(WAIT_FOR(2000, !alive(first_child)), "the crashed worker's child was killed");
+
+    /* ready_command failing now: replaced after unhealthy_checks */
+    char flag[400];
+    snprintf(flag, sizeof flag, "%s/ready-i-1", dir);
+    cr_assert_eq(unlink(flag), 0);
+    cr_assert(WAIT_FOR(10000, find_id("i-2") != NULL), "replacement started");
+    cr_assert(WAIT_FOR(10000, !find_id("i-1")), "the failing one stopped");
+
+    /* stop: SIGTERM to the main process only; it finishes, then exits */
+    touch("ready-i-2");
+    cr_assert(WAIT_FOR(5000, count(CTL_INST_READY) == 1));
+    cr_assert(WAIT_FOR(5000, exists("child-up-i-2")));
+    snapshot();
+    pid_t main2 = list[0].pid, child2 = child_of(main2);
+    cr_assert_gt(child2, 0);
+    cr_assert_eq(ctl_instances_scale_to(mgr, 0), 0);
+    cr_assert(WAIT_FOR(5000, snapshot() == 0), "stopped");
+    cr_assert(exists("main-term-i-2") && exists("main-done-i-2"), "the main process finished");
+    cr_assert(!exists("child-term-i-2"), "its child got no SIGTERM of its own");
+    cr_assert(!alive(main2));
+    cr_assert(WAIT_FOR(2000, !alive(child2)), "and the rest of the group is gone");
 }
