@@ -20,8 +20,8 @@ PACKAGES=(
   python3 python3-pytest python3-requests python3-yaml
   postgresql redis-server prometheus nginx haproxy wrk
   chromium openssl          # openssl: test_security.py makes its certificates
-  # the seeds' stacks (examples/, end-to-end tests and benchmarks)
-  python3-fastapi python3-uvicorn python3-locust nodejs
+  # the seeds' stacks (examples/, end-to-end tests and benchmarks; Celery on a Redis broker)
+  python3-fastapi python3-uvicorn python3-locust nodejs python3-celery python3-redis
   time
 )
 
