@@ -62,7 +62,10 @@ void ctl_queue_src_free(ctl_queue_src *s)
     free(s);
 }
 
-static void fail(ctl_queue_reading *out, const char *fmt, const char *a, const char *b)
+/* Not inlined: the message is cut to fit by design, and inlined the
+ * truncation check would flag every call. */
+static __attribute__((noinline)) void fail(ctl_queue_reading *out, const char *fmt, const char *a,
+                                           const char *b)
 {
     out->depth = out->waiting = out->reserved = NAN;
     snprintf(out->error, sizeof out->error, fmt, a, b);
