@@ -58,9 +58,9 @@ app.conf.update(worker_prefetch_multiplier=1, task_acks_late=True, worker_hijack
 r = redis.Redis.from_url(os.environ["BROKER"])
 
 
-@app.task(name="tasks.work")
-def work(tid, secs=0.0):
-    r.rpush("t:started", "%s %.6f" % (tid, time.time()))
+@app.task(name="tasks.work", bind=True)
+def work(self, tid, secs=0.0):
+    r.rpush("t:started", "%s %.6f %s" % (tid, time.time(), self.request.hostname))
     if secs:
         time.sleep(secs)
     r.rpush("t:done", tid)
@@ -77,6 +77,7 @@ import os, subprocess, sys, time
 import redis
 from celery import Celery
 n, secs, wait_all = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "1"
+hand_cmd = sys.argv[4:]   # the floor's worker (run with a broker in another database)
 r = redis.Redis.from_url(os.environ["BROKER"], decode_responses=True)
 r.delete("t:started", "t:done")
 app = Celery("client", broker=os.environ["BROKER"])
@@ -84,13 +85,15 @@ app.connection().ensure_connection()
 t0 = time.time()
 for i in range(n):
     app.send_task("tasks.work", args=[i, secs])
-hand = subprocess.Popen(sys.argv[4:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) \
-    if len(sys.argv) > 4 else None
+hand = subprocess.Popen(hand_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) \
+    if hand_cmd else None
 deadline = t0 + 60
 while not r.llen("t:started") and time.time() < deadline:
     time.sleep(0.01)
 first = r.lindex("t:started", 0)
 print("nan" if first is None else "%.3f" % (float(first.split()[1]) - t0))
+if os.environ.get("QW_DEBUG"):
+    print(first, file=sys.stderr)
 deadline = time.time() + 300
 while first is not None and wait_all and r.llen("t:done") < n and time.time() < deadline:
     time.sleep(0.05)
@@ -151,15 +154,19 @@ hs_all=() hand_all=()
 for r in $(seq 1 "$ROUNDS"); do
   hs=$(cd "$TMP" && "$PY" drive.py 1 0 1)
   wait_count "$CTL" 0 60
-  # the floor: a worker started by hand right after the enqueue
-  hand=$(cd "$TMP" && "$PY" drive.py 1 0 1 $WORKER -n "hand$r@%h" -l warning)
-  printf '%-6s %16s %18s %8s\n' "$r" "$hs" "$hand" "$("$PY" -c "print('%.2f' % ($hs / $hand))")"
+  # the floor: a worker started by hand right after the enqueue, on Redis
+  # database 1: kombu's unacked hash is per database, and hscale must not
+  # see (and start a worker for) this task
+  hand=$(cd "$TMP" && BROKER="${BROKER%/0}/1" "$PY" drive.py 1 0 1 $WORKER -n "hand$r@%h" -l warning)
+  printf '%-6s %16s %18s %8s\n' "$r" "$hs" "$hand" "$("$PY" -c "print('%.2f' % (float('$hs') / float('$hand')))")"
   hs_all+=("$hs") hand_all+=("$hand")
 done
 "$PY" - "${hs_all[*]}" "${hand_all[*]}" <<'EOF'
 import statistics, sys
 hs = [float(x) for x in sys.argv[1].split()]
 hand = [float(x) for x in sys.argv[2].split()]
+if any(x != x for x in hs + hand):
+    print("a round saw no task start within 60 s")
 print(f"median  {statistics.median(hs):16.3f} {statistics.median(hand):18.3f} "
       f"{statistics.median(hs) / statistics.median(hand):8.2f}   (target: hscale < 2 s)")
 EOF
@@ -184,7 +191,8 @@ with urllib.request.urlopen(f"http://127.0.0.1:{ctl}/api/v1/scaling/history?limi
 peak = max([e["new"] for e in ev] or [0])
 print(f"first task started   {first} s after the first enqueue")
 print(f"all done in          {done_t - t0:.2f} s; back at zero {zero_t - done_t:.2f} s later")
-print(f"peak workers         {peak}; scaling events {len(ev)}")
+print(f"peak workers         {peak}; scaling events {len(ev)}: " + ", ".join(
+    f"{e['old']}->{e['new']}@{e['time'] - int(t0)}s" for e in reversed(ev)))
 print(f"tasks lost           {lost}   (target 0)")
 print(f"tasks run twice      {twice}   (target 0)")
 EOF
