@@ -5,7 +5,8 @@
 #   1. seconds from the first task enqueued, with the service at zero, to
 #      that task started in a worker (target < 2 s), ROUNDS times; beside
 #      it the floor: the same task with a worker started by hand at the
-#      moment of the enqueue (Celery's own start-up), and the ratio;
+#      moment of the enqueue (Celery's own start-up), the ratio, and
+#      hscale's own part: seconds to the worker's launch (one poll);
 #   2. TASKS tasks (TASK_MS each) enqueued at zero, run while the service
 #      scales out to MAX and back to zero: tasks lost and tasks run twice
 #      (target 0 and 0), with the peak count and the seconds until zero.
@@ -36,7 +37,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2> /dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2> /dev/null || true; done
-  rm -rf "$TMP"
+  [ -n "${QW_KEEP:-}" ] && echo "kept $TMP" >&2 || rm -rf "$TMP"
 }
 trap cleanup EXIT
 port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -88,10 +89,18 @@ for i in range(n):
 hand = subprocess.Popen(hand_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) \
     if hand_cmd else None
 deadline = t0 + 60
+launch = None
+ctl = os.environ.get("QW_CTL")
 while not r.llen("t:started") and time.time() < deadline:
+    if ctl and launch is None:   # hscale's part: the worker launched
+        import json, urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{ctl}/api/v1/scaling/status", timeout=2) as h:
+            st = [i["started_at"] for i in json.load(h)["instances"] if i["started_at"]]
+        launch = min(st) - t0 if st else None
     time.sleep(0.01)
 first = r.lindex("t:started", 0)
-print("nan" if first is None else "%.3f" % (float(first.split()[1]) - t0))
+print("nan" if first is None else "%.3f" % (float(first.split()[1]) - t0),
+      "%.3f" % launch if launch is not None else "")
 if os.environ.get("QW_DEBUG"):
     print(first, file=sys.stderr)
 deadline = time.time() + 300
@@ -149,31 +158,32 @@ PIDS+=($CTLPID)
 wait_count "$CTL" 0 20
 
 echo "== 1. first task from zero (poll $POLL), $ROUNDS rounds"
-printf '%-6s %16s %18s %8s\n' round "hscale from 0 s" "worker by hand s" ratio
-hs_all=() hand_all=()
+printf '%-6s %16s %18s %8s %18s\n' round "hscale from 0 s" "worker by hand s" ratio "(worker launched)"
+hs_all=() hand_all=() launch_all=()
 for r in $(seq 1 "$ROUNDS"); do
-  hs=$(cd "$TMP" && "$PY" drive.py 1 0 1)
+  read -r hs launch < <(cd "$TMP" && QW_CTL=$CTL "$PY" drive.py 1 0 1)
   wait_count "$CTL" 0 60
   # the floor: a worker started by hand right after the enqueue, on Redis
   # database 1: kombu's unacked hash is per database, and hscale must not
   # see (and start a worker for) this task
-  hand=$(cd "$TMP" && BROKER="${BROKER%/0}/1" "$PY" drive.py 1 0 1 $WORKER -n "hand$r@%h" -l warning)
-  printf '%-6s %16s %18s %8s\n' "$r" "$hs" "$hand" "$("$PY" -c "print('%.2f' % (float('$hs') / float('$hand')))")"
-  hs_all+=("$hs") hand_all+=("$hand")
+  read -r hand _ < <(cd "$TMP" && BROKER="${BROKER%/0}/1" "$PY" drive.py 1 0 1 $WORKER -n "hand$r@%h" -l warning)
+  printf '%-6s %16s %18s %8s %18s\n' "$r" "$hs" "$hand" \
+    "$("$PY" -c "print('%.2f' % (float('$hs') / float('$hand')))")" "${launch:-?}"
+  hs_all+=("$hs") hand_all+=("$hand") launch_all+=("${launch:-nan}")
 done
-"$PY" - "${hs_all[*]}" "${hand_all[*]}" <<'EOF'
+"$PY" - "${hs_all[*]}" "${hand_all[*]}" "${launch_all[*]}" <<'EOF'
 import statistics, sys
-hs = [float(x) for x in sys.argv[1].split()]
-hand = [float(x) for x in sys.argv[2].split()]
+hs, hand, launch = ([float(x) for x in a.split()] for a in sys.argv[1:4])
 if any(x != x for x in hs + hand):
     print("a round saw no task start within 60 s")
 print(f"median  {statistics.median(hs):16.3f} {statistics.median(hand):18.3f} "
-      f"{statistics.median(hs) / statistics.median(hand):8.2f}   (target: hscale < 2 s)")
+      f"{statistics.median(hs) / statistics.median(hand):8.2f} {statistics.median(launch):18.3f}"
+      "   (target: hscale < 2 s)")
 EOF
 
 echo "== 2. $TASKS tasks of ${TASK_MS} ms enqueued at zero, max $MAX workers, $PER per worker"
 t0=$("$PY" -c 'import time; print(time.time())')
-first=$(cd "$TMP" && "$PY" drive.py "$TASKS" "$("$PY" -c "print($TASK_MS / 1000)")" 1)
+read -r first _ < <(cd "$TMP" && "$PY" drive.py "$TASKS" "$("$PY" -c "print($TASK_MS / 1000)")" 1)
 done_t=$("$PY" -c 'import time; print(time.time())')
 wait_count "$CTL" 0 120
 zero_t=$("$PY" -c 'import time; print(time.time())')

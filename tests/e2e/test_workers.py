@@ -169,6 +169,9 @@ def test_500_tasks_from_zero_run_exactly_once_and_the_fleet_returns_to_zero(
         app.send_task("tasks.work", args=[i, 0.05])
     enqueued = time.time()
 
+    launched = wait_until(lambda: [i["started_at"] for i in instances(port) if i["started_at"]], 10,
+                          "a worker launched")
+    launch = min(launched) - t0
     first = wait_until(lambda: r.lindex("t:started", 0), 30, "the first task to start")
     first_start = float(first.split()[1]) - t0
     wait_until(lambda: r.llen("t:done") >= 500, 180, "500 tasks done")
@@ -179,9 +182,12 @@ def test_500_tasks_from_zero_run_exactly_once_and_the_fleet_returns_to_zero(
         f"missing {sorted(set(range(500)) - set(done))[:10]}, "
         f"twice {sorted(x for x in set(done) if done.count(x) > 1)[:10]}")
     assert r.llen("t:started") == 500, "a task started twice"
-    print(f"\nfirst task started {first_start:.2f} s after the first enqueue "
-          f"(500 enqueued in {enqueued - t0:.2f} s)")
-    assert first_start < 5.0, f"first task started {first_start:.2f} s after the first enqueue"
+    print(f"\nfirst worker launched {launch:.2f} s and first task started {first_start:.2f} s "
+          f"after the first enqueue (500 enqueued in {enqueued - t0:.2f} s)")
+    # hscale's part: the first poll (1 s) launches a worker; the rest is
+    # Celery's own start-up, seconds on a loaded 2-core machine
+    assert launch < 2.0, f"first worker launched {launch:.2f} s after the first enqueue"
+    assert first_start < 10.0, f"first task started {first_start:.2f} s after the first enqueue"
 
     ev = [e for e in history(port) if e["kind"] in ("scale_out", "scale_in")]
     assert ev[0]["old"] == 0 and ev[0]["new"] == 1 and ev[0]["policy"] == "queue", ev[0]
