@@ -161,12 +161,14 @@ echo "== 1. first task from zero (poll $POLL), $ROUNDS rounds"
 printf '%-6s %16s %18s %8s %18s\n' round "hscale from 0 s" "worker by hand s" ratio "(worker launched)"
 hs_all=() hand_all=() launch_all=()
 for r in $(seq 1 "$ROUNDS"); do
-  read -r hs launch < <(cd "$TMP" && QW_CTL=$CTL "$PY" drive.py 1 0 1)
+  out=$(cd "$TMP" && QW_CTL=$CTL "$PY" drive.py 1 0 1)
+  read -r hs launch <<< "$out"
   wait_count "$CTL" 0 60
   # the floor: a worker started by hand right after the enqueue, on Redis
   # database 1: kombu's unacked hash is per database, and hscale must not
   # see (and start a worker for) this task
-  read -r hand _ < <(cd "$TMP" && BROKER="${BROKER%/0}/1" "$PY" drive.py 1 0 1 $WORKER -n "hand$r@%h" -l warning)
+  out=$(cd "$TMP" && BROKER="${BROKER%/0}/1" "$PY" drive.py 1 0 1 $WORKER -n "hand$r@%h" -l warning)
+  read -r hand _ <<< "$out"
   printf '%-6s %16s %18s %8s %18s\n' "$r" "$hs" "$hand" \
     "$("$PY" -c "print('%.2f' % (float('$hs') / float('$hand')))")" "${launch:-?}"
   hs_all+=("$hs") hand_all+=("$hand") launch_all+=("${launch:-nan}")
@@ -183,7 +185,8 @@ EOF
 
 echo "== 2. $TASKS tasks of ${TASK_MS} ms enqueued at zero, max $MAX workers, $PER per worker"
 t0=$("$PY" -c 'import time; print(time.time())')
-read -r first _ < <(cd "$TMP" && "$PY" drive.py "$TASKS" "$("$PY" -c "print($TASK_MS / 1000)")" 1)
+out=$(cd "$TMP" && "$PY" drive.py "$TASKS" "$("$PY" -c "print($TASK_MS / 1000)")" 1)
+read -r first _ <<< "$out"
 done_t=$("$PY" -c 'import time; print(time.time())')
 wait_count "$CTL" 0 120
 zero_t=$("$PY" -c 'import time; print(time.time())')
