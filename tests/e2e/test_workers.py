@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import free_port, read_log, run_hscale, wait_port
+from pg_fixture import redis_addr  # noqa: F401 (fixture)
+from up_util import wait_until
 
 PY = "/usr/bin/python3"
 
@@ -57,22 +59,10 @@ WORKER_CMD = (f"{PY} -m celery -A tasks worker --concurrency 2 --without-mingle 
 
 
 @pytest.fixture
-def broker(tmp_path):
-    port = free_port()
-    p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no", "--dir", str(tmp_path)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
-    try:
-        wait_port(port, proc=p)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        p.terminate()
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
+def broker(redis_addr):  # noqa: F811 (the module's redis-server, emptied per test)
+    url = f"redis://{redis_addr}/0"
+    rclient(url).flushall()
+    return url
 
 
 def rclient(url):
@@ -89,17 +79,6 @@ def api(port, method, path, body=None):
     data = r.read()
     conn.close()
     return r.status, json.loads(data) if data else None
-
-
-def wait_until(pred, timeout, what, step=0.05):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def holds_for(pred, secs, what, step=0.1):

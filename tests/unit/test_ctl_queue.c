@@ -449,30 +449,51 @@ Test(queue_parse, prometheus_query_url_is_encoded)
 
 /* ---- configuration ------------------------------------------------------- */
 
-static int load_as(const char *yaml, cfg_error *e)
+/* Loads yaml over obj's defaults and validates; obj is freed again. */
+static int load(const cfg_schema *sc, void *obj, const char *yaml, cfg_error *e)
 {
-    ctl_autoscale_cfg c;
-    memset(&c, 0, sizeof c);
     memset(e, 0, sizeof *e);
-    int rc = cfg_defaults(&ctl_autoscale_schema, &c, e);
+    int rc = cfg_defaults(sc, obj, e);
     if (rc == 0)
-        rc = cfg_load_text(&ctl_autoscale_schema, &c, yaml, strlen(yaml), "t.yaml", e);
+        rc = cfg_load_text(sc, obj, yaml, strlen(yaml), "t.yaml", e);
     if (rc == 0)
-        rc = cfg_validate(&ctl_autoscale_schema, &c, e);
-    cfg_free(&ctl_autoscale_schema, &c);
+        rc = cfg_validate(sc, obj, e);
+    cfg_free(sc, obj);
     return rc;
+}
+
+typedef struct bad_case {
+    const char *yaml, *key, *says;
+} bad_case;
+
+/* Every case is refused, naming the key, with the expected words. */
+static void expect_refusals(const cfg_schema *sc, void *obj, size_t objsize, const bad_case *bad,
+                            size_t n)
+{
+    cfg_error e;
+    for (size_t i = 0; i < n; i++) {
+        memset(obj, 0, objsize);
+        cr_assert_eq(load(sc, obj, bad[i].yaml, &e), -1, "%s", bad[i].yaml);
+        cr_assert(strstr(e.key, bad[i].key), "key '%s' for %s", e.key, bad[i].yaml);
+        cr_assert(strstr(e.msg, bad[i].says), "'%s' for %s", e.msg, bad[i].yaml);
+    }
 }
 
 Test(queue_config, sources_and_their_checks)
 {
     cfg_error e;
-    cr_assert_eq(load_as("min_instances: 0\nqueue: {redis: \"redis://127.0.0.1:6379/0\", list: celery, "
-                         "per_instance: 4}\n", &e), 0, "%s: %s", e.key, e.msg);
-    cr_assert_eq(load_as("queue: {prometheus: {url: \"http://127.0.0.1:9090\", query: \"sum(q)\"}}\n", &e),
-                 0, "%s", e.msg);
-    cr_assert_eq(load_as("queue: {url: \"http://127.0.0.1:9/stats\", json: \"/depth\"}\n", &e), 0, "%s",
-                 e.msg);
-    const struct { const char *yaml, *key, *says; } bad[] = {
+    ctl_autoscale_cfg c;
+    const char *good[] = {
+        "min_instances: 0\nqueue: {redis: \"redis://127.0.0.1:6379/0\", list: celery, per_instance: 4}\n",
+        "queue: {prometheus: {url: \"http://127.0.0.1:9090\", query: \"sum(q)\"}}\n",
+        "queue: {url: \"http://127.0.0.1:9/stats\", json: \"/depth\"}\n",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        memset(&c, 0, sizeof c);
+        cr_assert_eq(load(&ctl_autoscale_schema, &c, good[i], &e), 0, "%s: %s: %s", good[i], e.key,
+                     e.msg);
+    }
+    const bad_case bad[] = {
         { "queue: {redis: \"redis://a\", url: \"http://b/\", json: x}\n", "queue.url", "one depth source" },
         { "queue: {redis: \"tcp://a\"}\n", "queue.redis", "expected redis://" },
         { "queue: {redis: \"redis://a\", list: \"\"}\n", "queue.list", "list" },
@@ -484,34 +505,18 @@ Test(queue_config, sources_and_their_checks)
         { "queue: {redis: \"redis://a\", per_instance: 0}\n", "queue.per_instance", "" },
         { "min_instances: -1\n", "min_instances", "" },
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cr_assert_eq(load_as(bad[i].yaml, &e), -1, "%s", bad[i].yaml);
-        cr_assert(strstr(e.key, bad[i].key), "key '%s' for %s", e.key, bad[i].yaml);
-        cr_assert(strstr(e.msg, bad[i].says), "'%s' for %s", e.msg, bad[i].yaml);
-    }
-}
-
-static int load_ctl(const char *yaml, cfg_error *e)
-{
-    ctl_config c;
-    memset(&c, 0, sizeof c);
-    memset(e, 0, sizeof *e);
-    int rc = cfg_defaults(&ctl_config_schema, &c, e);
-    if (rc == 0)
-        rc = cfg_load_text(&ctl_config_schema, &c, yaml, strlen(yaml), "t.yaml", e);
-    if (rc == 0)
-        rc = cfg_validate(&ctl_config_schema, &c, e);
-    cfg_free(&ctl_config_schema, &c);
-    return rc;
+    expect_refusals(&ctl_autoscale_schema, &c, sizeof c, bad, sizeof bad / sizeof bad[0]);
 }
 
 Test(queue_config, worker_templates)
 {
     cfg_error e;
-    cr_assert_eq(load_ctl("template: {command: \"celery -A tasks worker -n {id}@%h\", port: none, "
-                          "ready_command: \"celery -A tasks inspect ping -d {id}@%h\"}\n", &e), 0,
-                 "%s: %s", e.key, e.msg);
-    const struct { const char *yaml, *key, *says; } bad[] = {
+    ctl_config c;
+    memset(&c, 0, sizeof c);
+    cr_assert_eq(load(&ctl_config_schema, &c, "template: {command: \"celery -A tasks worker -n {id}@%h\", "
+                      "port: none, ready_command: \"celery -A tasks inspect ping -d {id}@%h\"}\n", &e),
+                 0, "%s: %s", e.key, e.msg);
+    const bad_case bad[] = {
         { "template: {command: \"w --port {port}\", port: none}\n", "template.command",
           "{port} is not available" },
         { "template: {command: \"w\", port: none, env: [\"P={port}\"]}\n", "template.env[0]",
@@ -526,11 +531,7 @@ Test(queue_config, worker_templates)
         { "driver: exec\nexec: {launch: a, terminate: b}\ntemplate: {command: w, port: none}\n",
           "template.port", "process driver" },
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cr_assert_eq(load_ctl(bad[i].yaml, &e), -1, "%s", bad[i].yaml);
-        cr_assert(strstr(e.key, bad[i].key), "key '%s' for %s", e.key, bad[i].yaml);
-        cr_assert(strstr(e.msg, bad[i].says), "'%s' for %s", e.msg, bad[i].yaml);
-    }
+    expect_refusals(&ctl_config_schema, &c, sizeof c, bad, sizeof bad / sizeof bad[0]);
     /* kill_mode: auto is mixed (main process only) for workers */
     ctl_template_cfg t;
     memset(&t, 0, sizeof t);
