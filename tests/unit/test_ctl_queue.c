@@ -130,6 +130,13 @@ static void qsim_init(qsim *x, int initial)
     x->now = 10000 * S;
 }
 
+/* x->cfg changed: the scaler takes it (keeping its count and timers). */
+static void qsim_apply(qsim *x)
+{
+    char err[128];
+    cr_assert_eq(ctl_scaler_set_config(x->s, &x->cfg, err, sizeof err), 0, "%s", err);
+}
+
 /* One poll of the recorded depth (NAN: the broker did not answer). */
 static void qstep(qsim *x, double depth)
 {
@@ -185,8 +192,7 @@ Test(queue, activation_ignores_cooldown_and_scale_out_window)
     qsim_init(&x, 0);
     x.cfg.scale_out_stabilization = 120 * S;
     x.cfg.queue.idle_to_zero = 0;
-    char err[128];
-    cr_assert_eq(ctl_scaler_set_config(x.s, &x.cfg, err, sizeof err), 0, "%s", err);
+    qsim_apply(&x);
     qstep(&x, 1);
     qstep(&x, 30);
     cr_assert_eq(x.n, 1, "1 -> more waits for the 120 s scale-out window");
@@ -229,8 +235,7 @@ Test(queue, to_zero_passes_the_scale_in_window_cooldown_and_step_cap)
     x.cfg.max_shrink_step = 1;
     x.cfg.scale_in_stabilization = 3600 * S;
     x.cfg.queue.idle_to_zero = 30 * S;
-    char err[128];
-    cr_assert_eq(ctl_scaler_set_config(x.s, &x.cfg, err, sizeof err), 0, "%s", err);
+    qsim_apply(&x);
     qrun(&x, 40, 70);
     cr_assert_eq(x.n, 8);
     qrun(&x, 0, 29);
@@ -260,8 +265,7 @@ Test(queue, min_above_zero_is_kept)
     qsim_init(&x, 2);
     x.cfg.min_instances = 2;
     x.cfg.queue.idle_to_zero = 0;
-    char err[128];
-    cr_assert_eq(ctl_scaler_set_config(x.s, &x.cfg, err, sizeof err), 0, "%s", err);
+    qsim_apply(&x);
     qrun(&x, 0, 3600);
     cr_assert_eq(x.n, 2);
     ctl_scaler_free(x.s);
