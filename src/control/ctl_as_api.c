@@ -82,6 +82,21 @@ void ctl_as_status_json(void *arg, buf *out)
     } else {
         buf_append_str(out, "null");
     }
+    if (as->qlast.on) {   /* the queue policy's last poll */
+        const ctl_queue_reading *q = &as->qlast;
+        buf_append_str(out, ",\"queue\":{\"depth\":");
+        num(out, q->depth);
+        buf_append_str(out, ",\"waiting\":");
+        num(out, q->waiting);
+        buf_append_str(out, ",\"unacked\":");
+        num(out, q->reserved);
+        buf_append_str(out, ",\"error\":");
+        if (q->error[0])
+            jstr(out, q->error);
+        else
+            buf_append_str(out, "null");
+        buf_append_str(out, "}");
+    }
     buf_append_str(out, "}");
     pthread_mutex_unlock(&as->mu);
 }

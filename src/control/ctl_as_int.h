@@ -55,6 +55,7 @@ struct ctl_autoscaler {
     bool              have_last;
     ctl_decision      last;          /* the last check's decision */
     ctl_pool_metrics  pool;          /* the last check's aggregate */
+    ctl_queue_reading qlast;         /* the queue policy's last poll (on: configured) */
     uint64_t          checks;
     /* -- loop thread only -- */
     uint64_t          mem_total;     /* MemTotal, read once */

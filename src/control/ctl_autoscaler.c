@@ -355,6 +355,10 @@ static int as_decide(void *arg, const ctl_instance_info *inst, size_t n, int des
     pthread_mutex_lock(&as->mu);
     int want = -1;
     ctl_observation obs = { as->m, k, q };
+    if (q)
+        as->qlast = *q;
+    else
+        as->qlast.on = false;
     /* started again, or the count moved behind our back (a deploy, a
      * clamp by the manager): the manager's count is the truth */
     if (as->resync || desired != as->mgr_desired) {

@@ -284,9 +284,16 @@ def test_depth_from_a_json_document_or_prometheus(procs, tmp_path, broker, kind)
         assert instances(port) == []
         src.depth = 7                                   # ceil(7 / 2) = 4
         wait_until(lambda: len(instances(port)) == 4, 20, "4 workers")
+        q = api(port, "GET", "/api/v1/scaling/status")[1]["autoscaling"]["queue"]
+        assert q["depth"] == 7 and q["error"] is None, q
         assert all(i["address"] == "" and not i["registered"] for i in instances(port))
         src.fail = True                                 # unreachable: held, not zero
         wait_until(lambda: "queue depth unknown" in read_log(ctl), 10, "the error logged")
+        wait_until(lambda: "answered 500" in (api(port, "GET", "/api/v1/scaling/status")[1]
+                                               ["autoscaling"]["queue"]["error"] or ""),
+                   5, "the error in the status")
+        q = api(port, "GET", "/api/v1/scaling/status")[1]["autoscaling"]["queue"]
+        assert q["depth"] is None, q
         holds_for(lambda: len(instances(port)) == 4, 3, "4 workers through 3 s of errors "
                   "(idle_to_zero is 1 s)")
         assert read_log(ctl).count("queue depth unknown") == 1, "logged once, not per poll"
