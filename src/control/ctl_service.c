@@ -138,7 +138,7 @@ const cfg_schema *ctl_service_schema(void)
 
 bool ctl_service_listens(const ctl_config *c)
 {
-    return c != NULL;   /* every template gets a {port} today */
+    return c->tmpl.port != CTL_PORT_NONE;
 }
 
 int ctl_services_check(const ctl_service_cfg *s, size_t n, cfg_error *err)
@@ -150,7 +150,8 @@ int ctl_services_check(const ctl_service_cfg *s, size_t n, cfg_error *err)
                 snprintf(err->msg, sizeof err->msg, "service '%s' is defined twice", s[i].name);
                 return -1;
             }
-            if (strcmp(s[i].control.pool, s[j].control.pool) == 0) {
+            if (ctl_service_listens(&s[i].control) && ctl_service_listens(&s[j].control)
+                && strcmp(s[i].control.pool, s[j].control.pool) == 0) {
                 snprintf(err->key, sizeof err->key, "services[%zu].pool", i);
                 snprintf(err->msg, sizeof err->msg,
                          "pool '%s' is already service '%s''s: one pool per service",

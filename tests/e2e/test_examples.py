@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from conftest import ROOT, free_port, run_hscale, wait_port
+from pg_fixture import redis_addr  # noqa: F401 (fixture)
 from up_util import wait_until
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/node"), reason="nodejs missing")
@@ -211,3 +212,54 @@ def test_fastapi_service_scales_out_on_os_measured_cpu(procs, tmp_path):
     assert ev[-1]["metrics"]["cpu"] > 40, ev[-1]
     p.kill()
     print(f"CPU step to a second FastAPI instance serving: {serving:.1f} s")
+
+
+def test_tutormax_fastapi_api_and_celery_workers_from_zero(procs, tmp_path, redis_addr):  # noqa: F811
+    """The two-service example: the api behind the gateway, the Celery
+    worker service at zero until tasks are queued through the api, every
+    task run once, and the workers back to zero once the queue is idle."""
+    import redis as redis_client
+    pytest.importorskip("celery")
+    url = f"redis://{redis_addr}/0"
+    r = redis_client.Redis.from_url(url, decode_responses=True)
+    r.flushall()
+    text = open(os.path.join(ROOT, "examples", "tutormax", "hscale.yaml")).read()
+    text = text.replace("redis://127.0.0.1:6379/0", url)
+    # a short idle period and a small ceiling for a two-core test machine
+    text = text.replace("per_instance: 4}", "per_instance: 4, idle_to_zero: 3s}")
+    text = text.replace("max_instances: 8", "max_instances: 3")
+    assert "idle_to_zero: 3s" in text and url in text
+    cfg = tmp_path / "tutormax.yaml"
+    cfg.write_text(text)
+    ex = Example(procs, tmp_path, "tutormax", config=cfg)
+    ex.wait_registered(2, service="api", timeout=90)
+    assert ex.status("worker")["desired"] == 0 and ex.status("worker")["instances"] == []
+
+    # the gateway knows only the api: workers have no port and no pool
+    gw = ex.gateway_config()
+    assert [p["name"] for p in gw["pools"]] == ["api"]
+    assert gw["pools"][0]["algorithm"] == "least_conn"
+    assert gw["pools"][0]["health"]["path"] == "/health"
+    h = requests.get(ex.url("/health"), timeout=5)
+    assert h.status_code == 200 and h.json()["instance"] in ("i-1", "i-2")
+    assert h.headers["X-Content-Type-Options"] == "nosniff"
+
+    ids = [str(i) for i in range(1, 21)]
+    t0 = time.time()
+    q = requests.post(ex.url("/api/summaries"), json={"sessions": [int(i) for i in ids], "seconds": 0.1},
+                      timeout=10)
+    assert q.status_code == 202 and q.json()["queued"] == 20, q.text
+    wait_until(lambda: ex.status("worker")["desired"] >= 1, timeout=5, what="a worker from zero")
+    first = wait_until(lambda: r.hlen("tutormax:started") > 0, timeout=30, what="a first task")
+    print(f"tutormax: first task started {time.time() - t0:.1f} s after the enqueue")
+    wait_until(lambda: r.hlen("tutormax:runs") == 20, timeout=120, step=0.5, what="all 20 tasks")
+    runs = r.hgetall("tutormax:runs")
+    assert sorted(runs, key=int) == ids and set(runs.values()) == {"1"}, runs
+    assert first
+    # idle: back to zero, each worker stopped by SIGTERM (warm shutdown)
+    wait_until(lambda: ex.status("worker")["instances"] == [], timeout=60, what="workers back to zero")
+    hist = ex.api("GET", "/api/v1/services/worker/scaling/history")[1]["events"]
+    assert any(e["kind"] == "scale_out" and e["old"] == 0 for e in hist), hist
+    assert any(e["kind"] == "scale_in" and e["new"] == 0 for e in hist), hist
+    st = run_hscale("status", "--control", f"http://127.0.0.1:{ex.control}")
+    assert st.returncode == 0 and "== service api" in st.stdout and "== service worker" in st.stdout, st.stdout
