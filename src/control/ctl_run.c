@@ -267,9 +267,9 @@ ctl_control *ctl_start_services(const ctl_service_def *defs, size_t n, char *err
     if (c->gateway_ca_file && c->gateway_ca_file[0])
         http_client_set_ca_file(c->gateway_ca_file);
     for (size_t i = 0; i < n; i++) {
+        cc->n = i + 1;   /* ctl_stop frees what a failed start left */
         if (start_service(cc, i, &defs[i], err, errlen) < 0)
             goto fail;
-        cc->n = i + 1;
     }
 
     metrics_build_info(metrics_default(), HSCALE_VERSION, "control");

@@ -63,10 +63,14 @@ def exported_by_sources():
             names.add(m.group(1))
             if m.group(2) == "HISTOGRAM":
                 names.update(m.group(1) + s for s in ("_bucket", "_sum", "_count"))
-        for m in re.finditer(r"# TYPE (\w+) (counter|gauge|histogram)", text):
-            names.add(m.group(1))
-            if m.group(2) == "histogram":
-                names.update(m.group(1) + s for s in ("_bucket", "_sum", "_count"))
+        # "# TYPE name kind" written out, or a table row { "name", "kind", ... }
+        # whose entries a loop renders
+        for m in re.finditer(r'# TYPE (\w+) (counter|gauge|histogram)'
+                             r'|\{\s*"(\w+)",\s*"(counter|gauge|histogram)"', text):
+            name, kind = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+            names.add(name)
+            if kind == "histogram":
+                names.update(name + s for s in ("_bucket", "_sum", "_count"))
         names.update(re.findall(r'put_plain\(\s*\w+,\s*"(\w+)"', text))
     return names
 
