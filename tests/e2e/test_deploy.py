@@ -178,8 +178,11 @@ def test_canary_that_passes_is_promoted_under_load(procs, tmp_path):
     s = Stack(procs, tmp_path, instances=2)
     p, out = s.load(12)
     time.sleep(1)
+    # This test is about promotion: the p95 ratio gate stays wide, since two
+    # fresh ASan instances on a busy 2-core machine answered at 8x a warm
+    # pool's p95 once (96.6 ms against 11.8) with nothing wrong with them.
     d = s.deploy(strategy="canary", version="v2", steps=[10, 50, 100], pause="2s",
-                 min_requests=20)
+                 min_requests=20, max_p95_ratio=20)
     c = s.wait_done()
     assert c["state"] == "succeeded", c
     ev = s.events(d["id"])
