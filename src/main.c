@@ -16,6 +16,7 @@ static const cmd commands[] = {
     {"gateway", "run the load balancer (data plane)",                 cmd_gateway},
     {"app",     "run the reference case-management service",           cmd_app},
     {"up",      "run gateway, control plane and app instances at once", cmd_up},
+    {"down",    "stop what `hscale up` (or a crashed one) left running", cmd_down},
     {"control", "run the control plane (autoscaler, deploys, API)",    cmd_control},
     {"bench",   "generate load with SLO thresholds",                   cmd_bench},
     {"status",  "show instances and scaling events",                   cmd_status},

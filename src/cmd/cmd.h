@@ -24,6 +24,7 @@ typedef struct cmd {
 int cmd_gateway(int argc, char **argv);
 int cmd_app(int argc, char **argv);
 int cmd_up(int argc, char **argv);
+int cmd_down(int argc, char **argv);
 int cmd_control(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_status(int argc, char **argv);

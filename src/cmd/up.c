@@ -10,8 +10,13 @@
  *
  * Shutdown order is the point of the design: control stops first, so the
  * instances drain through a gateway that still routes, then the gateway.
- * Children carry PR_SET_PDEATHSIG, so even a kill -9 of `up` leaves nothing
- * behind. Settings (up_config.c): built-in defaults < up's own < -c file
+ * Only an explicit stop does that (SIGINT, SIGTERM, `hscale down`): the
+ * gateway and the instances are detached (a session of their own, no
+ * parent-death signal), so a crash or kill -9 of `up` leaves them serving.
+ * The next `up` on the same data directory adopts them: the gateway from
+ * gateway.pid (pid and start time; it still holds the client listener, so
+ * up opens none and supervises it by polling, as it is no longer its
+ * child), the instances from the control plane's state file. Settings (up_config.c): built-in defaults < up's own < -c file
  * (every section: gateway, control, autoscaling, services) < environment
  * < flags; the gateway's config is written from the result. With
  * services:, each is run with its own autoscaler behind one control API. */
@@ -45,7 +50,9 @@ static const char usage[] =
     "Runs the stack on one machine: the gateway, the control plane with its\n"
     "autoscaler, and app instances over one SQLite store in DIR (seeded on\n"
     "first start). Ctrl-C or SIGTERM drains the instances through the\n"
-    "gateway, then stops everything.\n\n"
+    "gateway, then stops everything; so does `hscale down --data DIR`. A\n"
+    "crash of up leaves the gateway and the instances serving: up started\n"
+    "again on the same DIR adopts them.\n\n"
     "  --listen ADDR     gateway listener (default 127.0.0.1:8080)\n"
     "  --admin ADDR      gateway admin API (default 127.0.0.1:8082)\n"
     "  --control ADDR    control plane API and dashboard (default 127.0.0.1:8081)\n"
@@ -141,7 +148,7 @@ static int up_listener(const char *listen)
     return fd;
 }
 
-static pid_t spawn_gateway(const char *cfg, const char *logpath, int lfd)
+static pid_t spawn_gateway(const char *cfg, const char *logpath, const char *pidpath, int lfd)
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -152,7 +159,8 @@ static pid_t spawn_gateway(const char *cfg, const char *logpath, int lfd)
     char fdenv[48];
     snprintf(fdenv, sizeof fdenv, "HSCALE_GATEWAY_LISTEN_FD=%d", lfd);
     char *env[] = { fdenv, NULL };
-    proc_spec ps = { .argv = argv, .env_extra = lfd >= 0 ? env : NULL, .stdout_path = logpath };
+    proc_spec ps = { .argv = argv, .env_extra = lfd >= 0 ? env : NULL, .stdout_path = logpath,
+                     .detach = true };
     char err[256];
     /* Inheritable for this exec only (an instance spawned meanwhile may
      * inherit it too: it never accepts on it, so that is harmless). */
@@ -163,6 +171,8 @@ static pid_t spawn_gateway(const char *cfg, const char *logpath, int lfd)
         fcntl(lfd, F_SETFD, FD_CLOEXEC);
     if (pid < 0)
         log_error("gateway: %s", err);
+    else if (up_pidfile_write(pidpath, pid, err, sizeof err) < 0)
+        log_warn("gateway pid file: %s (a restarted up could not adopt it)", err);
     return pid;
 }
 
@@ -236,10 +246,24 @@ int cmd_up(int argc, char **argv)
     }
     log_init_from_env();
     log_set_component("up");
+    char uppid[PATH_MAX], gwpid[PATH_MAX];
+    snprintf(uppid, sizeof uppid, "%s/%s", f.data, UP_PIDFILE_UP);
+    snprintf(gwpid, sizeof gwpid, "%s/%s", f.data, UP_PIDFILE_GATEWAY);
+    pid_t other;
+    uint64_t other_start;
+    if (up_pidfile_alive(uppid, &other, &other_start)) {
+        fprintf(stderr, "hscale up: already running on %s (pid %d); `hscale down --data %s` "
+                "stops it\n", f.data, (int)other, f.data);
+        up_config_free(&u);
+        return 1;
+    }
     if (seed_once(f.data, up_runs_reference_app(&u)) < 0) {
         up_config_free(&u);
         return 1;
     }
+    char perr[512];
+    if (up_pidfile_write(uppid, getpid(), perr, sizeof perr) < 0)
+        log_warn("pid file: %s (`hscale down` will not find this up)", perr);
 
     /* Every thread started from here inherits the mask; sigtimedwait below
      * takes the signals. Children get an empty mask from core/proc. */
@@ -259,15 +283,23 @@ int cmd_up(int argc, char **argv)
     memset(&fl, 0, sizeof fl);
     ctl_control *cc = NULL;
     pid_t gw = -1;
+    uint64_t gw_start = 0;   /* set: an adopted gateway, not our child */
     int gwfd = -1;
     rc = 1;
-    gwfd = up_listener(u.gateway.listen);
     if (up_gateway_write(&u, gwcfg, err, sizeof err) < 0) {
         log_error("%s", err);
         goto out;
     }
-    if ((gw = spawn_gateway(gwcfg, gwlog, gwfd)) < 0)
-        goto out;
+    if (up_pidfile_alive(gwpid, &gw, &gw_start)) {
+        /* It holds the client listener and serves: opening ours would only
+         * split its connections with a socket nobody accepts on. */
+        log_info("adopted the running gateway (pid %d)", (int)gw);
+    } else {
+        gw_start = 0;
+        gwfd = up_listener(u.gateway.listen);
+        if ((gw = spawn_gateway(gwcfg, gwlog, gwpid, gwfd)) < 0)
+            goto out;
+    }
     wait_gateway_admin(u.gateway.admin, 5000);
     if (cmd_fleet_build(&fl, &u.fl, err, sizeof err) < 0) {
         log_error("%s", err);
@@ -308,18 +340,21 @@ int cmd_up(int argc, char **argv)
             if (gw > 0)
                 kill(gw, SIGHUP);
         }
-        int st;
-        if (gw > 0 && proc_reap(gw, &st) == 1) {
+        int st = -1;
+        if (gw > 0 && (gw_start ? !proc_same(gw, gw_start) : proc_reap(gw, &st) == 1)) {
             log_warn("gateway (pid %d) exited (status %d); restarting in %llu ms", (int)gw, st,
                      (unsigned long long)backoff);
             gw = -1;
+            gw_start = 0;
+            if (gwfd < 0)   /* the adopted one took the listener with it */
+                gwfd = up_listener(u.gateway.listen);
             if (mono_ms() - started > 60000)
                 backoff = 250;
             restart_at = mono_ms() + backoff;
             backoff = backoff * 2 > 10000 ? 10000 : backoff * 2;
         }
         if (gw < 0 && restart_at && mono_ms() >= restart_at) {
-            gw = spawn_gateway(gwcfg, gwlog, gwfd);
+            gw = spawn_gateway(gwcfg, gwlog, gwpid, gwfd);
             started = mono_ms();
             restart_at = gw < 0 ? mono_ms() + backoff : 0;
             if (gw > 0)
@@ -331,10 +366,15 @@ int cmd_up(int argc, char **argv)
     rc = 0;
 out:
     ctl_stop(cc);                /* drains through the gateway, still up */
-    if (gw > 0)
+    if (gw > 0 && gw_start)
+        proc_stop_adopted(gw, gw_start, 5000);
+    else if (gw > 0)
         proc_stop(gw, 5000);
+    if (gw > 0)
+        unlink(gwpid);
     if (gwfd >= 0)
         close(gwfd);
+    unlink(uppid);
     cmd_fleet_free(&fl);
     up_config_free(&u);
     if (rc == 0)

@@ -30,4 +30,19 @@ int  up_config_load(up_file *u, const up_flags *f, cfg_error *err);
 int  up_gateway_write(const up_file *u, const char *path, char *err, size_t errlen);
 void up_config_free(up_file *u);
 
+/* Pid files of the stack in its data directory (up_pidfile.c): up.pid
+ * (the running `hscale up`, for `hscale down` and against a second up on
+ * the same data) and gateway.pid (its gateway, adopted by the next up
+ * after a crash). The text is "PID START\n", START the pid's start time
+ * (/proc/PID/stat field 22), so a pid the kernel reused never matches. */
+#define UP_PIDFILE_UP      "up.pid"
+#define UP_PIDFILE_GATEWAY "gateway.pid"
+
+/* Strict: two decimal numbers, a space between, an optional newline. */
+int  up_pidfile_parse(const char *text, size_t len, pid_t *pid, uint64_t *start);
+/* Writes pid with its start time atomically: 0, or -1 with err. */
+int  up_pidfile_write(const char *path, pid_t pid, char *err, size_t errlen);
+/* True when path names a process that still runs (same start time). */
+bool up_pidfile_alive(const char *path, pid_t *pid, uint64_t *start);
+
 #endif

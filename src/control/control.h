@@ -202,4 +202,15 @@ void         ctl_stop(ctl_control *cc);
 int          ctl_run_services(const ctl_service_def *defs, size_t n);
 int          ctl_run(const ctl_config *c, const ctl_hooks *hooks);
 
+/* `hscale down` for one instance state file (ctl_down.c): when the control
+ * plane that wrote it still runs, SIGTERM to it and a wait of up to
+ * wait_ms for it to drain and stop its instances; when it crashed, the
+ * instances still alive (same pid and start time) are drained through
+ * the gateway the file names (token: HSCALE_CONTROL_GATEWAY_TOKEN) and
+ * stopped (SIGTERM, SIGKILL after grace_ms), and the file is emptied.
+ * *stopped gets how many instances it stopped itself. 0 when nothing it
+ * named is left, -1 with err. */
+int          ctl_down_statefile(const char *path, int wait_ms, int grace_ms, int *stopped,
+                                char *err, size_t errlen);
+
 #endif

@@ -397,7 +397,7 @@ ctl_driver *ctl_driver_exec_new(const ctl_exec_cfg *c, const char *state_dir,
         return NULL;
     }
     d->base = (ctl_driver){ "exec", true, exec_launch, exec_poll, exec_terminate, exec_list,
-                            exec_free };
+                            exec_free, NULL };
     d->cfg = *c;
     if (d->cfg.timeout_us == 0)
         d->cfg.timeout_us = 60000000;

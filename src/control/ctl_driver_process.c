@@ -1,12 +1,15 @@
-/* ctl_driver_process.c -- the process driver: instances are children of
- * this process on free loopback ports.
+/* ctl_driver_process.c -- the process driver: instances are processes
+ * started by this one on free loopback ports.
  *
  * A port is found by binding to 0 and closing; another program could take
  * it before the child binds, which then shows up as a child that never gets
  * ready (or exits) and is restarted on a new port by the manager. Children
- * get their own process group and die with us (core/proc.c), and each
- * writes stdout and stderr to <state_dir>/logs/<id>.log so a crash loop
- * leaves its reason on disk.
+ * are detached (core/proc.c: a session of their own, no parent-death
+ * signal), so they keep serving when the control plane dies; the next one
+ * adopts them (ctl_adopt.c) and this driver then watches them by pid and
+ * start time, as they are no longer its children. Each writes stdout and
+ * stderr to <state_dir>/logs/<id>.log so a crash loop leaves its reason on
+ * disk.
  *
  * A worker (template port: none) gets no port and has no address. Its
  * stop's SIGTERM may go to the main process only (kill_mode mixed): the
@@ -25,11 +28,46 @@
 #include "core/proc.h"
 #include "core/sock.h"
 
+/* A process a previous control plane started. */
+typedef struct proc_adopted {
+    pid_t    pid;
+    uint64_t start;
+} proc_adopted;
+
 typedef struct process_driver {
-    ctl_driver base;
-    char       logdir[1024];   /* "" when children inherit stdout */
-    char       state_dir[1024];
+    ctl_driver    base;
+    char          logdir[1024];   /* "" when children inherit stdout */
+    char          state_dir[1024];
+    /* Supervisor thread only (adopt runs before it starts). */
+    proc_adopted *adopted;
+    size_t        nadopted, capadopted;
 } process_driver;
+
+static proc_adopted *adopted_find(process_driver *d, pid_t pid)
+{
+    for (size_t i = 0; i < d->nadopted; i++)
+        if (d->adopted[i].pid == pid)
+            return &d->adopted[i];
+    return NULL;
+}
+
+static int proc_adopt(ctl_driver *base, const char *id, pid_t pid, uint64_t start)
+{
+    process_driver *d = (process_driver *)base;
+    (void)id;
+    if (adopted_find(d, pid))
+        return 0;
+    if (d->nadopted == d->capadopted) {
+        size_t cap = d->capadopted ? d->capadopted * 2 : 16;
+        proc_adopted *n = realloc(d->adopted, cap * sizeof *n);
+        if (!n)
+            return -1;
+        d->adopted = n;
+        d->capadopted = cap;
+    }
+    d->adopted[d->nadopted++] = (proc_adopted){ pid, start };
+    return 0;
+}
 
 static int proc_launch(ctl_driver *base, const ctl_template_cfg *t, const char *id,
                        const char *version, char *address, size_t addrlen, pid_t *pid,
@@ -64,7 +102,7 @@ static int proc_launch(ctl_driver *base, const ctl_template_cfg *t, const char *
     if (d->logdir[0])
         snprintf(logpath, sizeof logpath, "%s/%s.log", d->logdir, id);
     proc_spec spec = { .argv = argv, .env_extra = env, .cwd = cwd,
-                       .stdout_path = d->logdir[0] ? logpath : NULL };
+                       .stdout_path = d->logdir[0] ? logpath : NULL, .detach = true };
     pid_t p = proc_spawn(&spec, e, sizeof e);
     ctl_argv_free(argv);
     ctl_argv_free(env);
@@ -98,6 +136,14 @@ static int proc_poll(ctl_driver *d, const char *id, pid_t pid, int *status)
     int r = proc_reap(pid, &st);
     if (r == 0)
         return 0;
+    process_driver *pd = (process_driver *)d;
+    proc_adopted *a = r < 0 ? adopted_find(pd, pid) : NULL;
+    if (a) {
+        /* Not our child: it runs while its pid has its start time. */
+        if (proc_same(pid, a->start))
+            return 0;
+        *a = pd->adopted[--pd->nadopted];
+    }
     *status = r == 1 ? st : -1;   /* -1: reaped elsewhere, gone all the same */
     return 1;
 }
@@ -111,6 +157,9 @@ static int proc_terminate(ctl_driver *d, const char *id, const char *address, pi
 {
     if (pid <= 0)
         return 1;
+    const proc_adopted *a = adopted_find((process_driver *)d, pid);
+    if (a && !proc_same(pid, a->start))
+        return 1;   /* gone, and its pid may be another program's now */
     int sig = how == CTL_TERM_KILL ? SIGKILL : SIGTERM;
     int rc = how == CTL_TERM_MAIN ? kill(pid, sig) : proc_signal(pid, sig);
     if (rc < 0) {
@@ -124,6 +173,7 @@ static int proc_terminate(ctl_driver *d, const char *id, const char *address, pi
 
 static void proc_free(ctl_driver *d)
 {
+    free(((process_driver *)d)->adopted);
     free(d);
 }
 
@@ -150,7 +200,7 @@ ctl_driver *ctl_driver_process_new(const char *state_dir, char *err, size_t errl
         return NULL;
     }
     d->base = (ctl_driver){ "process", false, proc_launch, proc_poll, proc_terminate, NULL,
-                            proc_free };
+                            proc_free, proc_adopt };
     if (state_dir && state_dir[0]) {
         if (strlen(state_dir) > 900) {
             snprintf(err, errlen, "state_dir: path too long");

@@ -150,6 +150,9 @@ int ctl_mgr_start(ctl_mgr *m, char *err, size_t errlen)
         if (n > 0)
             log_info("adopted %d instance(s) listed by the %s driver", n, m->drv->name);
     }
+    /* Then what a previous control plane of this state_dir left running. */
+    if (ctl_adopt_saved(m, err, errlen) < 0)
+        return -1;
     int rc = pthread_create(&m->thread, NULL, ctl_supervise_main, m);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start the supervisor thread: %s", strerror(rc));

@@ -124,6 +124,11 @@ struct ctl_driver {
      * many were filled, -1 with a message. */
     int  (*list)(ctl_driver *d, ctl_found *out, size_t max, char *err, size_t errlen);
     void (*free)(ctl_driver *d);
+    /* Takes over a process a previous control plane started (it is not our
+     * child: poll watches its pid and start time instead of reaping it).
+     * NULL for drivers whose instances are not processes of this machine;
+     * then the instance state file is not kept. 0, or -1. */
+    int  (*adopt)(ctl_driver *d, const char *id, pid_t pid, uint64_t start);
 };
 
 /* state_dir receives logs/<id>.log (NULL: children inherit stdout). */
@@ -199,8 +204,9 @@ int      ctl_instances_set_template(ctl_mgr *m, const ctl_template_cfg *t, char 
  * service, the gateway's admin listener and control_addr (may be NULL). */
 struct ctl_api;
 void ctl_sd_json(const struct ctl_api *svcs, size_t n, const char *control_addr, buf *out);
-/* Writes b to path atomically (temporary file, then rename), creating the
- * directory. 0, or -1 with a message. */
+/* Writes b to path atomically (temporary file, fsync, then rename),
+ * creating the directory: the sd_file and the instance state file. 0, or
+ * -1 with a message. */
 int  ctl_sd_write(const char *path, const buf *b, char *err, size_t errlen);
 
 /* ---- Scaling API (ctl_api.c) -------------------------------------------- */

@@ -12,6 +12,7 @@
 #include <pthread.h>
 
 #include "control/ctl_instances.h"
+#include "core/proc.h"
 
 /* A driver call in progress for one record. Drivers that may take long
  * (exec scripts booting a VM) run it on a helper thread so the supervisor
@@ -45,6 +46,7 @@ typedef struct ctl_rec_inst {
     uint64_t ready_mono;
     char     ready_path[256];     /* of the template it was launched from */
     char     kill_reason[160];    /* why the supervisor killed it, if it did */
+    proc_ident ident;             /* of info.pid when launched (state file, adoption) */
     /* Of the template it was launched from: */
     bool     noport;              /* port: none (a worker: no address, no HTTP) */
     int      stop_how;            /* CTL_TERM_GROUP or CTL_TERM_MAIN */
@@ -72,6 +74,11 @@ struct ctl_mgr {
     bool              stopping, started, wake;
     uint64_t          stop_deadline;
     pthread_t         thread;
+    /* The instance state file (ctl_adopt.c); "" when the driver adopts
+     * nothing or there is no state_dir. Supervisor thread only. */
+    char              statefile[1100];
+    uint64_t          saved_generation;
+    bool              saved_once;
 };
 
 /* Under mu: something changed; wake the supervisor and every waiter. */
@@ -95,6 +102,12 @@ void ctl_job_start(ctl_mgr *m, ctl_rec_inst *r, int kind);
 /* True when r's job has finished: its results are in r->job, and the
  * caller applies them and clears job.kind. */
 bool ctl_job_finished(ctl_mgr *m, ctl_rec_inst *r);
+/* ctl_adopt.c: before the supervisor starts, takes over the instances a
+ * previous control plane left running (those of the state file whose pid
+ * still has its start time) as records to probe; 0, or -1 with err. */
+int  ctl_adopt_saved(ctl_mgr *m, char *err, size_t errlen);
+/* Supervisor thread: rewrites the state file when the records changed. */
+void ctl_adopt_save(ctl_mgr *m);
 /* The supervisor thread's body (ctl_supervise.c). */
 void *ctl_supervise_main(void *arg);
 

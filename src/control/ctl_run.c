@@ -125,7 +125,7 @@ static void write_sd(ctl_control *cc, const char *control_addr)
     if (b.len != cc->sd_last.len || memcmp(buf_head(&b), buf_head(&cc->sd_last), b.len) != 0) {
         char err[512];
         if (ctl_sd_write(path, &b, err, sizeof err) < 0)
-            log_warn("%s", err);
+            log_warn("sd_file: %s", err);
         buf_reset(&cc->sd_last);
         buf_append(&cc->sd_last, buf_head(&b), b.len);
     }

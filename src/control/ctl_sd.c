@@ -104,17 +104,17 @@ int ctl_sd_write(const char *path, const buf *b, char *err, size_t errlen)
 {
     char tmp[1100];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        snprintf(err, errlen, "sd_file: path too long");
+        snprintf(err, errlen, "%s: path too long", path);
         return -1;
     }
     if (mkdirs_for(path) < 0) {
-        snprintf(err, errlen, "sd_file: cannot create the directory of %s: %s", path,
+        snprintf(err, errlen, "cannot create the directory of %s: %s", path,
                  strerror(errno));
         return -1;
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        snprintf(err, errlen, "sd_file: %s: %s", tmp, strerror(errno));
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
         return -1;
     }
     const char *p = buf_head(b);
@@ -124,7 +124,7 @@ int ctl_sd_write(const char *path, const buf *b, char *err, size_t errlen)
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
-            snprintf(err, errlen, "sd_file: writing %s: %s", tmp, strerror(errno));
+            snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
             close(fd);
             unlink(tmp);
             return -1;
@@ -133,9 +133,12 @@ int ctl_sd_write(const char *path, const buf *b, char *err, size_t errlen)
         left -= (size_t)w;
     }
     bool ok = write(fd, "\n", 1) == 1;
+    /* fsync before the rename: after a power cut the name must not point
+     * at a file whose blocks never reached the disk. */
+    ok = ok && fsync(fd) == 0;
     ok = close(fd) == 0 && ok;
     if (!ok || rename(tmp, path) < 0) {
-        snprintf(err, errlen, "sd_file: %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
         unlink(tmp);
         return -1;
     }

@@ -135,6 +135,9 @@ static void apply_launch(ctl_mgr *m, ctl_rec_inst *r, uint64_t now)
         snprintf(r->ready_path, sizeof r->ready_path, "%s",
                  j->tmpl.ready_path && j->tmpl.ready_path[0] ? j->tmpl.ready_path : "/health/ready");
         r->info.pid = j->pid;
+        /* Our unreaped child: its pid cannot name another process yet. */
+        if (j->pid <= 0 || proc_ident_read(j->pid, &r->ident) < 0)
+            memset(&r->ident, 0, sizeof r->ident);
         r->info.state = CTL_INST_STARTING;
         r->info.started_at_us = ctl_wall_us();
         r->info.ready_at_us = 0;
@@ -743,6 +746,7 @@ void *ctl_supervise_main(void *arg)
         uint64_t now = ctl_mono_us();
         for (size_t i = 0; i < n; i++)
             step(m, snap[i], now);
+        ctl_adopt_save(m);   /* before a crash can lose what was just launched */
 
         pthread_mutex_lock(&m->mu);
         if (m->stopping && ctl_mono_us() >= m->stop_deadline)
@@ -765,6 +769,7 @@ void *ctl_supervise_main(void *arg)
             ctl_mgr_changed_locked(m);
         if (m->stopping && m->nrecs == 0) {
             pthread_mutex_unlock(&m->mu);
+            ctl_adopt_save(m);   /* an explicit stop leaves nothing to adopt */
             break;
         }
         if (!m->wake) {

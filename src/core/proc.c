@@ -10,7 +10,9 @@
  *
  * PR_SET_PDEATHSIG fires when the *thread* that forked exits, so spawn
  * from a long-lived thread (the control plane's loop), not a worker that
- * may come and go. */
+ * may come and go. A detached child calls setsid() instead (its own
+ * session and group) and asks for no signal: the parent must then not
+ * setpgid() it, as a group leader can no longer start a session. */
 #include "core/proc.h"
 
 #include <ctype.h>
@@ -30,7 +32,7 @@
 
 extern char **environ;
 
-enum { STAGE_DEATHSIG = 1, STAGE_CHDIR, STAGE_OPEN, STAGE_DUP, STAGE_EXEC };
+enum { STAGE_DEATHSIG = 1, STAGE_CHDIR, STAGE_OPEN, STAGE_DUP, STAGE_EXEC, STAGE_SETSID };
 
 typedef struct { int stage, err; } spawn_fail;
 
@@ -71,12 +73,17 @@ static void child_fail(int fd, int stage)
 /* Runs in the child between fork and exec: async-signal-safe only. */
 static void child_exec(const proc_spec *spec, char **env, int errfd, pid_t parent)
 {
-    setpgid(0, 0);
-    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
-        child_fail(errfd, STAGE_DEATHSIG);
-    /* The parent may have died before prctl took effect. */
-    if (getppid() != parent)
-        _exit(127);
+    if (spec->detach) {
+        if (setsid() < 0)
+            child_fail(errfd, STAGE_SETSID);
+    } else {
+        setpgid(0, 0);
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
+            child_fail(errfd, STAGE_DEATHSIG);
+        /* The parent may have died before prctl took effect. */
+        if (getppid() != parent)
+            _exit(127);
+    }
 
     /* Dispositions the parent set (SIG_IGN for SIGPIPE, say) and its signal
      * mask survive exec; the child should start clean. */
@@ -137,8 +144,11 @@ pid_t proc_spawn(const proc_spec *spec, char *err, size_t errlen)
         close(pfd[0]);
         child_exec(spec, env, pfd[1], parent);
     }
-    /* Also from the parent, so the group exists before we ever signal it. */
-    setpgid(pid, pid);
+    /* Also from the parent, so the group exists before we ever signal it
+     * (a detached child has its session, and so its group, before exec,
+     * which the parent waits for below). */
+    if (!spec->detach)
+        setpgid(pid, pid);
     close(pfd[1]);
     free(env);
 
@@ -413,4 +423,78 @@ int proc_usage_read(pid_t pid, proc_usage *out)
         }
     }
     return 0;
+}
+
+/* ---- identity of a pid, for adoption ----------------------------------- */
+
+int proc_ident_read(pid_t pid, proc_ident *out)
+{
+    memset(out, 0, sizeof *out);
+    if (pid <= 0) {
+        errno = ESRCH;
+        return -1;
+    }
+    char path[64], b[4096];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (read_file(path, b, sizeof b) < 0)
+        return -1;
+    const char *p = strrchr(b, ')');
+    if (!p || p[1] != ' ' || !p[2]) {
+        errno = EINVAL;
+        return -1;
+    }
+    p += 2;
+    if (*p == 'Z' || *p == 'X') {   /* exited, not yet reaped: gone all the same */
+        errno = ESRCH;
+        return -1;
+    }
+    /* p is at field 3 (state): pgrp is 5, session 6, starttime 22. */
+    for (int field = 3; *p && field <= 22; field++) {
+        if (field == 5)
+            out->pgid = (pid_t)strtol(p, NULL, 10);
+        else if (field == 6)
+            out->sid = (pid_t)strtol(p, NULL, 10);
+        else if (field == 22)
+            out->start = strtoull(p, NULL, 10);
+        while (*p && *p != ' ')
+            p++;
+        while (*p == ' ')
+            p++;
+    }
+    if (out->start == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
+bool proc_same(pid_t pid, uint64_t start)
+{
+    proc_ident id;
+    return start && proc_ident_read(pid, &id) == 0 && id.start == start;
+}
+
+int proc_stop_adopted(pid_t pid, uint64_t start, int grace_ms)
+{
+    if (!proc_same(pid, start))
+        return 0;
+    proc_signal(pid, SIGTERM);
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (!proc_same(pid, start))
+            return 0;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long el = (now.tv_sec - t0.tv_sec) * 1000L + (now.tv_nsec - t0.tv_nsec) / 1000000L;
+        if (el >= grace_ms)
+            break;
+        poll(NULL, 0, 10);
+    }
+    proc_signal(pid, SIGKILL);
+    for (int i = 0; i < 200; i++) {   /* up to 2 s for the kernel to take it down */
+        if (!proc_same(pid, start))
+            return 0;
+        poll(NULL, 0, 10);
+    }
+    return -1;
 }

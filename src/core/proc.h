@@ -3,8 +3,12 @@
  * use (for the process_* metrics and the autoscaler's CPU %).
  *
  * Children are put in their own process group so a signal to the group
- * reaches what they spawn too, and they receive SIGTERM if the parent dies
- * (PR_SET_PDEATHSIG) so nothing is left behind by a crash of hscale. */
+ * reaches what they spawn too. By default they receive SIGTERM if the
+ * parent dies (PR_SET_PDEATHSIG) so a crash of hscale leaves nothing
+ * behind; a detached child (spec.detach) gets a session of its own and no
+ * such signal instead, so it outlives us: what must keep serving across a
+ * crash of its supervisor (instances, up's gateway), which the next
+ * supervisor adopts by pid and start time (proc_ident_read). */
 #ifndef HSCALE_CORE_PROC_H
 #define HSCALE_CORE_PROC_H
 
@@ -17,6 +21,7 @@ typedef struct proc_spec {
     char *const *env_extra;   /* "K=V" added to (or replacing in) environ; may be NULL */
     const char  *cwd;         /* may be NULL */
     const char  *stdout_path; /* append stdout+stderr here; NULL inherits */
+    bool         detach;      /* own session, no parent-death signal: outlives us */
 } proc_spec;
 
 /* Starts the child. Returns its pid, or -1 with a message in err
@@ -49,5 +54,23 @@ typedef struct proc_usage {
 
 /* Reads /proc for pid (0: self). */
 int proc_usage_read(pid_t pid, proc_usage *out);
+
+/* Who a pid is now: its start time (/proc/PID/stat field 22, clock ticks
+ * since boot: with the pid, a name no other process ever has), process
+ * group and session. A zombie counts as gone. */
+typedef struct proc_ident {
+    uint64_t start;
+    pid_t    pgid, sid;
+} proc_ident;
+
+/* 0 with *out when pid runs, -1 when there is no such (live) process. */
+int  proc_ident_read(pid_t pid, proc_ident *out);
+/* Is pid still the process that had start time start? */
+bool proc_same(pid_t pid, uint64_t start);
+/* proc_stop for a process that is not our child (adopted after a restart):
+ * SIGTERM to its group, up to grace_ms for it to go, then SIGKILL to the
+ * group. Every signal is sent only while pid still has start time start,
+ * so a reused pid is never hit. 0 when it is gone, -1 when it would not go. */
+int  proc_stop_adopted(pid_t pid, uint64_t start, int grace_ms);
 
 #endif
