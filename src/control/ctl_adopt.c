@@ -18,6 +18,7 @@
 #include "control/ctl_mgr_int.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,9 +47,6 @@ static void adopt_one(ctl_mgr *m, const ctl_saved_inst *s, uint64_t now)
     r->info.registered = r->want_register && s->registered;
     r->deadline = now + (m->tmpl.start_timeout_us ? m->tmpl.start_timeout_us : 60000000u);
     r->next_probe = now;
-    unsigned num;
-    if (sscanf(s->id, "i-%u", &num) == 1 && num >= m->next_id)
-        m->next_id = num + 1;
 }
 
 int ctl_adopt_saved(ctl_mgr *m, char *err, size_t errlen)
@@ -78,6 +76,11 @@ int ctl_adopt_saved(ctl_mgr *m, char *err, size_t errlen)
     pthread_mutex_lock(&m->mu);
     for (size_t i = 0; i < f.n; i++) {
         const ctl_saved_inst *s = &f.insts[i];
+        /* New ids continue past every saved one, adopted or not: an id
+         * (and its log) names one instance over the state_dir's life. */
+        unsigned num;
+        if (sscanf(s->id, "i-%u", &num) == 1 && num >= m->next_id && num < UINT32_MAX)
+            m->next_id = num + 1;
         ctl_adopt_verdict v = ctl_adopt_check(s);
         if (v == CTL_ADOPT_YES && ctl_mgr_find_locked(m, s->id))
             v = CTL_ADOPT_FOREIGN;   /* the exec list already has one by that id */

@@ -213,6 +213,18 @@ def test_reused_pid_or_foreign_entry_is_never_adopted(procs, tmp_path, leftovers
     assert procs.stop(s.ctl, timeout=30) == 0
 
 
+# The count stays what the test set: the faults, not the autoscaler, are
+# under test here.
+UP_CONFIG = """\
+control:
+  check_interval: 500ms
+  drain_timeout: 5s
+  stop_grace: 2s
+autoscaling:
+  enabled: false
+"""
+
+
 def up_ids(stack):
     return {i["id"]: (i["pid"], start_ticks(i["pid"])) for i in stack.status()["instances"]
             if i["state"] == "ready" and i["registered"]}
@@ -225,7 +237,7 @@ def pidfile(path):
 
 def test_up_kill9_under_load_adopts_the_stack_and_down_stops_it(procs, tmp_path, leftovers):
     ports = (free_port(), free_port(), free_port())
-    s = up_util.start_up(procs, tmp_path, ports=ports, instances=2)
+    s = up_util.start_up(procs, tmp_path, ports=ports, instances=2, config=UP_CONFIG)
     data = s.data
     gw = pidfile(data / "gateway.pid")
     assert gw[1] == start_ticks(gw[0])
@@ -235,7 +247,7 @@ def test_up_kill9_under_load_adopts_the_stack_and_down_stops_it(procs, tmp_path,
         leftovers.add(pid)
     assert len(ident) == 2
 
-    lp, out = load(procs, tmp_path, f"http://127.0.0.1:{s.gw}/api/v1/cases?limit=5", 10)
+    lp, out = load(procs, tmp_path, f"http://127.0.0.1:{s.gw}/casefilter?user_id=7&status=10", 10)
     time.sleep(2)
     os.kill(s.proc.pid, signal.SIGKILL)
     s.proc.wait(5)
@@ -274,7 +286,7 @@ def test_up_kill9_under_load_adopts_the_stack_and_down_stops_it(procs, tmp_path,
 
 
 def test_down_after_a_crash_of_up_stops_what_it_left(procs, tmp_path, leftovers):
-    s = up_util.start_up(procs, tmp_path, instances=2)
+    s = up_util.start_up(procs, tmp_path, instances=2, config=UP_CONFIG)
     gw = pidfile(s.data / "gateway.pid")
     leftovers.add(gw[0])
     ident = up_ids(s)
