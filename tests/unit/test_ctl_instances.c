@@ -22,10 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "control/ctl_instances.h"
+#include "control/ctl_instfile.h"
+#include "core/proc.h"
 #include "ctl_fakegw.h"
 
 #include <jansson.h>
@@ -725,4 +728,75 @@ Test(ctl_inst, worker_without_port)
     cr_assert(!exists("child-term-i-2"), "its child got no SIGTERM of its own");
     cr_assert(!alive(main2));
     cr_assert(WAIT_FOR(2000, !alive(child2)), "and the rest of the group is gone");
+}
+
+/* The state file follows every launch, and a second manager on the same
+ * state_dir adopts what the first left running: a worker (no address)
+ * by pid and start time, counted, not started again, then stopped by an
+ * explicit stop. (The first manager cannot crash in-process, so a detached
+ * process stands for its leftover; the e2e tests kill -9 real ones.) */
+Test(ctl_inst, state_file_and_worker_adoption)
+{
+    start_mgr(2);
+    cr_assert(WAIT_FOR(10000, count(CTL_INST_READY) == 2), "two ready");
+    char path[400], err[512] = "";
+    snprintf(path, sizeof path, "%s/instances.state", dir);
+    ctl_instfile f;
+    cr_assert(WAIT_FOR(2000, ctl_instfile_load(path, &f, err, sizeof err) == 0 && f.n == 2
+                             && (ctl_instfile_free(&f), true)), "both in the state file");
+    cr_assert_eq(ctl_instfile_load(path, &f, err, sizeof err), 0, "%s", err);
+    snapshot();
+    for (size_t i = 0; i < 2; i++) {
+        proc_ident id;
+        cr_assert_eq(proc_ident_read(f.insts[i].pid, &id), 0);
+        cr_assert_eq(f.insts[i].start, id.start);
+        cr_assert_eq(ctl_adopt_check(&f.insts[i]), CTL_ADOPT_YES);
+        cr_assert_str_eq(f.insts[i].id, list[i].id);
+        cr_assert_str_eq(f.insts[i].address, list[i].address);
+        cr_assert(f.insts[i].managed && !f.insts[i].noport);
+    }
+    ctl_instfile_free(&f);
+    ctl_mgr_free(mgr);
+    mgr = NULL;
+    cr_assert_eq(ctl_instfile_load(path, &f, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(f.n, 0, "an explicit stop leaves nothing to adopt");
+
+    char *argv[] = { "sleep", "60", NULL };
+    proc_spec ps = { .argv = argv, .detach = true };
+    pid_t w = proc_spawn(&ps, err, sizeof err);
+    cr_assert_gt(w, 0, "%s", err);
+    proc_ident wid;
+    cr_assert_eq(proc_ident_read(w, &wid), 0);
+    ctl_saved_inst s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.id, sizeof s.id, "i-7");
+    snprintf(s.version, sizeof s.version, "v9");
+    s.pid = w;
+    s.start = wid.start;
+    s.pgid = wid.pgid;
+    s.sid = wid.sid;
+    s.noport = s.managed = true;
+    s.stop_how = CTL_TERM_MAIN;
+    ctl_instfile saved = { .insts = &s, .n = 1 };
+    cr_assert_eq(ctl_instfile_write(path, &saved, err, sizeof err), 0, "%s", err);
+
+    set("template.command", "sleep 60");
+    set("template.port", "none");
+    start_mgr(1);
+    cr_assert(WAIT_FOR(5000, count(CTL_INST_READY) == 1), "the worker adopted and ready");
+    usleep(300000);   /* several ticks: a second start would show by now */
+    cr_assert_eq(snapshot(), 1, "none started twice");
+    cr_assert_str_eq(list[0].id, "i-7");
+    cr_assert_str_eq(list[0].version, "v9");
+    cr_assert_eq(list[0].pid, w);
+    cr_assert_str_eq(list[0].address, "");
+    cr_assert(list[0].managed && !list[0].registered);
+    cr_assert_eq(ctl_instances_desired(mgr), 1);
+    /* Scaling to 2 starts one new (i-8), next to the adopted one. */
+    cr_assert_eq(ctl_instances_scale_to(mgr, 2), 0);
+    cr_assert(WAIT_FOR(5000, count(CTL_INST_READY) == 2 && find_id("i-8")));
+    ctl_mgr_free(mgr);
+    mgr = NULL;
+    cr_assert(!proc_same(w, wid.start), "an explicit stop stops the adopted worker too");
+    waitpid(w, NULL, WNOHANG);
 }
