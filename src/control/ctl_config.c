@@ -161,7 +161,7 @@ static const cfg_field ctl_fields[] = {
       .env = "HSCALE_CONTROL_TLS_KEY", .help = "PEM private key file of tls_cert" },
     { .key = "state_dir", .type = CFG_STRING, .offset = offsetof(ctl_config, state_dir),
       .def = "hscale-data/control", .env = "HSCALE_CONTROL_STATE_DIR",
-      .help = "instance logs and scaling history" },
+      .help = "instance logs, instance state file (adoption after a crash), scaling history" },
     { .key = "sd_file", .type = CFG_STRING, .offset = offsetof(ctl_config, sd_file),
       .def = "hscale-data/prometheus/targets.json", .env = "HSCALE_CONTROL_SD_FILE",
       .help = "Prometheus file_sd targets, rewritten atomically on every change (empty: off)" },
