@@ -21,6 +21,18 @@
 # 10 ms) and the load's failures by kind (the requests in flight at the kill
 # fail with a reset; no 503: the new gateway starts with its state file).
 #
+# Control plane kill -9 (hscale only): `hscale gateway` and `hscale control`
+# with 3 app instances, 50 connections on /health through the gateway;
+# control gets SIGKILL 3 s into an 8 s run and is started again at once on
+# the same state dir. Prints the load's failures, how many instances the new
+# control plane adopted (and started anew: none is the point) and the time
+# from the kill until all are adopted, ready and registered again.
+#
+# up kill -9 (hscale only): the same with the `hscale up` of the gateway
+# kill: up gets SIGKILL, up is started again on the same data directory and
+# adopts the gateway (gateway.pid) and the instances; then `hscale down`
+# stops everything and the script checks that no process is left.
+#
 # Every process gets its own config under a temp dir and is stopped by PID;
 # every load run is bounded by -d. Env: HSCALE_BIN (default build/hscale),
 # BEFORE (s, 3), HANG (s, 8), CONNS (50).
@@ -34,10 +46,15 @@ DIR=$(mktemp -d /tmp/faults.XXXXXX)
 PIDS=()
 B1=19201; B2=19202; B3=19203; P_HS=19210; P_NG=19211; P_HA=19212
 UP_GW=19220; UP_ADMIN=19221; UP_CTL=19222
+CP_GW=19230; CP_ADMIN=19231; CP_CTL=19232
 
 [ -x "$HSCALE_BIN" ] || { echo "hscale binary $HSCALE_BIN not found (make build/hscale)"; exit 1; }
 
 cleanup() {
+    # detached instances and gateways are no one's children: down finds them
+    for d in "$DIR/up" "$DIR/cp"; do
+        [ -d "$d" ] && "$HSCALE_BIN" down --data "$d" --timeout 30 > /dev/null 2>&1
+    done
     for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
     for f in "$DIR"/*.pid "$DIR"/*/*.pid; do
         [ -f "$f" ] && { kill -CONT "$(cat "$f")" 2>/dev/null; kill "$(cat "$f")" 2>/dev/null; }
@@ -159,3 +176,99 @@ read -r count _ fails _ errs <<< "$(summary "$DIR/kill.json" 8)"
 awk -v d=$(( (t1 - t0) / 1000000 )) -v c="$count" -v f="$fails" -v e="$errs" -v k="$CONNS" \
     'BEGIN { printf "serving again %d ms after the kill; %d requests, %d failed (%s; %d connections were in flight)\n", d, c, f, e, k }'
 grep -h "members restored" "$DIR/up/gateway.log" | tail -1 | sed 's/^.*state_file [^:]*: /restarted gateway: /'
+
+# ready_registered PORT -> "id:pid ..." of the ready, registered instances
+ready_registered() {
+    curl -s --max-time 2 "http://127.0.0.1:$1/api/v1/instances" | /usr/bin/python3 -c '
+import json, sys
+ins = [i for i in json.load(sys.stdin)["instances"] if i["state"] == "ready" and i["registered"]]
+print(" ".join(sorted(i["id"] + ":" + str(i["pid"]) for i in ins)))' 2>/dev/null
+}
+
+# wait_instances PORT N -> waits (up to 30 s) for N ready registered; prints them
+wait_instances() {
+    local got=""
+    for _ in $(seq 3000); do
+        got=$(ready_registered "$1")
+        [ "$(wc -w <<< "$got")" -eq "$2" ] && { echo "$got"; return 0; }
+        sleep 0.01
+    done
+    echo "$got"
+    return 1
+}
+
+# adoption_report NAME REPORT LOG N T_KILL T_ADOPTED
+adoption_report() {
+    local count fails errs adopted started
+    read -r count _ fails _ errs <<< "$(summary "$2" 8)"
+    adopted=$(grep -c " adopted (pid " "$3")
+    started=$(grep -c " started at " "$3")
+    awk -v n="$1" -v c="$count" -v f="$fails" -v e="$errs" -v a="$adopted" -v k="$4" -v s="$started" \
+        -v d=$(( ($6 - $5) / 1000000 )) \
+        'BEGIN { printf "%s: %d requests, %d failed (%s); adopted %d of %d (started anew: %d); all adopted, ready and registered %d ms after the kill\n", n, c, f, e, a, k, s, d }'
+}
+
+echo "== control plane kill -9 (hscale gateway + hscale control, 3 instances, $CONNS connections on /health)"
+mkdir -p "$DIR/cp"
+cat > "$DIR/cp/gw.yaml" <<'YAML'
+gateway:
+  pools:
+    - name: app
+      backends: []
+  routes: [{prefix: /, pool: app}]
+YAML
+"$HSCALE_BIN" gateway -c "$DIR/cp/gw.yaml" --listen 127.0.0.1:$CP_GW --admin 127.0.0.1:$CP_ADMIN \
+    --workers 1 > "$DIR/cp/gateway.log" 2>&1 &
+PIDS+=($!)
+wait_port $CP_ADMIN || { echo "gateway did not start: $(tail -1 "$DIR/cp/gateway.log")"; exit 1; }
+ctl() {
+    (cd "$DIR/cp" && exec "$HSCALE_BIN" control --listen 127.0.0.1:$CP_CTL \
+        --gateway http://127.0.0.1:$CP_ADMIN --pool app --instances 3 --state-dir "$DIR/cp" \
+        --drain-timeout 5s > "$DIR/cp/$1" 2>&1) &
+    CTL=$!; PIDS+=($CTL)
+}
+ctl control1.log
+BEFORE_IDS=$(wait_instances $CP_CTL 3) || { echo "control did not get 3 instances ready: $BEFORE_IDS"; exit 1; }
+load "http://127.0.0.1:$CP_GW/health" 8 "$DIR/cp.json" &
+lp=$!
+sleep 3
+kill -9 "$CTL"
+t0=$(date +%s%N)
+wait "$CTL" 2>/dev/null
+ctl control2.log
+AFTER_IDS=$(wait_instances $CP_CTL 3)
+t1=$(date +%s%N)
+wait "$lp"
+adoption_report "control kill -9" "$DIR/cp.json" "$DIR/cp/control2.log" 3 "$t0" "$t1"
+if [ "$BEFORE_IDS" = "$AFTER_IDS" ]; then echo "same ids and pids after adoption: $AFTER_IDS"
+else echo "ids/pids CHANGED: before $BEFORE_IDS, after $AFTER_IDS"; fi
+kill "$CTL"; wait "$CTL" 2>/dev/null
+
+echo "== hscale up kill -9 (2 instances, $CONNS connections on /health), then hscale down"
+BEFORE_IDS=$(wait_instances $UP_CTL 2)
+GWPID=$(cut -d' ' -f1 "$DIR/up/gateway.pid")
+load "http://127.0.0.1:$UP_GW/health" 8 "$DIR/upkill.json" &
+lp=$!
+sleep 3
+kill -9 "$UP"
+t0=$(date +%s%N)
+wait "$UP" 2>/dev/null
+"$HSCALE_BIN" up --listen 127.0.0.1:$UP_GW --admin 127.0.0.1:$UP_ADMIN --control 127.0.0.1:$UP_CTL \
+    --data "$DIR/up" -c "$DIR/up.yaml" --instances 2 --min 2 --max 2 > "$DIR/up2.log" 2>&1 &
+UP=$!; PIDS+=($UP)
+AFTER_IDS=$(wait_instances $UP_CTL 2)
+t1=$(date +%s%N)
+wait "$lp"
+adoption_report "up kill -9" "$DIR/upkill.json" "$DIR/up2.log" 2 "$t0" "$t1"
+if grep -q "adopted the running gateway (pid $GWPID)" "$DIR/up2.log"; then echo "gateway pid $GWPID adopted"
+else echo "gateway NOT adopted: $(grep -m1 gateway "$DIR/up2.log")"; fi
+if [ "$BEFORE_IDS" = "$AFTER_IDS" ]; then echo "same ids and pids after adoption: $AFTER_IDS"
+else echo "ids/pids CHANGED: before $BEFORE_IDS, after $AFTER_IDS"; fi
+t0=$(date +%s%N)
+"$HSCALE_BIN" down --data "$DIR/up" > "$DIR/down.log" 2>&1
+t1=$(date +%s%N)
+left=0
+for p in $UP $GWPID $(tr ' ' '\n' <<< "$AFTER_IDS" | cut -d: -f2); do
+    [ -e "/proc/$p" ] && [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ] && left=$((left + 1))
+done
+echo "hscale down: $(tail -1 "$DIR/down.log") in $(( (t1 - t0) / 1000000 )) ms; processes left: $left"
