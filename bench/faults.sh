@@ -49,6 +49,7 @@ UP_GW=19220; UP_ADMIN=19221; UP_CTL=19222
 CP_GW=19230; CP_ADMIN=19231; CP_CTL=19232
 
 [ -x "$HSCALE_BIN" ] || { echo "hscale binary $HSCALE_BIN not found (make build/hscale)"; exit 1; }
+HSCALE_BIN=$(realpath "$HSCALE_BIN")   # control runs in its own directory
 
 cleanup() {
     # detached instances and gateways are no one's children: down finds them
@@ -187,8 +188,8 @@ print(" ".join(sorted(i["id"] + ":" + str(i["pid"]) for i in ins)))' 2>/dev/null
 
 # wait_instances PORT N -> waits (up to 30 s) for N ready registered; prints them
 wait_instances() {
-    local got=""
-    for _ in $(seq 3000); do
+    local got="" until=$(( $(date +%s) + 30 ))
+    while [ "$(date +%s)" -lt "$until" ]; do
         got=$(ready_registered "$1")
         [ "$(wc -w <<< "$got")" -eq "$2" ] && { echo "$got"; return 0; }
         sleep 0.01
@@ -228,13 +229,15 @@ ctl() {
     CTL=$!; PIDS+=($CTL)
 }
 ctl control1.log
-BEFORE_IDS=$(wait_instances $CP_CTL 3) || { echo "control did not get 3 instances ready: $BEFORE_IDS"; exit 1; }
+BEFORE_IDS=$(wait_instances $CP_CTL 3) || { echo "control did not get 3 instances ready: $(tail -3 "$DIR/cp/control1.log")"; exit 1; }
 load "http://127.0.0.1:$CP_GW/health" 8 "$DIR/cp.json" &
 lp=$!
 sleep 3
+exec 3>&2 2>/dev/null   # no "Killed" line from the shell
 kill -9 "$CTL"
 t0=$(date +%s%N)
-wait "$CTL" 2>/dev/null
+wait "$CTL"
+exec 2>&3 3>&-
 ctl control2.log
 AFTER_IDS=$(wait_instances $CP_CTL 3)
 t1=$(date +%s%N)
@@ -250,9 +253,11 @@ GWPID=$(cut -d' ' -f1 "$DIR/up/gateway.pid")
 load "http://127.0.0.1:$UP_GW/health" 8 "$DIR/upkill.json" &
 lp=$!
 sleep 3
+exec 3>&2 2>/dev/null
 kill -9 "$UP"
 t0=$(date +%s%N)
-wait "$UP" 2>/dev/null
+wait "$UP"
+exec 2>&3 3>&-
 "$HSCALE_BIN" up --listen 127.0.0.1:$UP_GW --admin 127.0.0.1:$UP_ADMIN --control 127.0.0.1:$UP_CTL \
     --data "$DIR/up" -c "$DIR/up.yaml" --instances 2 --min 2 --max 2 > "$DIR/up2.log" 2>&1 &
 UP=$!; PIDS+=($UP)
@@ -271,4 +276,4 @@ left=0
 for p in $UP $GWPID $(tr ' ' '\n' <<< "$AFTER_IDS" | cut -d: -f2); do
     [ -e "/proc/$p" ] && [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ] && left=$((left + 1))
 done
-echo "hscale down: $(tail -1 "$DIR/down.log") in $(( (t1 - t0) / 1000000 )) ms; processes left: $left"
+echo "$(tail -1 "$DIR/down.log") in $(( (t1 - t0) / 1000000 )) ms; processes left: $left"

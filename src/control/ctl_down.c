@@ -88,6 +88,9 @@ int ctl_down_statefile(const char *path, int wait_ms, int grace_ms, int *stopped
         return -1;
     int rc = 0;
     if (f.owner_pid > 0 && proc_same(f.owner_pid, f.owner_start)) {
+        /* It drains and stops its instances itself: they count as stopped. */
+        for (size_t i = 0; i < f.n; i++)
+            *stopped += ctl_adopt_check(&f.insts[i]) == CTL_ADOPT_YES;
         log_info("control plane pid %d of %s still runs: SIGTERM to it", (int)f.owner_pid, path);
         kill(f.owner_pid, SIGTERM);
         if (!down_wait_gone(f.owner_pid, f.owner_start, wait_ms)) {
