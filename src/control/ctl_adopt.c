@@ -41,6 +41,8 @@ static void adopt_one(ctl_mgr *m, const ctl_saved_inst *s, uint64_t now)
     r->info.state = CTL_INST_STARTING;
     r->info.started_at_us = ctl_wall_us();
     r->info.managed = r->restartable = r->launched = true;
+    if (s->noport && m->tmpl.port == CTL_PORT_NONE)
+        ctl_rec_take_template(m, r, &m->tmpl);   /* its ready_command, as for a fresh start */
     r->noport = s->noport;
     r->stop_how = s->stop_how;
     r->want_register = m->has_gw && !s->noport;

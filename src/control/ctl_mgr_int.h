@@ -102,6 +102,9 @@ void ctl_job_start(ctl_mgr *m, ctl_rec_inst *r, int kind);
 /* True when r's job has finished: its results are in r->job, and the
  * caller applies them and clears job.kind. */
 bool ctl_job_finished(ctl_mgr *m, ctl_rec_inst *r);
+/* Under mu: what a worker's template says about readiness (its
+ * ready_command, expanded for r) and stopping, kept with the record. */
+void ctl_rec_take_template(ctl_mgr *m, ctl_rec_inst *r, const ctl_template_cfg *t);
 /* ctl_adopt.c: before the supervisor starts, takes over the instances a
  * previous control plane left running (those of the state file whose pid
  * still has its start time) as records to probe; 0, or -1 with err. */

@@ -92,7 +92,7 @@ static void job_clear(ctl_rec_inst *r)
 
 /* What a worker's template says about readiness and stopping, kept with
  * the record (a deploy may replace the manager's template meanwhile). */
-static void take_template(ctl_mgr *m, ctl_rec_inst *r, const ctl_template_cfg *t)
+void ctl_rec_take_template(ctl_mgr *m, ctl_rec_inst *r, const ctl_template_cfg *t)
 {
     r->noport = t->port == CTL_PORT_NONE;
     r->stop_how = ctl_tmpl_stop_mixed(t) ? CTL_TERM_MAIN : CTL_TERM_GROUP;
@@ -128,7 +128,7 @@ static void apply_launch(ctl_mgr *m, ctl_rec_inst *r, uint64_t now)
     const ctl_job *j = &r->job;
     pthread_mutex_lock(&m->mu);
     if (j->rc == 0) {
-        take_template(m, r, &j->tmpl);
+        ctl_rec_take_template(m, r, &j->tmpl);
         if (r->noport)
             r->want_register = false;
         snprintf(r->info.address, sizeof r->info.address, "%s", j->address);

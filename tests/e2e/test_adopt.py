@@ -14,10 +14,9 @@ import time
 import pytest
 
 from conftest import free_port, read_log, run_hscale, wait_port
-from gw_util import Gateway, write_yaml
-from gw_util import http as requests  # noqa: E402 (default timeouts)
 from test_control import api, wait_until
-from test_deploy import BACKEND, assert_no_failures, finish_load
+from test_deploy import Stack as DeployStack
+from test_deploy import assert_no_failures, finish_load
 import up_util
 
 
@@ -81,34 +80,18 @@ def instances(port):
     return {i["id"]: i for i in body["instances"] if i["state"] != "stopped"}
 
 
-class ControlStack:
+class ControlStack(DeployStack):
+    """test_deploy's gateway + `hscale control` of n instances, restartable."""
+
     def __init__(self, procs, tmp_path, n):
-        cfg = write_yaml(tmp_path, """
-gateway:
-  pools:
-    - name: app
-      backends: []
-      health: {interval: 500ms, timeout: 300ms, rise: 1, fall: 2}
-  routes: [{prefix: /, pool: app}]
-""")
-        self.procs, self.tmp, self.n = procs, tmp_path, n
-        self.gw = Gateway(procs, config=cfg, workers=1)
-        self.port = free_port()
-        self.state_dir = tmp_path / "control"
+        super().__init__(procs, tmp_path, n)
+        self.n, self.state_dir = n, tmp_path / "control"
 
     def start(self):
-        self.ctl = self.procs.hscale(
-            "control", "--listen", f"127.0.0.1:{self.port}",
-            "--gateway", f"http://127.0.0.1:{self.gw.admin_port}", "--pool", "app",
-            "--instances", str(self.n), "--command", BACKEND, "--version", "v1",
-            "--drain-timeout", "3s", "--state-dir", str(self.state_dir),
-            cwd=str(self.tmp), name="control")
-        wait_port(self.port, proc=self.ctl, timeout=20)
-        return self.ctl
+        return self.start_control()
 
-    def members(self):
-        r = requests.get(self.gw.admin_url("/api/v1/pools/app")).json()
-        return sorted(m["address"] for m in r["members"] if m["state"] == "ready")
+    def members(self, pool="app"):
+        return sorted(m["address"] for m in super().members(pool))
 
     def ready(self):
         inst = instances(self.port)
@@ -118,7 +101,6 @@ gateway:
 
 def test_control_kill9_under_load_adopts_every_instance(procs, tmp_path, leftovers):
     s = ControlStack(procs, tmp_path, 3)
-    s.start()
     before = wait_until(s.ready, timeout=30, what="3 ready registered instances")
     for i in before.values():
         leftovers.add(i["pid"])
@@ -189,7 +171,6 @@ def test_reused_pid_or_foreign_entry_is_never_adopted(procs, tmp_path, leftovers
         dict(entry, id="i-3", pid=dead.pid, start=12345, pgid=dead.pid, sid=dead.pid),
     ]}))
     s = ControlStack(procs, tmp_path, 1)
-    s.start()
     inst = wait_until(s.ready, timeout=30, what="one fresh instance")
     for i in inst.values():
         leftovers.add(i["pid"])

@@ -30,18 +30,24 @@ gateway:
       health: {interval: 500ms, timeout: 300ms, rise: 1, fall: 2}
   routes: [{prefix: /, pool: app}]
 """)
-        self.procs, self.tmp = procs, tmp_path
+        self.procs, self.tmp, self.instances = procs, tmp_path, instances
         self.gw = Gateway(procs, config=cfg, workers=1)
         self.port = free_port()
-        self.ctl = procs.hscale("control", "--listen", f"127.0.0.1:{self.port}",
-                                "--gateway", f"http://127.0.0.1:{self.gw.admin_port}",
-                                "--pool", "app", "--instances", str(instances),
-                                "--command", BACKEND, "--version", "v1",
-                                "--drain-timeout", "3s", "--state-dir", str(tmp_path / "control"),
-                                cwd=str(tmp_path), name="control")
-        wait_port(self.port, proc=self.ctl, timeout=20)
+        self.start_control()
         wait_until(lambda: len(self.members("app")) == instances, what=f"{instances} registered")
         self.control = f"127.0.0.1:{self.port}"
+
+    def start_control(self):
+        """Starts `hscale control` (again, after a crash: same state dir)."""
+        self.ctl = self.procs.hscale(
+            "control", "--listen", f"127.0.0.1:{self.port}",
+            "--gateway", f"http://127.0.0.1:{self.gw.admin_port}",
+            "--pool", "app", "--instances", str(self.instances),
+            "--command", BACKEND, "--version", "v1",
+            "--drain-timeout", "3s", "--state-dir", str(self.tmp / "control"),
+            cwd=str(self.tmp), name="control")
+        wait_port(self.port, proc=self.ctl, timeout=20)
+        return self.ctl
 
     def members(self, pool):
         r = requests.get(self.gw.admin_url(f"/api/v1/pools/{pool}"))
