@@ -2,9 +2,9 @@
  * to src/control: template expansion, the gateway runtime API client, the
  * drivers and the manager itself.
  *
- * Threads: one supervisor thread owns every driver action (spawns happen
- * there so PR_SET_PDEATHSIG ties children to a long-lived thread) and every
- * state change of a record. Other threads (API handlers, deploys) only ask:
+ * Threads: one supervisor thread owns every driver action (quick ones such
+ * as the process driver's detached spawns happen there) and every state
+ * change of a record. Other threads (API handlers, deploys) only ask:
  * they set the desired count, queue a start, or flag a record for retire,
  * and wait on the manager's condition variable if they need the outcome. */
 #ifndef HSCALE_CONTROL_CTL_INSTANCES_H

@@ -5,8 +5,7 @@
  * the call runs on a detached helper thread that fills the record's job and
  * wakes the supervisor; the supervisor leaves the record alone until then
  * and never frees it while a job is set. Quick drivers (the process driver,
- * which must spawn from the long-lived supervisor thread so that
- * PR_SET_PDEATHSIG ties children to it) run the same call inline.
+ * whose detached spawn takes milliseconds) run the same call inline.
  *
  * Helpers are bounded by the exec timeout; at shutdown the supervisor waits
  * for them, so a VM that was being launched is terminated, not orphaned. */
