@@ -73,6 +73,15 @@ int ctl_adopt_saved(ctl_mgr *m, char *err, size_t errlen)
                  moved == 0 ? "kept as " CTL_INSTFILE_NAME ".bad" : strerror(errno));
         return 0;
     }
+    /* Two control planes on one state_dir would take each other's
+     * instances (and stop them if one then failed to start). */
+    if (f.owner_pid > 0 && f.owner_pid != getpid() && proc_same(f.owner_pid, f.owner_start)) {
+        snprintf(err, errlen, "state_dir %s is in use by a running control plane (pid %d); "
+                 "stop it first (SIGTERM, or `hscale down --data %s`)", dir, (int)f.owner_pid, dir);
+        ctl_instfile_free(&f);
+        m->statefile[0] = '\0';
+        return -1;
+    }
     uint64_t now = ctl_mono_us();
     int adopted = 0;
     pthread_mutex_lock(&m->mu);

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import free_port, read_log, run_hscale, wait_port
 from test_control import api, wait_until
+from test_deploy import BACKEND
 from test_deploy import Stack as DeployStack
 from test_deploy import assert_no_failures, finish_load
 import up_util
@@ -181,6 +182,12 @@ def test_reused_pid_or_foreign_entry_is_never_adopted(procs, tmp_path, leftovers
     assert "i-2 (pid %d) of the previous control plane not adopted: another process group" % os.getpid() in log
     assert "i-3 (pid %d) of the previous control plane not adopted: gone" % dead.pid in log
     assert "adopted 0 of the 3" in log, log
+    # A second control plane on a state dir whose owner runs is refused
+    # before it touches an instance.
+    r = run_hscale("control", "--listen", f"127.0.0.1:{free_port()}", "--instances", "1",
+                   "--command", BACKEND, "--state-dir", state_dir)
+    assert r.returncode != 0 and "in use by a running control plane (pid %d)" % s.ctl.pid in r.stderr, r.stderr
+    assert instances(s.port).keys() == inst.keys()
     assert procs.stop(s.ctl, timeout=30) == 0
     assert alive(sleeper.pid, st)              # never signalled
     # A file that does not parse adopts nothing and is set aside.
