@@ -22,6 +22,7 @@ PACKAGES=(
   chromium openssl          # openssl: test_security.py makes its certificates
   # the seeds' stacks (examples/, end-to-end tests and benchmarks; Celery on a Redis broker)
   python3-fastapi python3-uvicorn python3-locust nodejs python3-celery python3-redis
+  python3-websockets        # the gateway's WebSocket tunnel tests (tests/e2e/ws_echo.py)
   time
 )
 

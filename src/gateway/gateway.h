@@ -112,6 +112,8 @@ typedef struct gw_config {
     uint64_t try_timeout_min_us;    /* floor of the adaptive try timeout and slow threshold */
     int      slow_eject_factor;     /* slow member: silent for factor x p99 (0: off) */
     uint64_t grace_us;              /* SIGTERM drain limit */
+    uint64_t tunnel_idle_timeout_us; /* a tunnel with no byte either way closes */
+    int      max_tunnels;           /* open tunnels, all workers (0: Upgrade refused) */
     char    *state_file;            /* runtime state kept across restarts; NULL: none */
     /* limits */
     int      max_clients;           /* global client connections */

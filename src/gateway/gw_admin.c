@@ -98,12 +98,16 @@ static bool publish_or_fail(http_ctx *c, gw_rt *rt, gw_config *next)
 static void h_health(http_ctx *c, void *arg)
 {
     gw_rt *rt = arg;
-    char body[200];
+    char body[400];
     int n = snprintf(body, sizeof body,
                      "{\"status\":\"%s\",\"component\":\"gateway\",\"workers\":%u,"
-                     "\"client_connections\":%u,\"uptime_s\":%.1f}",
+                     "\"client_connections\":%u,\"uptime_s\":%.1f,\"connections_by_phase\":{",
                      atomic_load(&rt->stopping) ? "stopping" : "ok", rt->nworkers,
                      atomic_load(&rt->clients), (double)(ev_monotonic_us() - rt->started_us) / 1e6);
+    for (int p = 0; p < GC_NPHASES; p++)
+        n += snprintf(body + n, sizeof body - (size_t)n, "%s\"%s\":%u", p ? "," : "",
+                      gw_conn_phase_str(p), gw_rt_phase_count(rt, p));
+    n += snprintf(body + n, sizeof body - (size_t)n, "}}");
     http_reply_json(c, 200, body, (size_t)n);
 }
 
@@ -268,7 +272,7 @@ static void h_delete_backend(http_ctx *c, void *arg)
                          "no backend '%s' in pool '%s'", id, pool);
         return;
     }
-    if (drain_us == 0 || atomic_load(&m->inflight) == 0) {
+    if (drain_us == 0 || (atomic_load(&m->inflight) == 0 && atomic_load(&m->tunnels) == 0)) {
         int rc = remove_now(rt, pool, id, &res);
         pthread_mutex_unlock(&rt->edit_lock);
         if (rc < 0) {
@@ -321,7 +325,8 @@ void gw_admin_tick(gw_rt *rt)
     gw_drain **pp = &rt->drains;
     while (*pp) {
         gw_drain *d = *pp;
-        bool idle = atomic_load(&d->m->inflight) == 0;
+        /* Open tunnels hold a drain too, up to its time. */
+        bool idle = atomic_load(&d->m->inflight) == 0 && atomic_load(&d->m->tunnels) == 0;
         if (!idle && now < d->deadline_us) {
             pp = &d->next;
             continue;

@@ -34,13 +34,14 @@ json_t *gw_api_pool_json(const gw_snap *s, int pi, uint64_t now_us)
         const gw_member *m = p->members[i];
         uint64_t ej = atomic_load(&m->ejected_until_us);
         json_array_append_new(members, json_pack(
-            "{s:s, s:s, s:i, s:b, s:s, s:b, s:b, s:b, s:I, s:I, s:I, s:I, s:f, s:b}",
+            "{s:s, s:s, s:i, s:b, s:s, s:b, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:f, s:b}",
             "id", m->name, "address", m->name,
             "weight", (int)atomic_load(&m->weight), "backup", m->backup,
             "state", gw_state_name((gw_state)atomic_load(&m->state)),
             "healthy", atomic_load(&m->healthy), "ejected", ej > now_us,
             "slow", atomic_load(&m->slow),
             "in_flight", (json_int_t)atomic_load(&m->inflight),
+            "tunnels", (json_int_t)atomic_load(&m->tunnels),
             "total", (json_int_t)atomic_load(&m->total),
             "ejections", (json_int_t)atomic_load(&m->ejections),
             "slow_ejections", (json_int_t)atomic_load(&m->slow_ejections),

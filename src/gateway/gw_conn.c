@@ -28,6 +28,35 @@
 
 #include "core/log.h"
 
+const char *gw_conn_phase_str(gw_conn_phase p)
+{
+    switch (p) {
+    case GC_WAIT:    return "wait";
+    case GC_PROXY:   return "proxy";
+    case GC_TUNNEL:  return "tunnel";
+    case GC_CLOSING: return "closing";
+    default:         return "unknown";
+    }
+}
+
+void gw_conn_set_phase(gw_conn *c, gw_conn_phase p)
+{
+    if (c->state == p)
+        return;
+    /* Per-worker counters, written by this worker only: no contention. */
+    atomic_fetch_sub_explicit(&c->w->nphase[c->state], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->w->nphase[p], 1, memory_order_relaxed);
+    c->state = (uint8_t)p;
+}
+
+uint32_t gw_rt_phase_count(gw_rt *rt, gw_conn_phase p)
+{
+    uint32_t n = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        n += atomic_load_explicit(&rt->workers[i].nphase[p], memory_order_relaxed);
+    return n;
+}
+
 static void conn_timeout(ev_loop *loop, ev_timer *t)
 {
     gw_conn *c = t->arg;
@@ -36,11 +65,11 @@ static void conn_timeout(ev_loop *loop, ev_timer *t)
         /* Slowloris: the head did not arrive in time. */
         c->close_after = true;
         gw_conn_reply(c, 408, NULL, "{\"error\":\"request header timeout\",\"status\":408}");
-        c->state = GC_CLOSING;
+        gw_conn_set_phase(c, GC_CLOSING);
         gw_conn_process(c);
         return;
     }
-    if (c->state == GC_PROXY) {
+    if (c->state == GC_PROXY || c->state == GC_TUNNEL) {
         gw_conn_process(c);       /* a deferred read (see gw_conn_process) */
         return;
     }
@@ -78,10 +107,12 @@ void gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer)
     c->w = w;
     c->fd = fd;
     c->state = GC_WAIT;
+    atomic_fetch_add_explicit(&w->nphase[GC_WAIT], 1, memory_order_relaxed);
     peer_text(c, peer);
     ev_timer_init(&c->timer, conn_timeout, c);
     if (ev_io_add(w->loop, fd, EV_READ | EV_WRITE, gw_conn_io, c) < 0) {
         close(fd);
+        atomic_fetch_sub_explicit(&w->nphase[GC_WAIT], 1, memory_order_relaxed);
         gw_conn_free(w, c);
         return;
     }
@@ -132,6 +163,7 @@ void gw_conn_close(gw_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
+    atomic_fetch_sub_explicit(&w->nphase[c->state], 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&w->rt->clients, 1, memory_order_relaxed);
     metrics_add(w->rt->m_clients, -1);
     gw_conn_free(w, c);
@@ -263,7 +295,7 @@ static int conn_read(gw_conn *c)
         if (c->rx_seq == c->w->io_seq) {
             /* gw_io read this socket ahead in this batch; its bytes are in. */
             c->rx_seq = 0;
-            if (c->rx_more)
+            if (c->rx_more || c->state == GC_TUNNEL)
                 continue;
             return 0;
         }
@@ -271,8 +303,8 @@ static int conn_read(gw_conn *c)
         ssize_t n = read(c->fd, buf_tail(&c->in), room);
         if (n > 0) {
             buf_commit(&c->in, (size_t)n);
-            if ((size_t)n < room)
-                return 0;
+            if ((size_t)n < room && c->state != GC_TUNNEL)
+                return 0;      /* (a tunnel reads on to EAGAIN: see gw_response_read) */
             continue;
         }
         if (n == 0) {
@@ -340,7 +372,7 @@ static void conn_next_request(gw_conn *c)
     gw_worker *w = c->w;
     if (c->in.len == 0) {
         if (c->peer_eof || c->close_after) {
-            c->state = GC_CLOSING;
+            gw_conn_set_phase(c, GC_CLOSING);
             return;
         }
         if (c->in_header || !ev_timer_armed(&c->timer)) {
@@ -352,14 +384,14 @@ static void conn_next_request(gw_conn *c)
     if (!c->ex && !(c->ex = exchange_new(w, c))) {
         c->close_after = true;
         gw_conn_reply(c, 503, NULL, "{\"error\":\"out of memory\",\"status\":503}");
-        c->state = GC_CLOSING;
+        gw_conn_set_phase(c, GC_CLOSING);
         return;
     }
     gw_exchange *ex = c->ex;
     int r = http_parse_request(buf_head(&c->in), c->in.len, &ex->req, &w->rt->limits);
     if (r == HTTP_INCOMPLETE) {
         if (c->peer_eof) {
-            c->state = GC_CLOSING;
+            gw_conn_set_phase(c, GC_CLOSING);
             return;
         }
         if (!c->in_header) {
@@ -376,14 +408,14 @@ static void conn_next_request(gw_conn *c)
         snprintf(msg, sizeof msg, "{\"error\":\"%s\",\"status\":%d}",
                  ex->req.h.error ? ex->req.h.error : "bad request", ex->req.h.error_status);
         gw_conn_reply(c, ex->req.h.error_status ? ex->req.h.error_status : 400, NULL, msg);
-        c->state = GC_CLOSING;
+        gw_conn_set_phase(c, GC_CLOSING);
         return;
     }
     ex->head_len = (uint32_t)r;
     ex->t_start_us = ev_now_us(w->loop);
     if (!ex->req.h.keep_alive)
         c->close_after = true;
-    c->state = GC_PROXY;
+    gw_conn_set_phase(c, GC_PROXY);
     gw_exchange_start(c);
 }
 
@@ -400,7 +432,7 @@ void gw_conn_process(gw_conn *c)
         }
         if (c->state == GC_WAIT)
             conn_next_request(c);
-        else if (c->state == GC_PROXY && c->ex)
+        else if ((c->state == GC_PROXY || c->state == GC_TUNNEL) && c->ex)
             gw_exchange_pump_body(c->ex);
         if (!c->dead && c->out.len)
             gw_conn_flush(c);
@@ -415,7 +447,8 @@ void gw_conn_process(gw_conn *c)
         if (c->state == before && !more)
             break;
     }
-    if (!c->dead && c->read_blocked && c->in.len < read_cap(c) && c->state == GC_PROXY)
+    if (!c->dead && c->read_blocked && c->in.len < read_cap(c)
+        && (c->state == GC_PROXY || c->state == GC_TUNNEL))
         ev_timer_start(c->w->loop, &c->timer, 0);   /* out of turns: go on next iteration */
     if (!c->dead && c->state == GC_WAIT && !c->ex && c->in.len == 0 && c->out.len == 0) {
         /* Idle between requests: an idle keep-alive client holds no buffers. */
@@ -447,7 +480,7 @@ void gw_conn_request_done(gw_conn *c, int status_class)
     exchange_free(w, ex);
     c->ex = NULL;
     ev_timer_stop(w->loop, &c->timer);   /* WAIT arms the idle timer afresh */
-    c->state = c->close_after ? GC_CLOSING : GC_WAIT;
+    gw_conn_set_phase(c, c->close_after ? GC_CLOSING : GC_WAIT);
 }
 
 void gw_conn_io(ev_loop *loop, int fd, unsigned events, void *arg)

@@ -55,6 +55,7 @@ typedef struct gw_member {
     _Atomic uint32_t ejections;      /* times ejected, grows the ejection time */
     _Atomic uint32_t consec_fail;
     _Atomic uint32_t inflight;
+    _Atomic uint32_t tunnels;        /* open WebSocket/Upgrade tunnels (not in inflight) */
     /* observed latency (gw_latency.c), next to inflight: the same line is
      * written on every request anyway */
     _Atomic uint64_t ewma_ns;        /* peak EWMA of response-head latency; 0: none yet */

@@ -24,6 +24,14 @@ typedef struct series_node {
 static pthread_mutex_t nodes_lock = PTHREAD_MUTEX_INITIALIZER;
 static series_node *nodes;
 
+typedef struct gw_phase_gauge { gw_rt *rt; int phase; } gw_phase_gauge;
+
+static double phase_gauge(void *arg)
+{
+    const gw_phase_gauge *g = arg;
+    return g->rt->workers ? (double)gw_rt_phase_count(g->rt, (gw_conn_phase)g->phase) : 0;
+}
+
 void gw_metrics_init(gw_rt *rt)
 {
     metrics_registry *reg = rt->reg;
@@ -68,6 +76,29 @@ void gw_metrics_init(gw_rt *rt)
     rt->m_yields = metrics_series(metrics_family(reg, "hscale_gateway_loop_yields_total",
         "Times a worker gave its CPU to other runnable processes after a batch.",
         METRIC_COUNTER, none), none);
+    /* WebSocket / Upgrade tunnels (gw_tunnel.c). */
+    rt->m_tunnels = metrics_series(metrics_family(reg, "hscale_gateway_tunnels",
+        "Open WebSocket (Upgrade) tunnels.", METRIC_GAUGE, none), none);
+    static const char *const dir[] = { "direction", NULL };
+    metric_family *fb = metrics_family(reg, "hscale_gateway_tunnel_bytes_total",
+        "Bytes relayed through tunnels: \"up\" client to backend, \"down\" backend to client.",
+        METRIC_COUNTER, dir);
+    static const char *const up[] = { "up", NULL }, *const down[] = { "down", NULL };
+    rt->m_tun_up = metrics_series(fb, up);
+    rt->m_tun_down = metrics_series(fb, down);
+    rt->m_tun_dur = metrics_series(metrics_family(reg, "hscale_gateway_tunnel_duration_seconds",
+        "Lifetime of closed tunnels, from the 101 to the close.", METRIC_HISTOGRAM, none), none);
+    /* Client connections by lifecycle phase (gw_conn_phase), summed over
+     * the workers' own counters when scraped. */
+    static const char *const phase[] = { "phase", NULL };
+    metric_family *fp = metrics_family(reg, "hscale_gateway_client_connections_by_phase",
+        "Open client connections by phase: wait, proxy, tunnel, closing.", METRIC_GAUGE, phase);
+    static gw_phase_gauge gauges[GC_NPHASES];
+    for (int p = 0; p < GC_NPHASES; p++) {
+        const char *lv[] = { gw_conn_phase_str(p), NULL };
+        gauges[p] = (gw_phase_gauge){ rt, p };
+        metrics_gauge_fn_set(metrics_series(fp, lv), phase_gauge, &gauges[p]);
+    }
 }
 
 static series_node *node_find(const char *key)

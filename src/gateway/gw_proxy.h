@@ -70,6 +70,8 @@ typedef struct gw_rt {
     metric_family    *f_req, *f_dur, *f_up, *f_retry, *f_eject, *f_queued, *f_rl;
     metric_series    *m_clients, *m_rl_total, *m_queued;
     metric_series    *m_batches, *m_callbacks, *m_yields;   /* worker loop (gw_worker.c) */
+    metric_series    *m_tunnels, *m_tun_up, *m_tun_down, *m_tun_dur;   /* gw_tunnel.c */
+    _Atomic uint32_t  tunnels;        /* tunnel slots taken (max_tunnels), all workers */
     _Atomic uint32_t  clients;        /* open client connections, all workers */
     _Atomic bool      stopping;
     gw_worker        *workers;
@@ -101,6 +103,12 @@ typedef struct gw_exchange {
     bool         set_sticky;     /* add the sticky cookie to the response */
     bool         counted;        /* retry budget request_begin done */
     bool         in_retry;       /* holds a retry budget slot */
+    bool         upgrade;        /* a protocol switch was asked for (gw_tunnel_wanted) */
+    bool         tunnel_slot;    /* holds one of rt->tunnels (max_tunnels) */
+    bool         tunnel;         /* 101 relayed: the member counts it in m->tunnels */
+    bool         tun_shut;       /* client EOF passed on: upstream write side shut */
+    uint64_t     tun_start_us;   /* 101 relayed */
+    uint64_t     tun_last_us;    /* last byte either way (idle timeout) */
     uint8_t      attempts;
     gw_member   *tried[4];       /* not pinned: compared by address only */
     /* request body, client -> upstream */
@@ -141,12 +149,44 @@ typedef struct gw_exchange {
     http_response resp;
 } gw_exchange;
 
-enum { GC_WAIT, GC_PROXY, GC_CLOSING };
+/* The client connection's lifecycle (the model is HAProxy's mux_h1
+ * connection states). One exchange at a time; the phase says who owns the
+ * bytes of c->in and c->out and which timer runs. Changed only through
+ * gw_conn_set_phase, which keeps the worker's per-phase counts (admin
+ * /health, hscale_gateway_client_connections_by_phase).
+ *
+ *   WAIT --head parsed--> PROXY --response queued--> WAIT (keep-alive)
+ *                           |  \--101 relayed--> TUNNEL --either EOF,
+ *                           |                             idle, drain--> CLOSING
+ *                           \--close_after / error--> CLOSING --out written--> freed */
+typedef enum gw_conn_phase {
+    /* Between requests or reading a head. c->ex is NULL or holds no
+     * upstream; c->in holds at most the start of the next head; c->timer
+     * is the idle timer (c->in empty) or the header timer (in_header). */
+    GC_WAIT,
+    /* A parsed head is with c->ex: routing, queued, on a backend, or its
+     * response streaming. c->in past ex->head_len is this request's body
+     * (then pipelined requests, untouched until the response is queued);
+     * c->timer is off, ex->timer runs. */
+    GC_PROXY,
+    /* After a relayed 101: c->fd and ex->ufd are the two ends of one byte
+     * stream, no HTTP framing either way. c->in goes to ex->uout, ex->uin
+     * to c->out, each bounded (a full side stops the other being read);
+     * ex->m is counted in m->tunnels (not inflight); ex->timer is the
+     * tunnel idle timer; close_after is set, so it ends in CLOSING. */
+    GC_TUNNEL,
+    /* The last bytes are queued in c->out; nothing more is parsed or
+     * forwarded; freed once c->out is written (or the peer is gone). */
+    GC_CLOSING,
+    GC_NPHASES
+} gw_conn_phase;
+
+const char *gw_conn_phase_str(gw_conn_phase p);
 
 struct gw_conn {
     gw_worker   *w;
     int          fd;
-    uint8_t      state;
+    uint8_t      state;          /* gw_conn_phase; set by gw_conn_set_phase */
     bool         peer_eof;
     bool         close_after;    /* answer the current request, then close */
     bool         in_header;      /* header timer (not idle timer) armed */
@@ -208,6 +248,7 @@ struct gw_worker {
     unsigned      npend, cappend;
     bool          yield_cpu;     /* yield_after_batch of the current snapshot */
     bool          draining;      /* SIGTERM: listener closed */
+    _Atomic uint32_t nphase[GC_NPHASES];   /* open connections by phase (read by the admin thread) */
     uint64_t      drain_deadline_us;
 };
 
@@ -237,6 +278,9 @@ void  gw_buf_release(gw_worker *w, buf *b);
 void  gw_worker_hold(gw_worker *w, gw_member *m);
 
 /* gw_conn.c */
+void  gw_conn_set_phase(gw_conn *c, gw_conn_phase p);
+/* Open client connections in phase p, all workers (any thread). */
+uint32_t gw_rt_phase_count(gw_rt *rt, gw_conn_phase p);
 void  gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer);
 /* Frees the connection. Only the top of an event (conn or upstream
  * callback, timer) closes: everything below sets c->dead or GC_CLOSING and
@@ -328,6 +372,23 @@ int   gw_pick_member(gw_exchange *ex, gw_pool *p, const gw_pool_cfg *pc, uint64_
  * try_timeout_min), sets ex->try_adaptive; else, or while the p99 is
  * unknown, try_timeout. */
 uint64_t gw_try_timeout(gw_exchange *ex, const gw_pool *p);
+
+/* gw_tunnel.c: Upgrade (WebSocket) requests and the tunnel after a 101. */
+/* The request asks for a protocol switch the gateway relays: GET, no body,
+ * HTTP/1.1, Upgrade present and named in Connection. */
+bool  gw_tunnel_wanted(const gw_exchange *ex, const char *head);
+/* Takes a tunnel slot (max_tunnels); false when they are all taken. */
+bool  gw_tunnel_reserve(gw_exchange *ex);
+/* The backend answered 101 and its head is queued: c becomes a tunnel. */
+void  gw_tunnel_begin(gw_exchange *ex);
+/* Client bytes to the upstream (bounded); passes the client's EOF on. */
+void  gw_tunnel_pump(gw_exchange *ex);
+/* Upstream bytes were relayed to the client: count them. */
+void  gw_tunnel_down(gw_exchange *ex, size_t n);
+/* The tunnel timer fired: close when idle for tunnel_idle_timeout. */
+void  gw_tunnel_timeout(gw_exchange *ex);
+/* Gives back the slot, the member's count and the gauges; idempotent. */
+void  gw_tunnel_end(gw_exchange *ex);
 
 /* gw_rewrite.c */
 /* Appends the upstream request head for ex (hop-by-hop removed, forwarding

@@ -84,8 +84,10 @@ static bool forward_body(gw_exchange *ex)
         buf_consume(&ex->uin, (size_t)used);
         return http_chunked_done(&ex->resp_chunk);
     }
-    default:   /* HTTP_BODY_CLOSE: everything until EOF */
+    default:   /* HTTP_BODY_CLOSE (and a tunnel): everything until EOF */
         if (ex->uin.len) {
+            if (ex->tunnel)
+                gw_tunnel_down(ex, ex->uin.len);
             buf_append(&c->out, buf_head(&ex->uin), ex->uin.len);
             buf_reset(&ex->uin);
         }
@@ -112,8 +114,10 @@ void gw_response_process(gw_exchange *ex)
             gw_attempt_failed(ex, GW_FAIL_BAD_RESPONSE);
             return;
         }
-        if (ex->resp.status >= 100 && ex->resp.status < 200) {
+        bool switching = ex->resp.status == 101 && ex->upgrade;
+        if (ex->resp.status >= 100 && ex->resp.status < 200 && !switching) {
             if (ex->resp.status == 101) {
+                /* Switching protocols nobody asked for: the stream is lost. */
                 gw_attempt_failed(ex, GW_FAIL_BAD_RESPONSE);
                 return;
             }
@@ -155,9 +159,15 @@ void gw_response_process(gw_exchange *ex)
             }
         }
         gw_buf_acquire(w, &c->out);
+        if (switching)
+            c->close_after = false;     /* the 101 says Connection: Upgrade */
         gw_rewrite_response(ex, buf_head(&ex->uin), &c->out, cookie, max_age);
         buf_consume(&ex->uin, (size_t)r);
         ex->sent_to_client = true;
+        if (switching) {
+            gw_tunnel_begin(ex);        /* uin's rest is the backend's first frames */
+            break;
+        }
         /* From here the timer guards a stalled body, one try_timeout per read. */
         gw_arm_try_timer(ex, rt->cfg.try_timeout_us);
     }
@@ -213,7 +223,7 @@ void gw_response_read(gw_exchange *ex)
                 return;
             ex->resp_started = true;
             gw_response_process(ex);
-            if (!ex->rx_more || c->ex != ex)
+            if ((!ex->rx_more && !ex->tunnel) || c->ex != ex)
                 return;
             continue;
         }
@@ -223,7 +233,10 @@ void gw_response_read(gw_exchange *ex)
             ex->resp_started = true;
             buf_commit(&ex->uin, (size_t)n);
             gw_response_process(ex);
-            if ((size_t)n < room || c->ex != ex)
+            /* A tunnel reads on to EAGAIN: a FIN that came with the last
+             * bytes raises no new edge, and a tunnel has no framing that
+             * would end it otherwise. */
+            if (((size_t)n < room && !ex->tunnel) || c->ex != ex)
                 return;
             continue;
         }

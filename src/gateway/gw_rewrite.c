@@ -109,6 +109,15 @@ int gw_rewrite_request(gw_exchange *ex, const char *head, buf *out)
             has_rid = true;
         append_header_span(out, head, h);
     }
+    if (ex->upgrade) {
+        /* The one hop-by-hop pair passed on: the switch the client asked for. */
+        const http_header *up = http_find_header(head, &r->h, "upgrade");
+        if (up) {
+            buf_append_str(out, "Connection: Upgrade\r\nUpgrade: ");
+            append_slice(out, head, up->value);
+            buf_append(out, "\r\n", 2);
+        }
+    }
     buf_append(out, "X-Forwarded-For: ", 17);
     for (int i = 0; i < nxff; i++) {
         append_slice(out, head, xff[i]->value);
@@ -180,7 +189,12 @@ int gw_rewrite_response(gw_exchange *ex, const char *head, buf *out,
     }
     if (ex->security_headers)
         buf_append(out, security_block, sizeof security_block - 1);
-    if (c->close_after)
+    const http_header *up;
+    if (r->status == 101 && ex->upgrade && (up = http_find_header(head, &r->h, "upgrade"))) {
+        buf_append_str(out, "Connection: Upgrade\r\nUpgrade: ");
+        append_slice(out, head, up->value);
+        buf_append(out, "\r\n", 2);
+    } else if (c->close_after)
         buf_append(out, "Connection: close\r\n", 19);
     else if (ex->req.h.version_minor == 0)
         buf_append(out, "Connection: keep-alive\r\n", 24);

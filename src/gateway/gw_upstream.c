@@ -68,7 +68,8 @@ void gw_release_member(gw_exchange *ex)
 {
     if (!ex->m)
         return;
-    atomic_fetch_sub_explicit(&ex->m->inflight, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(ex->tunnel ? &ex->m->tunnels : &ex->m->inflight, 1,
+                              memory_order_relaxed);
     gw_member_unref(ex->m);
     ex->m = NULL;
 }
@@ -145,6 +146,7 @@ void gw_exchange_abort(gw_exchange *ex)
     queue_remove(ex);
     ev_timer_stop(w->loop, &ex->timer);
     gw_close_upstream(ex);
+    gw_tunnel_end(ex);
     gw_release_member(ex);
     if (ex->in_retry) {
         gw_retry_end(&w->rt->budget);
@@ -173,6 +175,10 @@ static size_t body_avail(const gw_exchange *ex, const char **p)
 static int pump_into_uout(gw_exchange *ex)
 {
     gw_conn *c = ex->c;
+    if (ex->tunnel) {
+        gw_tunnel_pump(ex);
+        return 0;
+    }
     while (!ex->req_body_done && ex->uout.len < UOUT_HIGH) {
         const char *p;
         size_t n = body_avail(ex, &p);
@@ -361,12 +367,17 @@ void gw_exchange_start(gw_conn *c)
     const gw_snap *s = gw_rcu_read(&rt->rcu);
     ex->req_body_done = req->h.body == HTTP_BODY_NONE
                         || (req->h.body == HTTP_BODY_LENGTH && req->h.content_length == 0);
-    if (req->method == HTTP_CONNECT || req->h.upgrade) {
-        /* Tunnels and protocol switches are not proxied. */
+    if (req->method == HTTP_CONNECT || (req->h.upgrade && rt->cfg.max_tunnels == 0)) {
+        /* CONNECT is a forward proxy's job, not a gateway's. */
         c->close_after = true;
-        local_reply(ex, 501, NULL, "{\"error\":\"CONNECT and Upgrade are not supported\",\"status\":501}");
+        local_reply(ex, 501, NULL, req->method == HTTP_CONNECT
+                    ? "{\"error\":\"CONNECT is not supported\",\"status\":501}"
+                    : "{\"error\":\"Upgrade is turned off (max_tunnels: 0)\",\"status\":501}");
         return;
     }
+    /* An Upgrade not named in Connection (or not on a bodiless GET) is a
+     * hop-by-hop header like any other: dropped, and the request proxied. */
+    ex->upgrade = gw_tunnel_wanted(ex, head);
     int ri = gw_route_match(s, req->method, head + req->path.off, req->path.len,
                             req->host.len ? head + req->host.off : NULL, req->host.len);
     if (ri < 0) {
@@ -399,6 +410,12 @@ void gw_exchange_start(gw_conn *c)
     ex->rs = gw_worker_route_series(w, s, ri, pi);
     ex->ps = gw_worker_pool_series(w, s, pi);
     ex->security_headers = r->security_headers;
+    if (ex->upgrade && !gw_tunnel_reserve(ex)) {
+        c->close_after = true;
+        local_reply(ex, 503, "Retry-After: 1\r\n",
+                    "{\"error\":\"too many open tunnels (max_tunnels)\",\"status\":503}");
+        return;
+    }
     ex->retryable = gw_method_retryable(r, req->method)
                     && (req->h.body == HTTP_BODY_NONE
                         || (req->h.body == HTTP_BODY_LENGTH && req->h.content_length <= GW_BODY_RETRY_MAX));
@@ -516,6 +533,11 @@ static void up_timeout(ev_loop *loop, ev_timer *t)
     gw_exchange *ex = t->arg;
     gw_conn *c = ex->c;
     (void)loop;
+    if (ex->tunnel) {
+        gw_tunnel_timeout(ex);
+        gw_conn_process(c);
+        return;
+    }
     if (!ex->queued && !ex->resp_head_done && !ex->connecting && keep_waiting(ex))
         return;
     if (ex->queued) {

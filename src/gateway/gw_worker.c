@@ -260,6 +260,17 @@ static void on_new_gen(gw_worker *w, const gw_snap *s)
         gw_member_unref(m);
     }
     w->nheld = keep;
+    /* Tunnels to a member that left the configuration (a drain's time ran
+     * out, or it was removed) close now; a reload that keeps the member
+     * keeps them. */
+    for (gw_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == GC_TUNNEL && c->ex && c->ex->m && !snap_has_member(s, c->ex->m)) {
+            log_info("tunnel from %s to %s closed: the backend left the configuration",
+                     c->ip, c->ex->m->name);
+            gw_conn_close(c);
+        }
+    }
     w->yield_cpu = s->cfg.yield_after_batch;
     w->gen = s->gen;
 }
@@ -363,7 +374,14 @@ static void *worker_main(void *arg)
         if (atomic_load_explicit(&rt->stopping, memory_order_acquire) && !w->draining) {
             w->draining = true;
             close_listener(w);
-            /* Idle clients go now; busy ones after their current response. */
+            /* Idle clients go now; busy ones after their current response,
+             * tunnels when the grace period ends. */
+            char busy[128];
+            size_t bl = 0;
+            for (int p = GC_PROXY; p < GC_NPHASES; p++)
+                bl += (size_t)snprintf(busy + bl, sizeof busy - bl, " %s %u", gw_conn_phase_str(p),
+                                       atomic_load_explicit(&w->nphase[p], memory_order_relaxed));
+            log_info("worker %u draining:%s", w->id, busy);
             for (gw_conn *c = w->conns, *next; c; c = next) {
                 next = c->next;
                 if (c->state == GC_WAIT && c->in.len == 0)
