@@ -10,7 +10,7 @@
 # Sources are found by wildcard per module; objects go under build/<variant>/.
 
 CC       ?= gcc
-PKGS     := libfyaml jansson sqlite3 libpq hiredis openssl zlib liburing
+PKGS     := libfyaml jansson sqlite3 libpq hiredis openssl zlib liburing libdeflate libbrotlienc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CSTD     := -std=c11 -D_GNU_SOURCE

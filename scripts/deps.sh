@@ -13,7 +13,7 @@ PACKAGES=(
   # build
   gcc make pkg-config
   libfyaml-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev
-  libssl-dev zlib1g-dev liburing-dev
+  libssl-dev zlib1g-dev liburing-dev libdeflate-dev libbrotli-dev   # gateway compression
   # unit tests, sanitizers, fuzzing, lint
   libcriterion-dev clang libclang-rt-14-dev cppcheck
   # end-to-end tests: real peers
@@ -22,7 +22,7 @@ PACKAGES=(
   chromium openssl          # openssl: test_security.py makes its certificates
   # the seeds' stacks (examples/, end-to-end tests and benchmarks; Celery on a Redis broker)
   python3-fastapi python3-uvicorn python3-locust nodejs python3-celery python3-redis
-  python3-websockets        # the gateway's WebSocket tunnel tests (tests/e2e/ws_echo.py)
+  python3-websockets python3-brotli   # the gateway's WebSocket and compression tests
   time
 )
 

@@ -114,6 +114,12 @@ typedef struct gw_config {
     uint64_t grace_us;              /* SIGTERM drain limit */
     uint64_t tunnel_idle_timeout_us; /* a tunnel with no byte either way closes */
     int      max_tunnels;           /* open tunnels, all workers (0: Upgrade refused) */
+    /* response compression (gw_compress.c) */
+    bool     compression;
+    uint64_t compression_min_size;  /* a known length below this is sent as is */
+    int      compression_level;     /* gzip 1-9, brotli quality (capped at 11) */
+    char   **compression_types;     /* media types; a trailing star matches a prefix */
+    size_t   ncompression_types;
     char    *state_file;            /* runtime state kept across restarts; NULL: none */
     /* limits */
     int      max_clients;           /* global client connections */

@@ -130,6 +130,7 @@ void gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer)
 static void exchange_free(gw_worker *w, gw_exchange *ex)
 {
     gw_exchange_abort(ex);
+    gw_xform_free(w, ex);
     gw_buf_release(w, &ex->uout);
     gw_buf_release(w, &ex->uin);
     if (w->nfree_ex >= GW_FREE_EXCHANGES) {

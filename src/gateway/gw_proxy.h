@@ -85,6 +85,9 @@ typedef struct gw_rt {
     uint64_t          started_us;
 } gw_rt;
 
+/* Content codings the gateway makes (gw_compress.c). */
+enum { GW_CODING_NONE, GW_CODING_GZIP, GW_CODING_BR };
+
 /* Request state from the end of the request head to the end of the
  * response. Taken from the worker's free list per request. */
 typedef struct gw_exchange {
@@ -109,6 +112,10 @@ typedef struct gw_exchange {
     bool         tun_shut;       /* client EOF passed on: upstream write side shut */
     uint64_t     tun_start_us;   /* 101 relayed */
     uint64_t     tun_last_us;    /* last byte either way (idle timeout) */
+    /* response transforms (gw_compress.c) */
+    uint8_t      ae;             /* best coding the request accepts (GW_CODING_*) */
+    bool         vary;           /* the response varies by Accept-Encoding */
+    struct gw_xf *xf;            /* compressing this response; NULL: relayed as is */
     uint8_t      attempts;
     gw_member   *tried[4];       /* not pinned: compared by address only */
     /* request body, client -> upstream */
@@ -249,6 +256,11 @@ struct gw_worker {
     bool          yield_cpu;     /* yield_after_batch of the current snapshot */
     bool          draining;      /* SIGTERM: listener closed */
     _Atomic uint32_t nphase[GC_NPHASES];   /* open connections by phase (read by the admin thread) */
+    struct gw_xf *free_xf;       /* compressor states for reuse (gw_compress.c) */
+    unsigned      nfree_xf;
+    bool          stopping_xf;
+    struct libdeflate_compressor *ldc;   /* whole-body gzip, at ldc_level */
+    int           ldc_level;
     uint64_t      drain_deadline_us;
 };
 
@@ -389,6 +401,23 @@ void  gw_tunnel_down(gw_exchange *ex, size_t n);
 void  gw_tunnel_timeout(gw_exchange *ex);
 /* Gives back the slot, the member's count and the gauges; idempotent. */
 void  gw_tunnel_end(gw_exchange *ex);
+
+/* gw_compress.c: the response transform chain (compression). */
+/* The best coding an Accept-Encoding value allows (q-values; ties: br). */
+uint8_t gw_compress_accepts(const char *v, size_t n);
+/* At the response head: decides whether ex's body is compressed (sets
+ * ex->xf, true) and whether it varies by Accept-Encoding (ex->vary). */
+bool  gw_xform_begin(gw_exchange *ex, const char *head);
+/* Whole mode: the head goes to gw_xform_head_buf, without Content-Length
+ * and its final CRLF; gw_xform_end writes head, length and body. */
+bool  gw_xform_whole(const gw_exchange *ex);
+buf  *gw_xform_head_buf(gw_exchange *ex);
+const char *gw_xform_coding_str(const gw_exchange *ex);
+/* Body bytes in order, then the end; -1 on an encoder failure. */
+int   gw_xform_body(gw_exchange *ex, const char *p, size_t n);
+int   gw_xform_end(gw_exchange *ex);
+void  gw_xform_free(gw_worker *w, gw_exchange *ex);
+void  gw_xform_worker_free(gw_worker *w);
 
 /* gw_rewrite.c */
 /* Appends the upstream request head for ex (hop-by-hop removed, forwarding

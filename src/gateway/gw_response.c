@@ -55,8 +55,27 @@ static void observe_latency(gw_exchange *ex, uint64_t now)
         log_info("%s in pool %s answers again: back in rotation", ex->m->name, ex->pool_name);
 }
 
+/* Body bytes to the client: through the transform chain when one is
+ * active, else as they came. */
+static void relay(gw_exchange *ex, const char *p, size_t n)
+{
+    if (!ex->xf) {
+        buf_append(&ex->c->out, p, n);
+        return;
+    }
+    if (gw_xform_body(ex, p, n) < 0) {
+        ex->c->dead = true;        /* encoder failed mid-body: cut it short */
+        ex->up_close = true;
+    }
+}
+
+static void relay_chunk(void *arg, const char *p, size_t n)
+{
+    relay(arg, p, n);
+}
+
 /* Forwards response body bytes from uin to the client. True when done. */
-static bool forward_body(gw_exchange *ex)
+static bool forward_body_raw(gw_exchange *ex)
 {
     gw_conn *c = ex->c;
     switch (ex->resp_body) {
@@ -65,7 +84,7 @@ static bool forward_body(gw_exchange *ex)
     case HTTP_BODY_LENGTH: {
         size_t n = ex->uin.len < ex->resp_body_left ? ex->uin.len : (size_t)ex->resp_body_left;
         if (n) {
-            buf_append(&c->out, buf_head(&ex->uin), n);
+            relay(ex, buf_head(&ex->uin), n);
             buf_consume(&ex->uin, n);
             ex->resp_body_left -= n;
         }
@@ -74,13 +93,17 @@ static bool forward_body(gw_exchange *ex)
     case HTTP_BODY_CHUNKED: {
         if (ex->uin.len == 0)
             return false;
-        long used = http_chunked_feed(&ex->resp_chunk, buf_head(&ex->uin), ex->uin.len, NULL, NULL);
+        /* Compressing: the payload goes through the chain (which frames
+         * its own output); else the chunks go on verbatim. */
+        long used = http_chunked_feed(&ex->resp_chunk, buf_head(&ex->uin), ex->uin.len,
+                                      ex->xf ? relay_chunk : NULL, ex);
         if (used < 0) {
             c->dead = true;        /* framing broke mid-body */
             ex->up_close = true;
             return true;
         }
-        buf_append(&c->out, buf_head(&ex->uin), (size_t)used);
+        if (!ex->xf)
+            buf_append(&c->out, buf_head(&ex->uin), (size_t)used);
         buf_consume(&ex->uin, (size_t)used);
         return http_chunked_done(&ex->resp_chunk);
     }
@@ -88,11 +111,19 @@ static bool forward_body(gw_exchange *ex)
         if (ex->uin.len) {
             if (ex->tunnel)
                 gw_tunnel_down(ex, ex->uin.len);
-            buf_append(&c->out, buf_head(&ex->uin), ex->uin.len);
+            relay(ex, buf_head(&ex->uin), ex->uin.len);
             buf_reset(&ex->uin);
         }
         return ex->up_eof;
     }
+}
+
+static bool forward_body(gw_exchange *ex)
+{
+    bool done = forward_body_raw(ex);
+    if (done && ex->xf && !ex->c->dead && gw_xform_end(ex) < 0)
+        ex->c->dead = true;
+    return done;
 }
 
 /* Parses the head when it is whole, then forwards the body. */
@@ -161,7 +192,11 @@ void gw_response_process(gw_exchange *ex)
         gw_buf_acquire(w, &c->out);
         if (switching)
             c->close_after = false;     /* the 101 says Connection: Upgrade */
-        gw_rewrite_response(ex, buf_head(&ex->uin), &c->out, cookie, max_age);
+        /* The transform chain decides before the head is written: it may
+         * change the head (coding, length, ETag, Vary) or hold it back. */
+        gw_xform_begin(ex, buf_head(&ex->uin));
+        gw_rewrite_response(ex, buf_head(&ex->uin),
+                            gw_xform_whole(ex) ? gw_xform_head_buf(ex) : &c->out, cookie, max_age);
         buf_consume(&ex->uin, (size_t)r);
         ex->sent_to_client = true;
         if (switching) {

@@ -174,8 +174,28 @@ int gw_rewrite_response(gw_exchange *ex, const char *head, buf *out,
         const http_header *h = &r->h.headers[i];
         if (hop_by_hop(head, h->name) || (ct.n && named_by_connection(head, h->name, &ct)))
             continue;
+        if (ex->xf) {
+            /* Compressed: new framing, and the ETag of other bytes is weak. */
+            if (NAME_IS(head, h->name, "content-length") || NAME_IS(head, h->name, "transfer-encoding"))
+                continue;
+            if (NAME_IS(head, h->name, "etag") && h->value.len && head[h->value.off] == '"') {
+                buf_append(out, "ETag: W/", 8);
+                append_slice(out, head, h->value);
+                buf_append(out, "\r\n", 2);
+                continue;
+            }
+        }
         append_header_span(out, head, h);
     }
+    if (ex->xf) {
+        buf_append_str(out, "Content-Encoding: ");
+        buf_append_str(out, gw_xform_coding_str(ex));
+        buf_append(out, "\r\n", 2);
+        if (!gw_xform_whole(ex))
+            buf_append_str(out, "Transfer-Encoding: chunked\r\n");
+    }
+    if (ex->vary)
+        buf_append_str(out, "Vary: Accept-Encoding\r\n");
     if (ex->set_sticky && sticky_cookie && ex->m) {
         char val[17];
         gw_sticky_value(ex->m, val);
@@ -198,5 +218,7 @@ int gw_rewrite_response(gw_exchange *ex, const char *head, buf *out,
         buf_append(out, "Connection: close\r\n", 19);
     else if (ex->req.h.version_minor == 0)
         buf_append(out, "Connection: keep-alive\r\n", 24);
+    if (gw_xform_whole(ex))
+        return 0;                /* gw_xform_end adds Content-Length and the blank line */
     return buf_append(out, "\r\n", 2);
 }

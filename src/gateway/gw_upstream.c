@@ -378,6 +378,11 @@ void gw_exchange_start(gw_conn *c)
     /* An Upgrade not named in Connection (or not on a bodiless GET) is a
      * hop-by-hop header like any other: dropped, and the request proxied. */
     ex->upgrade = gw_tunnel_wanted(ex, head);
+    if (rt->cfg.compression) {
+        /* Read now: a streamed request body may consume the head. */
+        const http_header *ae = http_find_header(head, &req->h, "accept-encoding");
+        ex->ae = ae ? gw_compress_accepts(head + ae->value.off, ae->value.len) : GW_CODING_NONE;
+    }
     int ri = gw_route_match(s, req->method, head + req->path.off, req->path.len,
                             req->host.len ? head + req->host.off : NULL, req->host.len);
     if (ri < 0) {
