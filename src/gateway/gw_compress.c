@@ -168,13 +168,14 @@ void gw_xform_free(gw_worker *w, gw_exchange *ex)
         x->br = NULL;
     }
     gw_buf_release(w, &x->head);
-    buf_free(&x->body);
-    if (w->nfree_xf >= GW_XF_FREE || w->stopping_xf) {
+    if (w->nfree_xf >= GW_XF_FREE || w->stopping_xf || x->body.cap > GW_XF_WHOLE_MAX) {
         if (x->z_ready)
             deflateEnd(&x->z);
+        buf_free(&x->body);
         free(x);
         return;
     }
+    buf_reset(&x->body);     /* kept: the next whole body reuses it */
     if (x->z_ready && deflateReset(&x->z) != Z_OK) {
         deflateEnd(&x->z);
         x->z_ready = false;
@@ -192,6 +193,7 @@ void gw_xform_worker_free(gw_worker *w)
         w->free_xf = x->next_free;
         if (x->z_ready)
             deflateEnd(&x->z);
+        buf_free(&x->body);
         free(x);
     }
     w->nfree_xf = 0;
@@ -248,6 +250,7 @@ bool gw_xform_begin(gw_exchange *ex, const char *head)
         if (!x->z_ready) {
             memset(&x->z, 0, sizeof x->z);
             if (deflateInit2(&x->z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+                buf_free(&x->body);
                 free(x);
                 return false;
             }
