@@ -23,9 +23,14 @@ HSCALE_BIN=${HSCALE_BIN:-build/hscale}
 DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-3}
 TUNNELS=${TUNNELS:-100}
-DIR=$(mktemp -d /tmp/cwbench.XXXXXX)
+DIR=$(mktemp -d /tmp/cwbench.XXXXXX); chmod 755 "$DIR"   # nginx workers run as nobody
 PIDS=()
-BACKEND=19201; WSBACKEND=19202; P_HS=19210; P_NG=19211; P_HA=19212
+# Free ports, asked of the kernel (other benchmarks may share the machine).
+read -r BACKEND WSBACKEND P_HS P_NG P_HA < <(/usr/bin/python3 -c '
+import socket
+ss = [socket.socket() for _ in range(5)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])')
 
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
@@ -50,7 +55,7 @@ wait_port() {
     return 1
 }
 
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+ticks() { [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 HZ=$(getconf CLK_TCK)
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
 
@@ -69,8 +74,8 @@ nginx -c "$(fill bench/peers/cw_backend.conf $BACKEND)" -p "$DIR" || exit 1
 /usr/bin/python3 bench/peers/ws_echo_raw.py $WSBACKEND > "$DIR/wsecho.log" 2>&1 &
 PIDS+=($!)
 wait_port $BACKEND && wait_port $WSBACKEND || { echo "backends did not start"; exit 1; }
-nginx -c "$(fill bench/peers/cw_nginx.conf $P_NG)" -p "$DIR" && wait_port $P_NG
-haproxy -D -f "$(fill bench/peers/cw_haproxy.cfg $P_HA)" && wait_port $P_HA
+nginx -c "$(fill bench/peers/cw_nginx.conf $P_NG)" -p "$DIR" && wait_port $P_NG || { echo "nginx did not start"; exit 1; }
+haproxy -D -f "$(fill bench/peers/cw_haproxy.cfg $P_HA)" && wait_port $P_HA || { echo "haproxy did not start"; exit 1; }
 "$HSCALE_BIN" gateway -c "$(fill bench/peers/cw_hscale.yaml $P_HS)" > "$DIR/hscale.log" 2>&1 &
 HS=$!; PIDS+=("$HS")
 wait_port $P_HS || { echo "hscale gateway did not start: $(tail -2 "$DIR/hscale.log")"; exit 1; }

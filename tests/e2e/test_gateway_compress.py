@@ -102,6 +102,19 @@ gateway:
     return Gateway(procs, config=cfg, env=env)
 
 
+def dechunk(p):
+    """The payload of a whole chunked body, each chunk's framing checked."""
+    body = b""
+    while True:
+        e = p.index(b"\r\n")
+        n = int(p[:e], 16)
+        if n == 0:
+            return body
+        body += p[e + 2:e + 2 + n]
+        assert p[e + 2 + n:e + 4 + n] == b"\r\n"
+        p = p[e + 4 + n:]
+
+
 def fetch(port, path, ae=None, method="GET", version="1.1"):
     """Raw HTTP: returns (status, headers as a dict of lists, raw body bytes, chunked?)."""
     req = f"{method} {path} HTTP/{version}\r\nHost: x\r\n"
@@ -125,16 +138,7 @@ def fetch(port, path, ae=None, method="GET", version="1.1"):
         hdrs.setdefault(k.strip().lower(), []).append(v.strip())
     chunked = "chunked" in ",".join(hdrs.get("transfer-encoding", [])).lower()
     if chunked:
-        body, p = b"", rest
-        while True:
-            n_end = p.index(b"\r\n")
-            n = int(p[:n_end], 16)
-            if n == 0:
-                break
-            body += p[n_end + 2:n_end + 2 + n]
-            assert p[n_end + 2 + n:n_end + 4 + n] == b"\r\n"
-            p = p[n_end + 4 + n:]
-        rest = body
+        rest = dechunk(rest)
     elif "content-length" in hdrs and method != "HEAD" and status not in (204, 304):
         assert len(rest) == int(hdrs["content-length"][0]), (len(rest), hdrs)
     return status, hdrs, rest, chunked
@@ -292,15 +296,7 @@ def test_memory_per_compressing_stream_is_bounded(procs, tmp_path, backend):
                 break
             data += got
         s.close()
-        head, rest = data.split(b"\r\n\r\n", 1)
-        body, p = b"", rest
-        while True:
-            e = p.index(b"\r\n")
-            n = int(p[:e], 16)
-            if n == 0:
-                break
-            body += p[e + 2:e + 2 + n]
-            p = p[e + 4 + n:]
+        body = dechunk(data.split(b"\r\n\r\n", 1)[1])
         assert zlib.decompress(body, 47) == body_of(8000000, i + 1)
     # zlib's state is ~256 KiB a stream plus 256 KiB of output buffer at
     # most: 20 streams stay well under the 160 MB the bodies add up to.

@@ -5,6 +5,7 @@ and a member's drain end them after their grace period.
 
 The backend is a real WebSocket server (ws_echo.py, python3-websockets)."""
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -60,9 +61,8 @@ gateway:
 def metric(gw, name):
     text = http.get(gw.admin_url("/metrics")).text
     for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            if line.split(" ")[0] == name or name.endswith("}"):
-                return float(line.rsplit(" ", 1)[1])
+        if line.rsplit(" ", 1)[0] == name:          # the series, labels included
+            return float(line.rsplit(" ", 1)[1])
     return None
 
 
@@ -101,7 +101,7 @@ def test_ws_messages_both_ways_large_and_fragmented(procs, tmp_path):
                 assert await ws.recv() == b"\xab" * 1000
             # The handshake went through the gateway's rewrite.
             await ws.send("headers")
-            got = {k.lower(): v for k, v in __import__("json").loads(await ws.recv()).items()}
+            got = {k.lower(): v for k, v in json.loads(await ws.recv()).items()}
             assert got["upgrade"].lower() == "websocket" and "upgrade" in got["connection"].lower()
             assert got["x-forwarded-for"] == "127.0.0.1" and "x-request-id" in got
             assert health(gw)["connections_by_phase"]["tunnel"] == 1
