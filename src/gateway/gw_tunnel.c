@@ -107,7 +107,9 @@ void gw_tunnel_begin(gw_exchange *ex)
     ex->req_body_fwd = 0;
     metrics_add(rt->m_tunnels, 1);
     gw_conn_set_phase(c, GC_TUNNEL);
-    gw_arm_try_timer(ex, rt->cfg.tunnel_idle_timeout_us);
+    /* From here the exchange's timer is the idle timer, not bounded by the
+     * request's response_timeout (attempt() initialised it). */
+    ev_timer_start(w->loop, &ex->timer, rt->cfg.tunnel_idle_timeout_us);
 }
 
 void gw_tunnel_pump(gw_exchange *ex)
