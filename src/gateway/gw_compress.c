@@ -150,7 +150,8 @@ static gw_xf *xf_get(gw_worker *w)
     gw_xf *x = w->free_xf;
     if (x) {
         w->free_xf = x->next_free;
-        w->nfree_xf--;
+        if (--w->nfree_xf < w->low_free_xf)
+            w->low_free_xf = w->nfree_xf;
         return x;
     }
     w->gc_busy = true;
@@ -183,6 +184,23 @@ void gw_xform_free(gw_worker *w, gw_exchange *ex)
     x->next_free = w->free_xf;
     w->free_xf = x;
     w->nfree_xf++;
+}
+
+void gw_xform_gc(gw_worker *w)
+{
+    /* States that sat unused through a whole interval go back, as the
+     * worker's other caches do (gc_tick): one at a time per tick. */
+    if (w->nfree_xf && w->low_free_xf) {
+        gw_xf *x = w->free_xf;
+        w->free_xf = x->next_free;
+        w->nfree_xf--;
+        if (x->z_ready)
+            deflateEnd(&x->z);
+        buf_free(&x->body);
+        free(x);
+        w->gc_freed = true;
+    }
+    w->low_free_xf = w->nfree_xf;
 }
 
 void gw_xform_worker_free(gw_worker *w)

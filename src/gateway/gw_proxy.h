@@ -257,7 +257,7 @@ struct gw_worker {
     bool          draining;      /* SIGTERM: listener closed */
     _Atomic uint32_t nphase[GC_NPHASES];   /* open connections by phase (read by the admin thread) */
     struct gw_xf *free_xf;       /* compressor states for reuse (gw_compress.c) */
-    unsigned      nfree_xf;
+    unsigned      nfree_xf, low_free_xf;   /* low_free_xf: low-water mark this gc interval */
     bool          stopping_xf;
     struct libdeflate_compressor *ldc;   /* whole-body gzip, at ldc_level */
     int           ldc_level;
@@ -418,6 +418,8 @@ int   gw_xform_body(gw_exchange *ex, const char *p, size_t n);
 int   gw_xform_end(gw_exchange *ex);
 void  gw_xform_free(gw_worker *w, gw_exchange *ex);
 void  gw_xform_worker_free(gw_worker *w);
+/* gc_tick: gives back a compressor state unused for a whole interval. */
+void  gw_xform_gc(gw_worker *w);
 
 /* gw_rewrite.c */
 /* Appends the upstream request head for ex (hop-by-hop removed, forwarding

@@ -183,6 +183,7 @@ static void gc_tick(ev_loop *loop, ev_timer *t)
         free(ex);
         w->gc_freed = true;
     }
+    gw_xform_gc(w);
     if (w->gc_freed && !w->gc_busy) {
         malloc_trim(0);
         w->gc_freed = false;

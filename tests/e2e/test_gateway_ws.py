@@ -259,6 +259,27 @@ def test_ws_sticky_cookie_keeps_tunnels_on_one_member(procs, tmp_path):
     run(go())
 
 
+def test_ws_consistent_hash_keeps_a_user_on_one_member(procs, tmp_path):
+    bs = [WsBackend(procs, n) for n in "abc"]
+    gw = Gateway(procs, config=gateway_config(
+        tmp_path, bs, pool_extra="      algorithm: hash\n      hash_on: query\n      hash_key: user_id"))
+
+    async def whoami(user):
+        async with connect(gw.port, path=f"/ws?user_id={user}") as ws:
+            await ws.send("whoami")
+            return await ws.recv()
+
+    async def go():
+        owners = {}
+        for u in range(12):
+            got = {await whoami(u) for _ in range(3)}
+            assert len(got) == 1, (u, got)
+            owners[u] = got.pop()
+        assert len(set(owners.values())) >= 2, owners
+
+    run(go())
+
+
 def test_ws_sighup_reload_keeps_open_tunnels(procs, tmp_path):
     b = WsBackend(procs, "a")
     cfg = gateway_config(tmp_path, [b])
