@@ -298,7 +298,10 @@ def test_memory_per_compressing_stream_is_bounded(procs, tmp_path, backend):
         s.close()
         body = dechunk(data.split(b"\r\n\r\n", 1)[1])
         assert zlib.decompress(body, 47) == body_of(8000000, i + 1)
-    # zlib's state is ~256 KiB a stream plus 256 KiB of output buffer at
-    # most: 20 streams stay well under the 160 MB the bodies add up to.
-    assert peak[0] < 40 * 1024, f"RSS grew {peak[0]} KiB"
+    # Per stream: zlib's state (~256 KiB), client output past the 256 KiB
+    # mark by at most one read's worth (its buffer may have doubled to
+    # 512 KiB-1 MiB), one upstream read; under ASan, redzones on top. Seen:
+    # 10-13 MiB for the 20; bounded at 64 MiB (about 3 MiB a stream), far
+    # under the 160 MB the bodies add up to.
+    assert peak[0] < 64 * 1024, f"RSS grew {peak[0]} KiB"
     assert "ERROR" not in read_log(gw.proc)
