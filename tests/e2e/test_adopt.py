@@ -38,6 +38,21 @@ def alive(pid, start):
     return start is not None and start_ticks(pid) == start
 
 
+def served(admin_port):
+    """Requests the gateway has answered (hscale_gateway_requests_total)."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("hscale_gateway_requests_total"))
+
+
+def wait_load_flowing(admin_port, n=200):
+    """The load is under way (n more answers) before the fault under test."""
+    base = served(admin_port)
+    wait_until(lambda: served(admin_port) >= base + n, what=f"{n} requests through the gateway")
+
+
 class Leftovers:
     """Pids a test saw; killed by pid (and start time) at teardown."""
 
@@ -113,7 +128,7 @@ def test_control_kill9_under_load_adopts_every_instance(procs, tmp_path, leftove
     assert all(e["start"] == ident[e["id"]][1] and e["registered"] for e in state["instances"])
 
     lp, out = load(procs, tmp_path, s.gw.url("/x"), 10)
-    time.sleep(2)   # let the load reach full rate before the kill: it is the fault under test
+    wait_load_flowing(s.gw.admin_port)   # the kill must land under load: it is the fault under test
     os.kill(s.ctl.pid, signal.SIGKILL)
     s.ctl.wait(5)
     t_kill = time.monotonic()
@@ -236,7 +251,7 @@ def test_up_kill9_under_load_adopts_the_stack_and_down_stops_it(procs, tmp_path,
     assert len(ident) == 2
 
     lp, out = load(procs, tmp_path, f"http://127.0.0.1:{s.gw}/casefilter?user_id=7&status=10", 10)
-    time.sleep(2)
+    wait_load_flowing(s.admin)
     os.kill(s.proc.pid, signal.SIGKILL)
     s.proc.wait(5)
     t_kill = time.monotonic()
