@@ -87,6 +87,17 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
+/* When a scrape's counters were read: the middle of its fetch. Rates
+ * divide counter deltas by the time between two of these; stamping every
+ * scrape with the check's start instead would count a slow first scrape
+ * (a cold connection, a loaded host, the instances scraped before it)
+ * against the interval and skew the rate by the difference. */
+static uint64_t scrape_at(uint64_t started)
+{
+    uint64_t done = ctl_as_now_us();
+    return done > started ? started + (done - started) / 2 : started;
+}
+
 static void scrape_instance(ctl_autoscaler *as, const ctl_instance_info *in, ctl_scrape *out,
                             uint64_t now, int timeout_ms)
 {
@@ -99,9 +110,11 @@ static void scrape_instance(ctl_autoscaler *as, const ctl_instance_info *in, ctl
     snprintf(url, sizeof url, "http://%s%.256s", in->address, path);
     http_result r;
     http_result_init(&r);
+    uint64_t started = ctl_as_now_us();
     if (http_fetch("GET", url, NULL, NULL, 0, timeout_ms, &r, err, sizeof err) < 0
         || r.status != 200
-        || ctl_scrape_parse(out, buf_head(&r.body), r.body.len, now, err, sizeof err) < 0)
+        || ctl_scrape_parse(out, buf_head(&r.body), r.body.len, scrape_at(started), err,
+                            sizeof err) < 0)
         ctl_scrape_fail(out, now);
     http_result_free(&r);
 }
@@ -121,9 +134,11 @@ static bool scrape_gateway(ctl_autoscaler *as, uint64_t now, int timeout_ms)
         snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\n", as->c->gateway_token);
     http_result r;
     http_result_init(&r);
+    uint64_t started = ctl_as_now_us();
     bool ok = http_fetch("GET", url, hdr[0] ? hdr : NULL, NULL, 0, timeout_ms, &r, err, sizeof err) == 0
               && r.status == 200
-              && ctl_gwm_parse(as->gw_cur, buf_head(&r.body), r.body.len, now, err, sizeof err) == 0;
+              && ctl_gwm_parse(as->gw_cur, buf_head(&r.body), r.body.len, scrape_at(started), err,
+                               sizeof err) == 0;
     if (!ok)
         as->gw_cur->ok = false;
     http_result_free(&r);
