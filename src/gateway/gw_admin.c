@@ -98,7 +98,7 @@ static bool publish_or_fail(http_ctx *c, gw_rt *rt, gw_config *next)
 static void h_health(http_ctx *c, void *arg)
 {
     gw_rt *rt = arg;
-    char body[400];
+    char body[640];
     int n = snprintf(body, sizeof body,
                      "{\"status\":\"%s\",\"component\":\"gateway\",\"workers\":%u,"
                      "\"client_connections\":%u,\"uptime_s\":%.1f,\"connections_by_phase\":{",
@@ -107,6 +107,10 @@ static void h_health(http_ctx *c, void *arg)
     for (int p = 0; p < GC_NPHASES; p++)
         n += snprintf(body + n, sizeof body - (size_t)n, "%s\"%s\":%u", p ? "," : "",
                       gw_conn_phase_str(p), gw_rt_phase_count(rt, p));
+    n += snprintf(body + n, sizeof body - (size_t)n, "},\"exchanges_by_phase\":{");
+    for (int p = 0; p < GX_NPHASES; p++)
+        n += snprintf(body + n, sizeof body - (size_t)n, "%s\"%s\":%u", p ? "," : "",
+                      gw_ex_phase_str(p), gw_rt_ex_phase_count(rt, p));
     n += snprintf(body + n, sizeof body - (size_t)n, "}}");
     http_reply_json(c, 200, body, (size_t)n);
 }

@@ -57,6 +57,38 @@ uint32_t gw_rt_phase_count(gw_rt *rt, gw_conn_phase p)
     return n;
 }
 
+const char *gw_ex_phase_str(gw_ex_phase p)
+{
+    switch (p) {
+    case GX_HEAD:       return "head";
+    case GX_ROUTE:      return "route";
+    case GX_QUEUED:     return "queued";
+    case GX_CONNECTING: return "connecting";
+    case GX_REQUEST:    return "request";
+    case GX_RESPONSE:   return "response";
+    case GX_TUNNEL:     return "tunnel";
+    default:            return "unknown";
+    }
+}
+
+void gw_ex_set_phase(gw_exchange *ex, gw_ex_phase p)
+{
+    if (ex->phase == p)
+        return;
+    gw_worker *w = ex->c->w;
+    atomic_fetch_sub_explicit(&w->nxphase[ex->phase], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->nxphase[p], 1, memory_order_relaxed);
+    ex->phase = (uint8_t)p;
+}
+
+uint32_t gw_rt_ex_phase_count(gw_rt *rt, gw_ex_phase p)
+{
+    uint32_t n = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        n += atomic_load_explicit(&rt->workers[i].nxphase[p], memory_order_relaxed);
+    return n;
+}
+
 static void conn_timeout(ev_loop *loop, ev_timer *t)
 {
     gw_conn *c = t->arg;
@@ -130,6 +162,7 @@ void gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer)
 static void exchange_free(gw_worker *w, gw_exchange *ex)
 {
     gw_exchange_abort(ex);
+    atomic_fetch_sub_explicit(&w->nxphase[ex->phase], 1, memory_order_relaxed);
     gw_xform_free(w, ex);
     gw_buf_release(w, &ex->uout);
     gw_buf_release(w, &ex->uin);
@@ -359,11 +392,12 @@ static gw_exchange *exchange_new(gw_worker *w, gw_conn *c)
             return NULL;
     }
     /* Everything but the parsed heads, which their parsers reset. */
-    memset(ex, 0, offsetof(gw_exchange, req));
+    memset(ex, 0, offsetof(gw_exchange, req));    /* phase GX_HEAD */
     ex->req.scanned = 0;
     ex->resp.scanned = 0;
     ex->c = c;
     ex->ufd = -1;
+    atomic_fetch_add_explicit(&w->nxphase[GX_HEAD], 1, memory_order_relaxed);
     return ex;
 }
 

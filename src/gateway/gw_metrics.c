@@ -32,6 +32,12 @@ static double phase_gauge(void *arg)
     return g->rt->workers ? (double)gw_rt_phase_count(g->rt, (gw_conn_phase)g->phase) : 0;
 }
 
+static double ex_phase_gauge(void *arg)
+{
+    const gw_phase_gauge *g = arg;
+    return g->rt->workers ? (double)gw_rt_ex_phase_count(g->rt, (gw_ex_phase)g->phase) : 0;
+}
+
 void gw_metrics_init(gw_rt *rt)
 {
     metrics_registry *reg = rt->reg;
@@ -98,6 +104,17 @@ void gw_metrics_init(gw_rt *rt)
         const char *lv[] = { gw_conn_phase_str(p), NULL };
         gauges[p] = (gw_phase_gauge){ rt, p };
         metrics_gauge_fn_set(metrics_series(fp, lv), phase_gauge, &gauges[p]);
+    }
+    /* Requests in the gateway by exchange phase (gw_ex_phase): where they
+     * wait (queued, connecting, request = for the head, response). */
+    metric_family *fx = metrics_family(reg, "hscale_gateway_exchanges_by_phase",
+        "Requests in the gateway by phase: head, route, queued, connecting, request, response, "
+        "tunnel.", METRIC_GAUGE, phase);
+    static gw_phase_gauge xgauges[GX_NPHASES];
+    for (int p = 0; p < GX_NPHASES; p++) {
+        const char *lv[] = { gw_ex_phase_str(p), NULL };
+        xgauges[p] = (gw_phase_gauge){ rt, p };
+        metrics_gauge_fn_set(metrics_series(fx, lv), ex_phase_gauge, &xgauges[p]);
     }
 }
 

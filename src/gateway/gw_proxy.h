@@ -88,10 +88,58 @@ typedef struct gw_rt {
 /* Content codings the gateway makes (gw_compress.c). */
 enum { GW_CODING_NONE, GW_CODING_GZIP, GW_CODING_BR };
 
-/* Request state from the end of the request head to the end of the
- * response. Taken from the worker's free list per request. */
+/* One request's lifecycle in the gateway, from the first byte of its head
+ * to the end of its response. The phase says what the exchange holds and
+ * which timer runs; changed only through gw_ex_set_phase, which keeps the
+ * worker's per-phase counts (admin /health "exchanges_by_phase",
+ * hscale_gateway_exchanges_by_phase). Facts about the byte streams
+ * (up_eof, up_close, req_body_done, sent_to_client) stay flags: any phase
+ * can meet them.
+ *
+ *   HEAD --parsed--> ROUTE --member--> CONNECTING --connected--> REQUEST
+ *                      |  \--all at max_conn--> QUEUED --slot--> ROUTE
+ *                      |         (idle connection reused: straight to REQUEST)
+ *   REQUEST --head relayed--> RESPONSE --body done--> freed (next request)
+ *      |  \--101 relayed--> TUNNEL --either EOF, idle, drain--> freed
+ *      \--failure, retry allowed--> ROUTE
+ *   A local answer (404, 429, 502, 503, 504) frees it from any phase. */
+typedef enum gw_ex_phase {
+    /* Bytes of a request head, not yet whole, in c->in. Nothing routed: no
+     * member, no upstream; the connection's header timer runs. */
+    GX_HEAD,
+    /* Head parsed (head_len set): route, rate limit, pool and member being
+     * chosen. No member pinned, no upstream, no timer. Transient: it lasts
+     * one call (gw_exchange_start, or a retry after a failed attempt). */
+    GX_ROUTE,
+    /* Every member of the pool is at max_conn: linked in the worker's
+     * queue (qprev/qnext); ex->timer is the queue deadline. No member, no
+     * upstream. */
+    GX_QUEUED,
+    /* ex->m pinned and counted in m->inflight; ex->ufd is connecting; uout
+     * holds the rewritten head; ex->timer is the connect timeout. */
+    GX_CONNECTING,
+    /* ex->ufd connected (fresh or from the idle pool): the request goes up
+     * (uout, then the body as it comes), the response head is not whole yet
+     * (interim 1xx heads are passed on); ex->timer is the per-try timeout
+     * (adaptive: keep_waiting). A failure here may be retried. */
+    GX_REQUEST,
+    /* The response head went to the client (sent_to_client): its body
+     * flows uin -> transform chain -> c->out, bounded by GW_OUT_HIGH;
+     * ex->timer guards a stalled body. Never retried. */
+    GX_RESPONSE,
+    /* A 101 was relayed: ex->ufd and c->fd are two ends of one byte
+     * stream; ex->m counts it in m->tunnels, not inflight; ex->timer is
+     * the tunnel idle timer. Ends only with the connection. */
+    GX_TUNNEL,
+    GX_NPHASES
+} gw_ex_phase;
+
+const char *gw_ex_phase_str(gw_ex_phase p);
+
+/* Taken from the worker's free list per request (gw_conn.c). */
 typedef struct gw_exchange {
     gw_conn     *c;
+    uint8_t      phase;          /* gw_ex_phase; set by gw_ex_set_phase */
     uint32_t     head_len;       /* request head bytes at the front of c->in */
     uint64_t     t_start_us;
     /* routing results, valid across iterations */
@@ -108,7 +156,6 @@ typedef struct gw_exchange {
     bool         in_retry;       /* holds a retry budget slot */
     bool         upgrade;        /* a protocol switch was asked for (gw_tunnel_wanted) */
     bool         tunnel_slot;    /* holds one of rt->tunnels (max_tunnels) */
-    bool         tunnel;         /* 101 relayed: the member counts it in m->tunnels */
     bool         tun_shut;       /* client EOF passed on: upstream write side shut */
     uint64_t     tun_start_us;   /* 101 relayed */
     uint64_t     tun_last_us;    /* last byte either way (idle timeout) */
@@ -127,7 +174,6 @@ typedef struct gw_exchange {
     /* upstream connection of this attempt */
     int          ufd;
     bool         reused;         /* came from the idle pool */
-    bool         connecting;
     bool         resp_started;   /* any response byte received this attempt */
     bool         sent_to_client; /* any response byte queued to the client */
     bool         up_close;       /* upstream connection cannot be reused */
@@ -135,8 +181,6 @@ typedef struct gw_exchange {
     bool         rx_got;         /* the batch read (rx_seq) brought bytes into uin */
     bool         rx_more;        /* ... and filled the room: the socket may hold more */
     uint32_t     rx_seq;         /* w->io_seq of the batch that read this socket ahead */
-    bool         resp_head_done;
-    bool         resp_done;
     uint8_t      resp_body;      /* http_body_kind of the response */
     uint16_t     status;
     uint64_t     t_try_us;       /* attempt start */
@@ -146,8 +190,7 @@ typedef struct gw_exchange {
     http_chunked resp_chunk;
     buf          uout;           /* request bytes to the upstream */
     buf          uin;            /* response bytes from the upstream */
-    ev_timer     timer;          /* connect / per-try / overall / queue deadline */
-    bool         queued;         /* waiting for a backend under max_conn */
+    ev_timer     timer;          /* by phase: queue deadline / connect / per-try / stall / idle */
     uint64_t     queue_until_us; /* set when first queued; re-queuing keeps it */
     struct gw_exchange *qprev, *qnext;
     struct gw_exchange *next_free;
@@ -256,6 +299,7 @@ struct gw_worker {
     bool          yield_cpu;     /* yield_after_batch of the current snapshot */
     bool          draining;      /* SIGTERM: listener closed */
     _Atomic uint32_t nphase[GC_NPHASES];   /* open connections by phase (read by the admin thread) */
+    _Atomic uint32_t nxphase[GX_NPHASES];  /* live exchanges by phase (likewise) */
     struct gw_xf *free_xf;       /* compressor states for reuse (gw_compress.c) */
     unsigned      nfree_xf, low_free_xf;   /* low_free_xf: low-water mark this gc interval */
     bool          stopping_xf;
@@ -291,6 +335,9 @@ void  gw_worker_hold(gw_worker *w, gw_member *m);
 
 /* gw_conn.c */
 void  gw_conn_set_phase(gw_conn *c, gw_conn_phase p);
+void  gw_ex_set_phase(gw_exchange *ex, gw_ex_phase p);
+/* Live exchanges in phase p, all workers (any thread). */
+uint32_t gw_rt_ex_phase_count(gw_rt *rt, gw_ex_phase p);
 /* Open client connections in phase p, all workers (any thread). */
 uint32_t gw_rt_phase_count(gw_rt *rt, gw_conn_phase p);
 void  gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer);

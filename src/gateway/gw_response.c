@@ -109,7 +109,7 @@ static bool forward_body_raw(gw_exchange *ex)
     }
     default:   /* HTTP_BODY_CLOSE (and a tunnel): everything until EOF */
         if (ex->uin.len) {
-            if (ex->tunnel)
+            if (ex->phase == GX_TUNNEL)
                 gw_tunnel_down(ex, ex->uin.len);
             relay(ex, buf_head(&ex->uin), ex->uin.len);
             buf_reset(&ex->uin);
@@ -132,7 +132,7 @@ void gw_response_process(gw_exchange *ex)
     gw_worker *w = ex->c->w;
     gw_rt *rt = w->rt;
     gw_conn *c = ex->c;
-    while (!ex->resp_head_done) {
+    while (ex->phase < GX_RESPONSE) {
         int r = http_parse_response(buf_head(&ex->uin), ex->uin.len, &ex->resp,
                                     ex->req.method, &rt->limits);
         if (r == HTTP_INCOMPLETE) {
@@ -162,7 +162,7 @@ void gw_response_process(gw_exchange *ex)
             continue;
         }
         uint64_t now = ev_now_update(w->loop);
-        ex->resp_head_done = true;
+        gw_ex_set_phase(ex, GX_RESPONSE);
         ex->status = ex->resp.status;
         if (ex->ps)
             metrics_observe_us(ex->ps->upstream, now - ex->t_try_us);
@@ -258,7 +258,7 @@ void gw_response_read(gw_exchange *ex)
                 return;
             ex->resp_started = true;
             gw_response_process(ex);
-            if ((!ex->rx_more && !ex->tunnel) || c->ex != ex)
+            if ((!ex->rx_more && ex->phase != GX_TUNNEL) || c->ex != ex)
                 return;
             continue;
         }
@@ -271,7 +271,7 @@ void gw_response_read(gw_exchange *ex)
             /* A tunnel reads on to EAGAIN: a FIN that came with the last
              * bytes raises no new edge, and a tunnel has no framing that
              * would end it otherwise. */
-            if (((size_t)n < room && !ex->tunnel) || c->ex != ex)
+            if (((size_t)n < room && ex->phase != GX_TUNNEL) || c->ex != ex)
                 return;
             continue;
         }
@@ -293,7 +293,7 @@ void gw_response_read(gw_exchange *ex)
 char *gw_exchange_rx_room(gw_exchange *ex, size_t *room)
 {
     /* Only where the upstream callback would read: a connected, current attempt. */
-    if (ex->connecting || ex->c->ex != ex || !up_readable(ex) || !up_make_room(ex))
+    if (ex->phase == GX_CONNECTING || ex->c->ex != ex || !up_readable(ex) || !up_make_room(ex))
         return NULL;
     *room = buf_room(&ex->uin);
     return buf_tail(&ex->uin);

@@ -93,7 +93,7 @@ void gw_tunnel_begin(gw_exchange *ex)
         gw_retry_request_end(&rt->budget);
         ex->counted = false;
     }
-    ex->tunnel = true;
+    gw_ex_set_phase(ex, GX_TUNNEL);
     ex->tun_start_us = ex->tun_last_us = now;
     ex->up_close = true;              /* never back to the idle pool */
     ex->resp_body = HTTP_BODY_CLOSE;  /* upstream bytes relayed until EOF */
@@ -163,7 +163,7 @@ void gw_tunnel_timeout(gw_exchange *ex)
 void gw_tunnel_end(gw_exchange *ex)
 {
     gw_rt *rt = ex->c->w->rt;
-    if (ex->tunnel && ex->tun_start_us) {
+    if (ex->phase == GX_TUNNEL && ex->tun_start_us) {
         uint64_t now = ev_now_update(ex->c->w->loop);
         metrics_add(rt->m_tunnels, -1);
         metrics_observe_us(rt->m_tun_dur, now - ex->tun_start_us);

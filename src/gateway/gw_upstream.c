@@ -68,7 +68,7 @@ void gw_release_member(gw_exchange *ex)
 {
     if (!ex->m)
         return;
-    atomic_fetch_sub_explicit(ex->tunnel ? &ex->m->tunnels : &ex->m->inflight, 1,
+    atomic_fetch_sub_explicit(ex->phase == GX_TUNNEL ? &ex->m->tunnels : &ex->m->inflight, 1,
                               memory_order_relaxed);
     gw_member_unref(ex->m);
     ex->m = NULL;
@@ -85,7 +85,7 @@ void gw_release_member(gw_exchange *ex)
 static void queue_remove(gw_exchange *ex)
 {
     gw_worker *w = ex_worker(ex);
-    if (!ex->queued)
+    if (ex->phase != GX_QUEUED)
         return;
     if (ex->qprev)
         ex->qprev->qnext = ex->qnext;
@@ -96,7 +96,7 @@ static void queue_remove(gw_exchange *ex)
     else
         w->qtail = ex->qprev;
     ex->qprev = ex->qnext = NULL;
-    ex->queued = false;
+    gw_ex_set_phase(ex, GX_ROUTE);
     w->nqueued--;
     metrics_add(w->rt->m_queued, -1);
 }
@@ -104,7 +104,7 @@ static void queue_remove(gw_exchange *ex)
 static void queue_add(gw_exchange *ex, uint64_t timeout_us)
 {
     gw_worker *w = ex_worker(ex);
-    ex->queued = true;
+    gw_ex_set_phase(ex, GX_QUEUED);
     ex->qnext = NULL;
     ex->qprev = w->qtail;
     if (w->qtail)
@@ -175,7 +175,7 @@ static size_t body_avail(const gw_exchange *ex, const char **p)
 static int pump_into_uout(gw_exchange *ex)
 {
     gw_conn *c = ex->c;
-    if (ex->tunnel) {
+    if (ex->phase == GX_TUNNEL) {
         gw_tunnel_pump(ex);
         return 0;
     }
@@ -220,7 +220,7 @@ static void up_flush(gw_exchange *ex);
 
 void gw_exchange_pump_body(gw_exchange *ex)
 {
-    if (ex->ufd < 0 || ex->connecting || ex->req_body_done)
+    if (ex->ufd < 0 || ex->phase == GX_CONNECTING || ex->req_body_done)
         return;
     int rc = pump_into_uout(ex);
     if (rc < 0) {
@@ -305,7 +305,6 @@ static void attempt(gw_exchange *ex)
         ex->tried[ex->attempts] = m;
     ex->attempts++;
     ex->resp_started = false;
-    ex->resp_head_done = false;
     ex->up_eof = false;
     ex->up_close = false;
     ex->resp.scanned = 0;
@@ -329,7 +328,7 @@ static void attempt(gw_exchange *ex)
     int fd = hc_pool_get(w->idle, m);
     if (fd >= 0) {
         ex->reused = true;
-        ex->connecting = false;
+        gw_ex_set_phase(ex, GX_REQUEST);
         ex->ufd = fd;
         if (ev_io_mod(w->loop, fd, EV_READ | EV_WRITE, gw_exchange_io, ex) < 0) {
             close(fd);
@@ -349,7 +348,7 @@ static void attempt(gw_exchange *ex)
         return;
     }
     ex->ufd = fd;
-    ex->connecting = true;
+    gw_ex_set_phase(ex, GX_CONNECTING);
     if (ev_io_add(w->loop, fd, EV_READ | EV_WRITE, gw_exchange_io, ex) < 0) {
         gw_attempt_failed(ex, GW_FAIL_CONNECT);
         return;
@@ -365,6 +364,7 @@ void gw_exchange_start(gw_conn *c)
     const http_request *req = &ex->req;
     const char *head = buf_head(&c->in);
     const gw_snap *s = gw_rcu_read(&rt->rcu);
+    gw_ex_set_phase(ex, GX_ROUTE);
     ex->req_body_done = req->h.body == HTTP_BODY_NONE
                         || (req->h.body == HTTP_BODY_LENGTH && req->h.content_length == 0);
     if (req->method == HTTP_CONNECT || (req->h.upgrade && rt->cfg.max_tunnels == 0)) {
@@ -486,6 +486,8 @@ void gw_attempt_failed(gw_exchange *ex, enum gw_fail_kind kind)
     if (!(kind == GW_FAIL_TIMEOUT && ex->try_adaptive))
         gw_report_outcome(ex, false);
     gw_release_member(ex);
+    if (ex->phase < GX_RESPONSE)
+        gw_ex_set_phase(ex, GX_ROUTE);       /* no member, no upstream: routed again or answered */
     if (can_retry(ex, kind)) {
         if (ex->ps)
             metrics_inc(ex->ps->retries);
@@ -538,29 +540,38 @@ static void up_timeout(ev_loop *loop, ev_timer *t)
     gw_exchange *ex = t->arg;
     gw_conn *c = ex->c;
     (void)loop;
-    if (ex->tunnel) {
+    switch ((gw_ex_phase)ex->phase) {
+    case GX_TUNNEL:
         gw_tunnel_timeout(ex);
-        gw_conn_process(c);
-        return;
-    }
-    if (!ex->queued && !ex->resp_head_done && !ex->connecting && keep_waiting(ex))
-        return;
-    if (ex->queued) {
+        break;
+    case GX_QUEUED:
         queue_remove(ex);
         if (ex->ps)
             metrics_inc(ex->ps->queued);
         local_reply(ex, 503, "Retry-After: 1\r\n",
                     "{\"error\":\"timed out waiting for a backend under max_conn\",\"status\":503}");
-    } else if (ex->resp_head_done)
+        break;
+    case GX_CONNECTING:
+        gw_attempt_failed(ex, GW_FAIL_CONNECT);
+        break;
+    case GX_REQUEST:
+        if (keep_waiting(ex))
+            return;
+        gw_attempt_failed(ex, GW_FAIL_TIMEOUT);
+        break;
+    case GX_RESPONSE:
         c->dead = true;           /* the body stalled mid-way */
-    else
-        gw_attempt_failed(ex, ex->connecting ? GW_FAIL_CONNECT : GW_FAIL_TIMEOUT);
+        break;
+    default:                      /* HEAD, ROUTE: no timer of the exchange runs */
+        log_warn("exchange timer fired in phase %s", gw_ex_phase_str((gw_ex_phase)ex->phase));
+        break;
+    }
     gw_conn_process(c);
 }
 
 const char *gw_exchange_tx_pending(gw_exchange *ex, size_t *len)
 {
-    if (ex->ufd < 0 || ex->connecting || !ex->uout.len)
+    if (ex->ufd < 0 || ex->phase == GX_CONNECTING || !ex->uout.len)
         return NULL;
     *len = ex->uout.len;
     return buf_head(&ex->uout);
@@ -575,9 +586,9 @@ void gw_exchange_tx_done(gw_exchange *ex, size_t sent)
 
 static void up_flush(gw_exchange *ex)
 {
-    if (ex->ufd >= 0 && !ex->connecting && ex->uout.len && gw_conn_defer(ex->c))
+    if (ex->ufd >= 0 && ex->phase != GX_CONNECTING && ex->uout.len && gw_conn_defer(ex->c))
         return;
-    while (ex->ufd >= 0 && !ex->connecting && ex->uout.len) {
+    while (ex->ufd >= 0 && ex->phase != GX_CONNECTING && ex->uout.len) {
         ssize_t n = write(ex->ufd, buf_head(&ex->uout), ex->uout.len);
         if (n > 0) {
             gw_exchange_tx_done(ex, (size_t)n);
@@ -603,9 +614,9 @@ void gw_exchange_flush(gw_exchange *ex)
 
 void gw_exchange_resume(gw_exchange *ex)
 {
-    if (ex->ufd >= 0 && !ex->connecting)
+    if (ex->ufd >= 0 && ex->phase != GX_CONNECTING)
         gw_response_read(ex);
-    else if (ex->resp_head_done)
+    else if (ex->phase >= GX_RESPONSE)
         gw_response_process(ex);
 }
 
@@ -615,14 +626,14 @@ void gw_exchange_io(ev_loop *loop, int fd, unsigned events, void *arg)
     gw_conn *c = ex->c;
     (void)loop;
     (void)fd;
-    if (ex->connecting) {
+    if (ex->phase == GX_CONNECTING) {
         if (!(events & (EV_WRITE | EV_ERROR)))
             goto out;
         if (sock_connect_result(ex->ufd) != 0) {
             gw_attempt_failed(ex, GW_FAIL_CONNECT);
             goto out;
         }
-        ex->connecting = false;
+        gw_ex_set_phase(ex, GX_REQUEST);
         gw_arm_try_timer(ex, ex->try_us);
         pump_into_uout(ex);
     }

@@ -377,11 +377,15 @@ static void *worker_main(void *arg)
             close_listener(w);
             /* Idle clients go now; busy ones after their current response,
              * tunnels when the grace period ends. */
-            char busy[128];
+            char busy[256];
             size_t bl = 0;
             for (int p = GC_PROXY; p < GC_NPHASES; p++)
                 bl += (size_t)snprintf(busy + bl, sizeof busy - bl, " %s %u", gw_conn_phase_str(p),
                                        atomic_load_explicit(&w->nphase[p], memory_order_relaxed));
+            bl += (size_t)snprintf(busy + bl, sizeof busy - bl, "; requests:");
+            for (int p = GX_ROUTE; p < GX_NPHASES; p++)
+                bl += (size_t)snprintf(busy + bl, sizeof busy - bl, " %s %u", gw_ex_phase_str(p),
+                                       atomic_load_explicit(&w->nxphase[p], memory_order_relaxed));
             log_info("worker %u draining:%s", w->id, busy);
             for (gw_conn *c = w->conns, *next; c; c = next) {
                 next = c->next;

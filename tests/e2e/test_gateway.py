@@ -433,6 +433,39 @@ gateway:
     assert "hscale_gateway_queue_depth 0" in m
 
 
+def test_exchange_phases_show_where_requests_wait(procs, tmp_path):
+    """The admin API and the metrics count requests by exchange phase: one
+    waiting for its response head from a slow backend is in "request", one
+    waiting for a max_conn slot is "queued", and every count returns to 0."""
+    import concurrent.futures as cf
+    from up_util import wait_until
+    b = Backend(procs, "a")
+    cfg = write_yaml(tmp_path, f"""
+gateway:
+  pools:
+    - name: p
+      backends: [{{address: "{b.addr}"}}]
+      max_conn: 1
+      queue_size: 4
+      queue_timeout: 5s
+  routes: [{{prefix: /, pool: p}}]
+""")
+    gw = Gateway(procs, config=cfg)
+
+    def phases():
+        return requests.get(gw.admin_url("/health")).json()["exchanges_by_phase"]
+
+    assert set(phases()) == {"head", "route", "queued", "connecting", "request", "response", "tunnel"}
+    with cf.ThreadPoolExecutor(2) as ex:
+        futs = [ex.submit(requests.get, gw.url("/slow?ms=1500"), timeout=10) for _ in range(2)]
+        wait_until(lambda: phases()["request"] == 1 and phases()["queued"] == 1, 5,
+                   "one request on the backend, one queued")
+        m = requests.get(gw.admin_url("/metrics")).text
+        assert 'hscale_gateway_exchanges_by_phase{phase="queued"} 1' in m
+        assert [f.result().status_code for f in futs] == [200, 200]
+    wait_until(lambda: not any(phases().values()), 5, "every count back to 0")
+
+
 def test_backup_takes_over_only_when_primaries_are_down(procs, tmp_path):
     a, bk = Backend(procs, "a"), Backend(procs, "backup")
     cfg = write_yaml(tmp_path, f"""
