@@ -71,5 +71,5 @@ void app_config_free(app_config *c)
 
 void app_config_json(const app_config *c, buf *out)
 {
-    cfg_to_json(&app_config_schema, c, out);
+    cfg_to_json_redacted(&app_config_schema, c, out);
 }

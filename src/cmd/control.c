@@ -153,14 +153,14 @@ int cmd_control(int argc, char **argv)
     if (check) {
         buf b;
         buf_init(&b);
-        cfg_to_json(&ctl_config_schema, &f.fl.control, &b);
+        cfg_to_json_redacted(&ctl_config_schema, &f.fl.control, &b);
         if (b.len && buf_head(&b)[b.len - 1] == '}') {   /* the section joins the object */
             b.len--;
             buf_append_str(&b, ",\"autoscaling\":");
-            cfg_to_json(&ctl_autoscale_schema, &f.fl.autoscaling, &b);
+            cfg_to_json_redacted(&ctl_autoscale_schema, &f.fl.autoscaling, &b);
             for (size_t i = 0; i < f.fl.nservices; i++) {
                 buf_append_str(&b, i ? "," : ",\"services\":[");
-                cfg_to_json(ctl_service_schema(), &f.fl.services[i], &b);
+                cfg_to_json_redacted(ctl_service_schema(), &f.fl.services[i], &b);
             }
             buf_append_str(&b, f.fl.nservices ? "]}" : "}");
         }

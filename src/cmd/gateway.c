@@ -163,7 +163,7 @@ int cmd_gateway(int argc, char **argv)
     if (check) {
         buf b;
         buf_init(&b);
-        cfg_to_json(&gw_config_schema, &f.gateway, &b);
+        cfg_to_json_redacted(&gw_config_schema, &f.gateway, &b);
         fwrite(buf_head(&b), 1, b.len, stdout);
         fputc('\n', stdout);
         buf_free(&b);

@@ -256,7 +256,7 @@ static void h_history(http_ctx *c, void *arg)
 static void render_config(ctl_autoscaler *as, buf *b, long param)
 {
     (void)param;
-    cfg_to_json(&ctl_autoscale_schema, &as->cfg, b);
+    cfg_to_json_redacted(&ctl_autoscale_schema, &as->cfg, b);
 }
 
 static void h_config_get(http_ctx *c, void *arg)

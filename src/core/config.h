@@ -117,6 +117,12 @@ void cfg_error_format(const cfg_error *e, char *out, size_t outlen);
 
 /* Serialises obj as JSON (durations and sizes in their text form). */
 void cfg_to_json(const cfg_schema *s, const void *obj, buf *out);
+/* The same for people and API callers: a credential reads "(redacted)"
+ * and the password of a URL's user info "***", so a --check or a GET never
+ * shows one. A credential is a key named *token, *password or *secret (a
+ * rule, not a flag, so a key added later is covered without anyone
+ * remembering). Not loadable back as is. */
+void cfg_to_json_redacted(const cfg_schema *s, const void *obj, buf *out);
 /* A Markdown table of every key: path, type, default, env, help. */
 void cfg_doc_markdown(const cfg_schema *s, const char *prefix, buf *out);
 

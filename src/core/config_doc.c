@@ -6,6 +6,7 @@
 #include "core/config_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void json_str(buf *out, const char *s)
@@ -21,7 +22,42 @@ static void json_str(buf *out, const char *s)
     buf_append_str(out, "\"");
 }
 
-static void obj_json(const cfg_schema *s, const void *obj, buf *out)
+/* "scheme://user:password@host..." with the password as "***". */
+static void json_str_hide_password(buf *out, const char *s)
+{
+    const char *sep = s ? strstr(s, "://") : NULL;
+    const char *at = sep ? strchr(sep + 3, '@') : NULL;
+    const char *slash = sep ? strchr(sep + 3, '/') : NULL;
+    const char *colon = sep ? memchr(sep + 3, ':', at ? (size_t)(at - sep - 3) : 0) : NULL;
+    if (!at || !colon || (slash && slash < at)) {
+        json_str(out, s);
+        return;
+    }
+    char *copy = NULL;
+    size_t pre = (size_t)(colon + 1 - s);
+    if (!(copy = malloc(pre + 3 + strlen(at) + 1))) {
+        json_str(out, "(redacted)");
+        return;
+    }
+    memcpy(copy, s, pre);
+    memcpy(copy + pre, "***", 3);
+    strcpy(copy + pre + 3, at);
+    json_str(out, copy);
+    free(copy);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+static bool is_credential(const cfg_field *f)
+{
+    return ends_with(f->key, "token") || ends_with(f->key, "password") || ends_with(f->key, "secret");
+}
+
+static void obj_json(const cfg_schema *s, const void *obj, buf *out, bool redact)
 {
     char v[128];
     buf_append_str(out, "{");
@@ -35,9 +71,16 @@ static void obj_json(const cfg_schema *s, const void *obj, buf *out)
             cfg__format_scalar(f, obj, v, sizeof v);
             buf_append_str(out, v);
             break;
-        case CFG_STRING: case CFG_ADDR:
-            json_str(out, *CFG_CAT(obj, f->offset, char *));
+        case CFG_STRING: case CFG_ADDR: {
+            const char *str = *CFG_CAT(obj, f->offset, char *);
+            if (redact && is_credential(f) && str && *str)
+                json_str(out, "(redacted)");
+            else if (redact)
+                json_str_hide_password(out, str);
+            else
+                json_str(out, str);
             break;
+        }
         case CFG_DURATION: case CFG_SIZE: case CFG_ENUM:
             cfg__format_scalar(f, obj, v, sizeof v);
             json_str(out, v);
@@ -54,7 +97,7 @@ static void obj_json(const cfg_schema *s, const void *obj, buf *out)
             break;
         }
         case CFG_OBJECT:
-            obj_json(f->sub, CFG_CAT(obj, f->offset, char), out);
+            obj_json(f->sub, CFG_CAT(obj, f->offset, char), out, redact);
             break;
         case CFG_LIST: {
             const char *l = *CFG_CAT(obj, f->offset, char *);
@@ -62,7 +105,7 @@ static void obj_json(const cfg_schema *s, const void *obj, buf *out)
             buf_append_str(out, "[");
             for (size_t j = 0; j < n; j++) {
                 if (j) buf_append_str(out, ",");
-                obj_json(f->sub, l + j * f->elem_size, out);
+                obj_json(f->sub, l + j * f->elem_size, out, redact);
             }
             buf_append_str(out, "]");
             break;
@@ -74,7 +117,12 @@ static void obj_json(const cfg_schema *s, const void *obj, buf *out)
 
 void cfg_to_json(const cfg_schema *s, const void *obj, buf *out)
 {
-    obj_json(s, obj, out);
+    obj_json(s, obj, out, false);
+}
+
+void cfg_to_json_redacted(const cfg_schema *s, const void *obj, buf *out)
+{
+    obj_json(s, obj, out, true);
 }
 
 /* "int, 1..64", "enum: a, b, c", "duration, 1ms..1m" */

@@ -106,6 +106,17 @@ def test_tokens_come_from_env_or_file_never_a_flag(procs, tmp_path):
     assert call(port, "GET", "/api/v1/scaling/status")[0] == 401
     assert call(port, "GET", "/api/v1/scaling/status", token=ADMIN)[0] == 200
     assert ADMIN not in " ".join(open(f"/proc/{p.pid}/cmdline").read().split("\0"))
+    # --check prints the effective config, credentials hidden
+    r = run_hscale("control", "--instances", "0", "--check",
+                   env={"HSCALE_CONTROL_TOKEN": ADMIN, "HSCALE_CONTROL_GATEWAY_TOKEN": ADMIN + "gw"})
+    assert r.returncode == 0, r.stderr
+    assert ADMIN not in r.stdout and json.loads(r.stdout)["token"] == "(redacted)", r.stdout
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text('gateway:\n  admin_token: "%s"\n  pools: [{name: p, backends: [{address: "127.0.0.1:1"}]}]\n'
+                   '  routes: [{prefix: /, pool: p}]\n' % ADMIN)
+    r = run_hscale("gateway", "-c", cfg, "--check")
+    assert r.returncode == 0, r.stderr
+    assert ADMIN not in r.stdout and json.loads(r.stdout)["admin_token"] == "(redacted)", r.stdout
 
 
 # ---- cross-site and rebinding -----------------------------------------------

@@ -618,3 +618,35 @@ Test(config, doc_markdown)
     cr_expect(strstr(md, "balancing \\| algorithm") != NULL, "pipes escaped");
     buf_free(&b);
 }
+
+/* --check and API GETs print a config through cfg_to_json_redacted: a
+ * credential (a key named *token, *password, *secret) and a URL's password
+ * never show; everything else does, and cfg_to_json (which files are
+ * written with) keeps them all. */
+typedef struct { char *token, *url, *plain, *unset; } t_cred;
+static const cfg_field cred_fields[] = {
+    { .key = "admin_token", .type = CFG_STRING, .offset = offsetof(t_cred, token), .help = "t" },
+    { .key = "url", .type = CFG_STRING, .offset = offsetof(t_cred, url), .help = "u" },
+    { .key = "plain", .type = CFG_STRING, .offset = offsetof(t_cred, plain), .help = "p" },
+    { .key = "password", .type = CFG_STRING, .offset = offsetof(t_cred, unset), .help = "n" },
+};
+static const cfg_schema cred_schema = { "cred", cred_fields, 4, NULL };
+
+Test(config, redacted_json_hides_credentials)
+{
+    t_cred c = { .token = "s3cr3t-token", .url = "redis://user:pa55@10.0.0.1:6379/0",
+                 .plain = "http://host:80/path@x", .unset = NULL };
+    buf full, red;
+    buf_init(&full);
+    buf_init(&red);
+    cfg_to_json(&cred_schema, &c, &full);
+    cfg_to_json_redacted(&cred_schema, &c, &red);
+    buf_append(&full, "", 1);
+    buf_append(&red, "", 1);
+    cr_assert(strstr(buf_head(&full), "s3cr3t-token") && strstr(buf_head(&full), "pa55"));
+    cr_assert_str_eq(buf_head(&red),
+                     "{\"admin_token\":\"(redacted)\",\"url\":\"redis://user:***@10.0.0.1:6379/0\","
+                     "\"plain\":\"http://host:80/path@x\",\"password\":\"\"}");
+    buf_free(&full);
+    buf_free(&red);
+}
