@@ -89,6 +89,24 @@ class Procs:
             self.stop(p, timeout=5.0)
 
 
+def wait_until(pred, timeout=30.0, what="condition", step=0.1):
+    """The suite's one way to wait: polls pred until it returns something
+    true (returned) or the deadline passes (AssertionError naming what and
+    the last value). An exception a not-yet-ready peer raises (refused
+    connection, half-written JSON, a missing key) counts as not yet."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            last = e
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
 def read_log(p):
     with open(p.log_path, "rb") as f:
         return f.read().decode("utf-8", "replace")

@@ -11,11 +11,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 
 import pytest
 
-from conftest import free_port, wait_port
+from conftest import free_port, wait_port, wait_until  # noqa: F401 (wait_until: re-exported)
 
 PGBIN = "/usr/lib/postgresql/15/bin"
 
@@ -113,12 +112,3 @@ def redis_addr(tmp_path_factory):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(5)
-
-
-def wait_until(fn, timeout=10.0, step=0.1):
-    deadline = time.time() + timeout
-    while True:
-        v = fn()
-        if v or time.time() > deadline:
-            return v
-        time.sleep(step)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import free_port, read_log, run_hscale, wait_port
+from conftest import free_port, read_log, run_hscale, wait_port, wait_until  # noqa: F401 (re-exported)
 
 
 def api(port, method, path, body=None, token=None, timeout=5):
@@ -31,17 +31,6 @@ def api(port, method, path, body=None, token=None, timeout=5):
         return r.status, json.loads(data) if data else None
     except ValueError:
         return r.status, data.decode()
-
-
-def wait_until(pred, timeout=20.0, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def status(port, token=None):

@@ -2,9 +2,8 @@
 config file, and talk to its control API."""
 import http.client
 import json
-import time
 
-from conftest import free_port, wait_port
+from conftest import free_port, wait_port, wait_until  # noqa: F401 (wait_until: re-exported)
 
 # Short intervals and cooldowns so a test sees a whole scaling cycle in
 # seconds; rps is the target metric because it is what the load sets
@@ -51,20 +50,6 @@ class Stack:
 
     def members(self):
         return self.api("GET", "/api/v1/pools/default", port=self.admin)[1]["members"]
-
-
-def wait_until(pred, timeout=30.0, what="condition", step=0.1):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            last = e
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def start_up(procs, tmp_path, *extra, config=FAST, data=None, ports=None, instances=2):
