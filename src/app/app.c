@@ -137,17 +137,23 @@ static int fill(void *arg, buf *out, st_err *e)
 }
 
 /* The generation comes first so that a bump retires every key of the
- * user at once; a cache that cannot answer (Redis down: generation 0)
- * sends the read to the database instead of failing it. */
+ * user at once; a cache that cannot answer (Redis down or no master:
+ * generation 0) sends the read to the database instead of failing it,
+ * coalesced per key so an outage does not turn every hot key's readers
+ * into as many queries (nothing is cached meanwhile). */
 int app_cached(app *a, int64_t uid, const char *kind, const char *rest, uint64_t ttl,
                st_cache_loader *load, void *arg, buf *out, st_err *e)
 {
     st_cache *ca = st_store_cache(a->store);
     char key[160];
     snprintf(key, sizeof key, "u:%" PRId64, uid);
-    uint64_t gen = ca && ttl ? st_cache_gen(ca, key) : 0;
-    if (!gen)
+    if (!ca || !ttl)
         return load(arg, out, e);
+    uint64_t gen = st_cache_gen(ca, key);
+    if (!gen) {
+        snprintf(key, sizeof key, "%s:%" PRId64 ":-:%s", kind, uid, rest);
+        return st_cache_single_flight(ca, key, 0, load, arg, out, NULL, e);
+    }
     snprintf(key, sizeof key, "%s:%" PRId64 ":%" PRIu64 ":%s", kind, uid, gen, rest);
     if (!a->replicas)
         return st_cache_fetch(ca, key, ttl, 0, load, arg, out, NULL, e);
@@ -162,18 +168,25 @@ static void h_health(http_ctx *c, void *arg)
     bool db_ok = st_store_ping(a->store, &e) == 0;
     const char *cache = "disabled";
     st_cache *ca = st_store_cache(a->store);
+    st_cache_stats cs = { 0 };
     if (ca) {
-        st_cache_stats cs;
         st_cache_stats_get(ca, &cs);
         cache = st_store_cache_cfg(a->store)->kind == ST_CACHE_REDIS && !cs.redis_up
                     ? "degraded" : "connected";
     }
-    char body[512];
+    char master[320] = "";
+    if (cs.redis_master_state)   /* Redis: where the cache's master is and how it got there */
+        snprintf(master, sizeof master,
+                 ",\"cache_master\":\"%s\",\"cache_master_state\":\"%s\","
+                 "\"cache_master_switches\":%llu,\"cache_epochs\":%llu",
+                 cs.redis_master, cs.redis_master_state,
+                 (unsigned long long)cs.redis_switches, (unsigned long long)cs.redis_epochs);
+    char body[768];
     int n = snprintf(body, sizeof body,
-                     "{\"status\":\"%s\",\"database\":\"%s\",\"cache\":\"%s\","
+                     "{\"status\":\"%s\",\"database\":\"%s\",\"cache\":\"%s\"%s,"
                      "\"version\":\"%s\",\"instance_id\":\"%s\",\"uptime_seconds\":%lld}",
                      db_ok ? "healthy" : "degraded", db_ok ? "connected" : "disconnected",
-                     cache, a->version, a->instance_id,
+                     cache, master, a->version, a->instance_id,
                      (long long)(time(NULL) - a->started));
     http_reply_json(c, 200, body, (size_t)n);
 }

@@ -84,9 +84,9 @@ static st_cache *cache_new(st_cache_kind kind, size_t max_bytes)
 
 st_cache *st_cache_new_local(size_t max_bytes) { return cache_new(ST_CACHE_LOCAL, max_bytes); }
 
-st_cache *st_cache_new_redis(const char *addr, uint64_t timeout_us, st_err *err)
+static st_cache *cache_new_redis(const st_redis_opts *o, st_err *err)
 {
-    st_redis *r = st_redis_new(addr, timeout_us, err);
+    st_redis *r = st_redis_open(o, err);
     if (!r)
         return NULL;
     st_cache *c = cache_new(ST_CACHE_REDIS, 0);
@@ -97,6 +97,20 @@ st_cache *st_cache_new_redis(const char *addr, uint64_t timeout_us, st_err *err)
     }
     c->redis = r;
     return c;
+}
+
+st_cache *st_cache_new_redis(const char *addr, uint64_t timeout_us, st_err *err)
+{
+    st_redis_opts o = { .addr = addr, .timeout_us = timeout_us };
+    return cache_new_redis(&o, err);
+}
+
+st_cache *st_cache_new_redis_cfg(const st_cache_cfg *cc, const char *password, st_err *err)
+{
+    st_redis_opts o = { .addr = cc->redis, .sentinels = (const char *const *)cc->sentinels,
+                        .nsentinels = cc->nsentinels, .master = cc->sentinel_master,
+                        .password = password, .timeout_us = cc->redis_timeout };
+    return cache_new_redis(&o, err);
 }
 
 static void lru_unlink(ca_shard *s, ca_entry *e)
@@ -303,12 +317,14 @@ static void flight_unref(ca_flight *f)
     free(f);
 }
 
-int st_cache_fetch(st_cache *c, const char *key, uint64_t ttl_us, uint64_t wait_us,
-                   st_cache_loader *load, void *arg, buf *out, bool *hit, st_err *err)
+/* st_cache_fetch, and with lookup false st_cache_single_flight: no read
+ * and (ttl 0) no write, only the coalescing. */
+static int fetch(st_cache *c, const char *key, uint64_t ttl_us, uint64_t wait_us, bool lookup,
+                 st_cache_loader *load, void *arg, buf *out, bool *hit, st_err *err)
 {
     if (hit)
         *hit = true;
-    if (st_cache_get(c, key, out))
+    if (lookup && st_cache_get(c, key, out))
         return 0;
     uint64_t h = ca_hash(key);
     ca_shard *s = &c->shards[h % CA_SHARDS];
@@ -406,6 +422,23 @@ int st_cache_fetch(st_cache *c, const char *key, uint64_t ttl_us, uint64_t wait_
     return rc;
 }
 
+int st_cache_fetch(st_cache *c, const char *key, uint64_t ttl_us, uint64_t wait_us,
+                   st_cache_loader *load, void *arg, buf *out, bool *hit, st_err *err)
+{
+    return fetch(c, key, ttl_us, wait_us, true, load, arg, out, hit, err);
+}
+
+int st_cache_single_flight(st_cache *c, const char *key, uint64_t wait_us,
+                           st_cache_loader *load, void *arg, buf *out, bool *shared,
+                           st_err *err)
+{
+    bool hit = false;
+    int rc = fetch(c, key, 0, wait_us, false, load, arg, out, &hit, err);
+    if (shared)
+        *shared = hit;
+    return rc;
+}
+
 void st_cache_stats_get(st_cache *c, st_cache_stats *out)
 {
     memset(out, 0, sizeof *out);
@@ -424,6 +457,9 @@ void st_cache_stats_get(st_cache *c, st_cache_stats *out)
     if (c->redis) {
         out->redis_up = st_redis_up(c->redis);
         out->redis_errors = st_redis_errors(c->redis);
+        out->redis_master_state = st_redis_master_str(
+            st_redis_master_get(c->redis, out->redis_master, sizeof out->redis_master,
+                                &out->redis_switches, &out->redis_epochs));
     }
 }
 

@@ -186,7 +186,11 @@ typedef enum { ST_CACHE_NONE = 0, ST_CACHE_LOCAL, ST_CACHE_REDIS } st_cache_kind
 typedef struct st_cache_stats {
     uint64_t hits, misses, sets, invalidations, coalesced, evictions, redis_errors;
     size_t   entries, bytes;
-    bool     redis_up;          /* circuit breaker closed */
+    bool     redis_up;          /* a master is known and the circuit breaker is closed */
+    char        redis_master[160];          /* "host:port"; "" when none is known */
+    const char *redis_master_state;         /* "up", "lost", "resolving"; NULL: not redis */
+    uint64_t    redis_switches;             /* the master changed (failovers followed) */
+    uint64_t    redis_epochs;               /* cache epochs this client moved on */
 } st_cache_stats;
 
 typedef struct st_cache st_cache;
@@ -197,6 +201,13 @@ typedef struct st_cache st_cache;
  * dead Redis costs nothing per request. */
 st_cache *st_cache_new_local(size_t max_bytes);
 st_cache *st_cache_new_redis(const char *addr, uint64_t timeout_us, st_err *err);
+/* Redis as the cache config says: a fixed `redis` address, or the master
+ * that `sentinels` name for `sentinel_master` (followed across failovers:
+ * see cache_redis.c and redis_sentinel.c). password: AUTH for both; NULL
+ * for none. A sentinel that is down does not fail this. */
+struct st_cache_cfg;
+st_cache *st_cache_new_redis_cfg(const struct st_cache_cfg *cc, const char *password,
+                                 st_err *err);
 void      st_cache_free(st_cache *c);
 
 /* 1 and the value appended to out on a hit, 0 on a miss. */
@@ -214,6 +225,14 @@ typedef int st_cache_loader(void *arg, buf *out, st_err *err);
 int  st_cache_fetch(st_cache *c, const char *key, uint64_t ttl_us, uint64_t wait_us,
                     st_cache_loader *load, void *arg, buf *out, bool *hit, st_err *err);
 void st_cache_stats_get(st_cache *c, st_cache_stats *out);
+/* Only the single flight of st_cache_fetch: concurrent callers of one key
+ * share one load, nothing is read from or written to the cache. For when
+ * the cache cannot answer (Redis down: st_cache_gen gave 0): the database
+ * then sees one query per key, not one per request. *shared: this call
+ * took another caller's load. */
+int  st_cache_single_flight(st_cache *c, const char *key, uint64_t wait_us,
+                            st_cache_loader *load, void *arg, buf *out, bool *shared,
+                            st_err *err);
 
 /* Namespace generations, for invalidating a family of keys at once (every
  * casefilter page of a user): put st_cache_gen(c, "u:7") in those keys and
@@ -248,6 +267,11 @@ typedef struct st_dir_cfg {
 typedef struct st_cache_cfg {
     int      kind;              /* st_cache_kind: none | local | redis */
     char    *redis;             /* host:port */
+    char   **sentinels;         /* host:port each; set: find the master through them */
+    size_t   nsentinels;
+    char    *sentinel_master;   /* the master's name at the sentinels */
+    char    *redis_password;    /* AUTH (Redis and sentinels) */
+    char    *redis_password_file;
     uint64_t redis_timeout;     /* us */
     uint64_t max_bytes;
     uint64_t ttl_case;          /* one case */

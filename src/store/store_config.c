@@ -6,6 +6,7 @@
  * 30 s acquire timeout, 1 h recycle, pre-ping) and MedEase-style TTLs. */
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/store.h"
@@ -68,6 +69,18 @@ static const cfg_field cache_fields[] = {
       0, 0, "none, local (in-process LRU) or redis (shared by instances)" },
     { "redis", CFG_ADDR, F(st_cache_cfg, redis), NULL, "HSCALE_REDIS", 0, 0, NULL, NULL, 0, 0,
       "redis host:port (kind: redis)" },
+    { "sentinels", CFG_STRLIST, F(st_cache_cfg, sentinels), NULL, "HSCALE_REDIS_SENTINELS", 0, 0,
+      NULL, NULL, 0, F(st_cache_cfg, nsentinels),
+      "Redis Sentinel addresses (host:port, comma-separated in the env); set: the master is "
+      "found, checked with ROLE and followed through them instead of `redis`" },
+    { "sentinel_master", CFG_STRING, F(st_cache_cfg, sentinel_master), "mymaster",
+      "HSCALE_REDIS_MASTER", 0, 0, NULL, NULL, 0, 0, "the master's name at the sentinels" },
+    { "redis_password", CFG_STRING, F(st_cache_cfg, redis_password), NULL, "HSCALE_REDIS_PASSWORD",
+      0, 0, NULL, NULL, 0, 0, "AUTH password for Redis and the sentinels (prefer the env or "
+      "redis_password_file)" },
+    { "redis_password_file", CFG_STRING, F(st_cache_cfg, redis_password_file), NULL, NULL, 0, 0,
+      NULL, NULL, 0, 0, "file holding the AUTH password (first line; not readable by others); "
+      "wins over redis_password" },
     { "redis_timeout", CFG_DURATION, F(st_cache_cfg, redis_timeout), "50ms", NULL, 0.001, 10,
       NULL, NULL, 0, 0, "connect and command timeout; 3 failures open a 2 s circuit breaker" },
     { "max_bytes", CFG_SIZE, F(st_cache_cfg, max_bytes), "64MiB", NULL, 0, 0, NULL, NULL, 0, 0,
@@ -103,9 +116,33 @@ static bool has_shard(const st_config *c, const char *name)
 static int store_validate(void *obj, cfg_error *err)
 {
     const st_config *c = obj;
-    if (c->cache.kind == ST_CACHE_REDIS && (!c->cache.redis || !*c->cache.redis)) {
+    if (c->cache.kind == ST_CACHE_REDIS && (!c->cache.redis || !*c->cache.redis) &&
+        !c->cache.nsentinels) {
         snprintf(err->key, sizeof err->key, "cache.redis");
-        snprintf(err->msg, sizeof err->msg, "cache kind is redis but no redis address is set");
+        snprintf(err->msg, sizeof err->msg,
+                 "cache kind is redis but neither a redis address nor sentinels are set");
+        return -1;
+    }
+    for (size_t i = 0; i < c->cache.nsentinels; i++) {
+        const char *a = c->cache.sentinels[i], *colon = a ? strrchr(a, ':') : NULL;
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        if (!colon || colon == a || !colon[1] || *end || port <= 0 || port > 65535) {
+            snprintf(err->key, sizeof err->key, "cache.sentinels[%zu]", i);
+            snprintf(err->msg, sizeof err->msg, "expected host:port, got '%s'", a ? a : "");
+            return -1;
+        }
+    }
+    if (c->cache.nsentinels > 16) {
+        snprintf(err->key, sizeof err->key, "cache.sentinels");
+        snprintf(err->msg, sizeof err->msg, "at most 16 sentinels, got %zu", c->cache.nsentinels);
+        return -1;
+    }
+    if (c->cache.nsentinels && (!c->cache.sentinel_master || !*c->cache.sentinel_master ||
+                                strchr(c->cache.sentinel_master, ' '))) {
+        snprintf(err->key, sizeof err->key, "cache.sentinel_master");
+        snprintf(err->msg, sizeof err->msg, "expected the master's name (no spaces), got '%s'",
+                 c->cache.sentinel_master ? c->cache.sentinel_master : "");
         return -1;
     }
     if (c->strategy == ST_ROUTE_RANGE && !c->nranges) {

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "http/server.h"
 #include "store/store_priv.h"
 
 #define ST_DEFAULT_DIR "./hscale-data"
@@ -317,7 +318,12 @@ int st_store_open(const st_config *cfg, st_store **out, st_err *err)
     s->ryw_window = cfg->read_your_writes;
     s->probe_every = cfg->replica_check ? cfg->replica_check : 1000000u;
     s->cache_cfg = cfg->cache;
-    s->cache_cfg.redis = NULL;
+    s->cache_cfg.redis = NULL;     /* not owned: only the numbers are kept */
+    s->cache_cfg.sentinels = NULL;
+    s->cache_cfg.nsentinels = 0;
+    s->cache_cfg.sentinel_master = NULL;
+    s->cache_cfg.redis_password = NULL;
+    s->cache_cfg.redis_password_file = NULL;
     uint8_t tag = 0;
     if (getrandom(&tag, 1, 0) != 1)
         tag = (uint8_t)(getpid() ^ time(NULL));
@@ -330,7 +336,17 @@ int st_store_open(const st_config *cfg, st_store **out, st_err *err)
         if (!(s->cache = st_cache_new_local(cfg->cache.max_bytes)))
             goto nomem;
     } else if (cfg->cache.kind == ST_CACHE_REDIS) {
-        if (!(s->cache = st_cache_new_redis(cfg->cache.redis, cfg->cache.redis_timeout, err)))
+        char *pw = NULL;
+        if (cfg->cache.redis_password_file && *cfg->cache.redis_password_file) {
+            char perr[300];
+            if (!(pw = http_token_read_file(cfg->cache.redis_password_file, perr, sizeof perr))) {
+                st_fail(err, ST_EINVAL, "store.cache.redis_password_file: %s", perr);
+                goto fail;
+            }
+        }
+        s->cache = st_cache_new_redis_cfg(&cfg->cache, pw ? pw : cfg->cache.redis_password, err);
+        free(pw);
+        if (!s->cache)
             goto fail;
     }
     shard_need *need = calloc((size_t)s->nshards, sizeof *need);
