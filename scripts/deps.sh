@@ -18,7 +18,7 @@ PACKAGES=(
   libcriterion-dev clang libclang-rt-14-dev cppcheck
   # end-to-end tests: real peers
   python3 python3-pytest python3-requests python3-yaml
-  postgresql redis-server prometheus nginx haproxy wrk
+  postgresql redis-server redis-sentinel prometheus nginx haproxy wrk   # redis-sentinel: the cache failover tests
   chromium openssl          # openssl: test_security.py makes its certificates
   # the seeds' stacks (examples/, end-to-end tests and benchmarks; Celery on a Redis broker)
   python3-fastapi python3-uvicorn python3-locust nodejs python3-celery python3-redis

@@ -19,6 +19,8 @@ typedef struct app_config {
     char       *instance_id;
     uint64_t    max_body;        /* bytes */
     uint64_t    drain_timeout;   /* us */
+    char       *admin_token;     /* Bearer token of /admin/... */
+    char       *admin_token_file;
     st_config   store;
 } app_config;
 
@@ -43,10 +45,14 @@ typedef struct app_opts {
      * max_body); the fields above override it when set. NULL: defaults
      * and environment (app_config_load with no file). */
     const app_config *config;
+    /* The file `config` came from: SIGHUP re-reads it and applies each
+     * shard's replicas (app_admin.c). NULL: the environment only. */
+    const char *config_path;
 } app_opts;
 
 /* Serves until SIGTERM or SIGINT, then turns /health/ready to 503, lets
- * in-flight requests finish and returns 0. -1 with err on a start failure. */
+ * in-flight requests finish and returns 0. SIGHUP reloads the replica sets.
+ * -1 with err on a start failure. */
 int app_run(const app_opts *o, char *err, size_t errlen);
 
 /* Fills the store with `users` users (ids 1..users), a few facilities and

@@ -19,6 +19,8 @@ typedef struct app {
      * would be cached for a whole TTL. fresh_window = max_replica_lag. */
     bool        replicas;
     uint64_t    fresh_window;
+    const char *config_path;   /* re-read on SIGHUP; NULL: environment only */
+    char       *admin_token;   /* NULL: admin routes only on a loopback listener */
 } app;
 
 /* The columns of a case, in response order (case_id first: the cursor). */
@@ -74,6 +76,13 @@ int  app_cached(app *a, int64_t uid, const char *kind, const char *rest, uint64_
  * of a write of that user (by any instance sharing the cache). */
 int  app_read(app *a, int64_t uid, const char *sql, const st_val *pv, size_t n, st_res **out,
               st_err *e);
+
+/* The admin routes (/admin/replicas) and the SIGHUP reload (app_admin.c). */
+void app_routes_admin(http_router *r, app *a);
+/* Re-reads the config (a->config_path and the environment) and applies
+ * each shard's replicas; -1 when the file does not load or a set was
+ * refused (logged; the rest is applied). */
+int  app_reload(app *a, const app_config *running);
 
 /* Registers the list and write routes (app_write.c, app_users.c). */
 void app_routes_write(http_router *r, app *a);

@@ -19,7 +19,9 @@ static const char usage[] =
     "replicas, pools, cache: see 'hscale help config'); --db takes sqlite:PATH\n"
     "or a postgres:// URL for a one-shard store (default: SQLite under\n"
     "./hscale-data). --check prints the resolved configuration and exits.\n"
-    "SIGTERM drains: /health/ready turns 503 at once, in-flight requests end.\n";
+    "SIGTERM drains: /health/ready turns 503 at once, in-flight requests end.\n"
+    "SIGHUP re-reads the file and applies each shard's replicas (added ones take\n"
+    "reads, removed ones drain); so does PUT /admin/replicas/{shard}.\n";
 
 static int num(const char *flag, const char *v, long long lo, long long *out)
 {
@@ -81,7 +83,7 @@ int cmd_app(int argc, char **argv)
         fputc('\n', stdout);
         buf_free(&b);
     } else {
-        app_opts o = { .version = version, .config = &cfg };
+        app_opts o = { .version = version, .config = &cfg, .config_path = config };
         if (app_run(&o, err, sizeof err) != 0) {
             fprintf(stderr, "hscale app: %s\n", err);
             rc = 1;

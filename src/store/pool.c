@@ -1,6 +1,15 @@
 /* pool.c -- a bounded connection pool per database (the SurgiCase knobs:
  * size, overflow, acquire timeout, recycle age, pre-ping).
  *
+ * Every connection has a maximum lifetime: `recycle`, less a random part
+ * of up to a fifth of it drawn when it opens, so connections opened in
+ * one burst do not all expire in the same second. An expired connection
+ * is closed when returned or reopened when taken, so long-lived pools keep
+ * spreading over the servers behind a name (a reader endpoint, a DNS
+ * change) and over replicas added at run time. A retired pool (its replica
+ * was removed) closes its idle connections at once and every busy one
+ * when it comes back: in-flight queries finish, nothing new starts.
+ *
  * Invariant, under mu: idle + busy <= size + overflow, so the database
  * never sees more connections than configured; connections beyond `size`
  * are closed when returned, so a burst does not leave them open.
@@ -10,6 +19,7 @@
  * deadline: exhaustion is an ST_ETIMEOUT after acquire_timeout, never an
  * endless block. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +35,7 @@ struct st_pool {
     st_conn         *idle;       /* LIFO: the warmest connection first */
     int              nidle, nbusy, nwaiting;
     int              fail_pings; /* test hook */
+    bool             retired;    /* closing: every returned connection is closed */
     st_pool_stats    st;
 };
 
@@ -104,6 +115,14 @@ static st_conn *conn_open(st_pool *p, st_err *err)
     c->drv = p->drv;
     c->pool = p;
     c->created_us = c->last_used_us = st_now_us();
+    c->expires_us = 0;
+    if (p->cfg.recycle) {
+        /* Up to 20 % early: a jitter, so that a burst's connections do not
+         * all expire at once. */
+        uint64_t jitter = p->cfg.recycle / 5;
+        c->expires_us = c->created_us + p->cfg.recycle -
+                        (jitter ? (uint64_t)random() % jitter : 0);
+    }
     return c;
 }
 
@@ -136,7 +155,7 @@ static st_conn *conn_vet(st_pool *p, st_conn *c, st_err *err)
 {
     uint64_t now = st_now_us();
     bool replace = false;
-    if (p->cfg.recycle && now - c->created_us >= p->cfg.recycle) {
+    if (c->expires_us && now >= c->expires_us) {
         replace = true;
         pthread_mutex_lock(&p->mu);
         p->st.recycled++;
@@ -220,9 +239,13 @@ void st_pool_release(st_pool *p, st_conn *c, bool discard)
         return;
     pthread_mutex_lock(&p->mu);
     p->nbusy--;
-    bool close = discard || c->broken || p->nidle + p->nbusy >= p->cfg.size;
+    bool expired = c->expires_us && st_now_us() >= c->expires_us;
+    bool close = discard || c->broken || p->retired || expired ||
+                 p->nidle + p->nbusy >= p->cfg.size;
     if (close) {
         p->st.closed++;
+        if (expired && !discard && !c->broken)
+            p->st.recycled++;
     } else {
         c->last_used_us = st_now_us();
         c->next = p->idle;
@@ -249,6 +272,14 @@ void st_pool_drop_idle(st_pool *p)
         list = c->next;
         conn_close(c);
     }
+}
+
+void st_pool_retire(st_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->retired = true;
+    pthread_mutex_unlock(&p->mu);
+    st_pool_drop_idle(p);
 }
 
 void st_pool_stats_get(st_pool *p, st_pool_stats *out)

@@ -79,31 +79,13 @@ static bool recent_writer(st_store *s, int64_t user_id)
 
 /* ---- node selection and execution --------------------------------------- */
 
-static st_node *pick_replica(st_store *s, st_shard *sh)
-{
-    if (!sh->nreplicas)
-        return NULL;
-    unsigned start = atomic_fetch_add(&sh->rr, 1);
-    st_node *best = NULL;
-    for (size_t k = 0; k < sh->nreplicas; k++) {
-        st_node *n = &sh->replicas[(start + k) % sh->nreplicas];
-        if (!n->healthy || n->lag_us < 0 || (uint64_t)n->lag_us > s->max_lag)
-            continue;
-        if (!best || n->inflight < best->inflight)
-            best = n;
-    }
-    return best;
-}
-
 static int node_exec(st_node *n, const char *sql, const st_val *p, size_t np,
                      st_res **out, st_err *err)
 {
     st_conn *c = st_pool_acquire(n->pool, err);
     if (!c)
         return -1;
-    n->inflight++;
     int rc = st_conn_exec(c, sql, p, np, out, err);
-    n->inflight--;
     st_pool_release(n->pool, c, false);
     return rc;
 }
@@ -131,7 +113,10 @@ static int shard_exec(st_store *s, st_shard *sh, st_intent intent, bool primary_
      * replica to an error when the primary is down. */
     if (intent == ST_READ && primary_only && !sh->primary.healthy)
         primary_only = false;
-    st_node *rep = intent == ST_READ && !primary_only ? pick_replica(s, sh) : NULL;
+    /* A picked replica is held (st_replica_done) until we are done with
+     * it: it may be removed from the shard meanwhile, and then lives until
+     * its last query ends. */
+    st_node *rep = intent == ST_READ && !primary_only ? st_replica_pick(s, sh) : NULL;
     if (rep) {
         rc = node_exec(rep, sql, p, np, out, err);
         if (rc < 0 && (err->code == ST_EUNAVAIL || err->code == ST_ETIMEOUT)) {
@@ -141,8 +126,11 @@ static int shard_exec(st_store *s, st_shard *sh, st_intent intent, bool primary_
             }
             log_warn("store: shard %s replica %s: %s; reading from the primary",
                      sh->name, rep->url_safe, err->msg);
+            st_replica_done(sh, rep);
+            rep = NULL;
             rc = primary_exec(sh, sql, p, np, out, err);
         }
+        st_replica_done(sh, rep);
     } else {
         rc = primary_exec(sh, sql, p, np, out, err);
         /* A read on a connection the server dropped (restart) is safe to
@@ -155,8 +143,10 @@ static int shard_exec(st_store *s, st_shard *sh, st_intent intent, bool primary_
         /* The primary is gone before the probe noticed: a replica, even a
          * little behind, beats an error for a read. */
         if (rc < 0 && intent == ST_READ && err->code == ST_EUNAVAIL &&
-            (rep = pick_replica(s, sh)) != NULL)
+            (rep = st_replica_pick(s, sh)) != NULL) {
             rc = node_exec(rep, sql, p, np, out, err);
+            st_replica_done(sh, rep);
+        }
     }
     st_stats_record(s, sh, st_now_us() - t0, rc == 0);
     return rc;

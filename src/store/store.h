@@ -131,7 +131,8 @@ typedef struct st_pool_cfg {
     int      size;              /* connections kept open; 0 -> 10 */
     int      overflow;          /* extra connections under burst; closed on release */
     uint64_t acquire_timeout;   /* us; 0 -> 30 s. Exhaustion -> ST_ETIMEOUT */
-    uint64_t recycle;           /* us; a connection older than this is reopened; 0: never */
+    uint64_t recycle;           /* us; maximum lifetime, each connection's 0-20 % shorter
+                                   (jitter); then closed or reopened; 0: never */
     uint64_t pre_ping_idle;     /* us; SELECT 1 before handing out a connection idle
                                    longer than this; 0 -> always when pre_ping */
     bool     pre_ping;
@@ -356,6 +357,18 @@ void st_tx_rollback(st_tx *tx);               /* frees tx */
  * (strategy directory) and, when the config lists no entries, reread every
  * 10 x replica_check (10 s) so other instances' assignments arrive; config entries win over it. */
 int  st_store_dir_assign(st_store *s, int64_t user_id, const char *shard, st_err *err);
+
+/* Replica sets that change (config reload, the app's admin API): the
+ * shard's replicas become exactly `urls`. A URL already there keeps its
+ * connections and health; a new one is probed and takes reads as soon as
+ * it is healthy and within max_replica_lag; a removed one gets no new
+ * reads, its in-flight queries finish, then its connections close. At most
+ * 8 per shard. -1 with err naming the shard or URL (nothing changed). */
+int  st_store_set_replicas(st_store *s, const char *shard, const char *const *urls, size_t n,
+                           st_err *err);
+/* {"shards":[{"name","replicas":[{"url" (password removed),"healthy",
+ * "lag_seconds","connections","busy"}]}]} */
+int  st_store_replicas_json(st_store *s, buf *out);
 
 /* Read-your-writes bookkeeping (st_query does it for WRITE; call it for
  * writes made through st_tx). */

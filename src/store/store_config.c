@@ -3,7 +3,7 @@
  *
  * Defaults give a working store with no file at all: one SQLite shard under
  * ./hscale-data, a local cache, the SurgiCase pool knobs (10 + 20 overflow,
- * 30 s acquire timeout, 1 h recycle, pre-ping) and MedEase-style TTLs. */
+ * 30 s acquire timeout, 5 min jittered lifetime, pre-ping) and MedEase-style TTLs. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,8 +54,10 @@ static const cfg_field pool_fields[] = {
       "extra connections allowed under burst, closed when returned" },
     { "acquire_timeout", CFG_DURATION, F(st_pool_cfg, acquire_timeout), "30s", NULL, 0.001, 600,
       NULL, NULL, 0, 0, "wait for a free connection at most this long, then 503" },
-    { "recycle", CFG_DURATION, F(st_pool_cfg, recycle), "1h", NULL, 0, 0, NULL, NULL, 0, 0,
-      "reopen connections older than this (0: never)" },
+    { "recycle", CFG_DURATION, F(st_pool_cfg, recycle), "5m", "HSCALE_DB_POOL_RECYCLE", 0, 0, NULL,
+      NULL, 0, 0, "maximum lifetime of a connection, less a random 0-20 % per connection so a "
+      "burst does not expire at once; then it is closed and reopened, so replicas added at run "
+      "time or behind a name get traffic (0: never)" },
     { "pre_ping", CFG_BOOL, F(st_pool_cfg, pre_ping), "true", NULL, 0, 0, NULL, NULL, 0, 0,
       "check a connection with SELECT 1 before reuse after pre_ping_idle" },
     { "pre_ping_idle", CFG_DURATION, F(st_pool_cfg, pre_ping_idle), "5s", NULL, 0, 0, NULL, NULL,

@@ -27,6 +27,7 @@ struct st_conn {
     st_pool         *pool;
     uint64_t         created_us;
     uint64_t         last_used_us;
+    uint64_t         expires_us;   /* created + jittered recycle; 0: never */
     bool             broken;
     st_conn         *next;      /* idle list */
 };
@@ -34,6 +35,10 @@ struct st_conn {
 /* Closes every idle connection of a pool (its server went away: they are
  * all dead, and handing them out would fail one request each). */
 void st_pool_drop_idle(st_pool *p);
+/* The pool's database was removed: idle connections close now, busy ones
+ * when returned (in-flight queries finish); the pool is freed by its
+ * owner once nothing is busy. */
+void st_pool_retire(st_pool *p);
 
 /* Result builder, for drivers. */
 st_res *st_res_new(size_t cols);

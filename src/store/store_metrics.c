@@ -106,7 +106,7 @@ void st_store_metrics_register(st_store *s)
     st_metrics *m = calloc(1, sizeof *m);
     size_t want = 3;
     for (int i = 0; i < s->nshards; i++)
-        want += 4 * (1 + s->shards[i].nreplicas) + s->shards[i].nreplicas;
+        want += 4 * (1 + ST_MAX_REPLICAS) + ST_MAX_REPLICAS;
     if (!m || !(m->args = calloc(want, sizeof *m->args))) {
         free(m);
         return;
@@ -119,13 +119,17 @@ void st_store_metrics_register(st_store *s)
         st_shard *sh = &s->shards[i];
         for (int st = 0; st < 4; st++)
             add_gauge(m, s, pool, &sh->primary, st, sh->name, "primary", states[st]);
+        /* The gauges point at the nodes: a replica-set change registers
+         * them again before a removed node can go (store_replicas.c). */
+        pthread_rwlock_rdlock(&sh->rep_lk);
         for (size_t rp = 0; rp < sh->nreplicas; rp++) {
             char role[32];
             snprintf(role, sizeof role, "replica%zu", rp);
             for (int st = 0; st < 4; st++)
-                add_gauge(m, s, pool, &sh->replicas[rp], st, sh->name, role, states[st]);
-            add_gauge(m, s, lag, &sh->replicas[rp], G_LAG, sh->name, role, NULL);
+                add_gauge(m, s, pool, sh->replicas[rp], st, sh->name, role, states[st]);
+            add_gauge(m, s, lag, sh->replicas[rp], G_LAG, sh->name, role, NULL);
         }
+        pthread_rwlock_unlock(&sh->rep_lk);
         if (lat) {
             const char *vals[1] = { sh->name };
             sh->m_latency = metrics_series(lat, vals);

@@ -43,9 +43,14 @@ void st_store_stats_fast(st_store *s, int shard, st_shard_stats *out)
     st_shard *sh = &s->shards[shard];
     snprintf(out->name, sizeof out->name, "%s", sh->name);
     node_stats(&sh->primary, &out->primary);
-    for (size_t r = 0; r < sh->nreplicas && r < sizeof out->replicas / sizeof out->replicas[0]; r++) {
-        node_stats(&sh->replicas[r], &out->replicas[r]);
-        out->nreplicas++;
+    st_node *reps[ST_MAX_REPLICAS];
+    size_t nr = st_replicas_get(sh, reps);
+    for (size_t r = 0; r < nr; r++) {
+        if (r < sizeof out->replicas / sizeof out->replicas[0]) {
+            node_stats(reps[r], &out->replicas[r]);
+            out->nreplicas++;
+        }
+        st_replica_put(sh, reps[r]);
     }
     pthread_mutex_lock(&sh->stat_mu);
     out->latency = *sh->latency;
