@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "store/store.h"
+#include "store/store_int.h"
 
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void) { return "leak:libcriterion.so\n"; }
@@ -258,5 +259,82 @@ Test(store_pg, replicas_read_your_writes_and_failures)
     st_res_free(r);
     cr_assert_eq(st_store_ping(s, &err), -1, "not ready without a primary");
     cr_expect_eq(err.code, ST_EUNAVAIL);
+    st_store_close(s);
+}
+
+typedef struct slow_read { st_store *s; int rc; int64_t on_replica; st_err err; } slow_read;
+
+static void *slow_read_run(void *p)
+{
+    slow_read *a = p;
+    st_res *r = NULL;
+    a->rc = st_query_shard(a->s, 0, ST_READ,
+                           "SELECT pg_is_in_recovery()::int FROM pg_sleep(0.6)", NULL, 0, &r,
+                           &a->err);
+    if (a->rc == 0)
+        a->on_replica = st_res_int(r, 0, 0);
+    st_res_free(r);
+    return NULL;
+}
+
+/* Connections the store holds on the replica, seen from the replica. */
+static int64_t replica_conns(void)
+{
+    st_pool *p;
+    st_conn *c = conn(&p, url_r, NULL);
+    st_res *r;
+    st_err err;
+    cr_assert_eq(st_conn_exec(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
+                              " = 'hscale' AND pid <> pg_backend_pid()", NULL, 0, &r, &err), 0,
+                 "%s", err.msg);
+    int64_t n = st_res_int(r, 0, 0);
+    st_res_free(r);
+    st_pool_release(p, c, true);
+    st_pool_free(p);
+    return n;
+}
+
+Test(store_pg, replica_removed_mid_query_drains_then_closes_and_can_come_back)
+{
+    char *replicas[1] = { url_r };
+    st_shard_cfg shard = { .name = "s0", .primary = url_p, .replicas = replicas,
+                           .nreplicas = 1, .weight = 1 };
+    st_config cfg = { .shards = &shard, .nshards = 1, .replica_check = 100000,
+                      .max_replica_lag = 5000000,
+                      .pool = { .size = 4, .acquire_timeout = 2000000 } };
+    st_store *s;
+    st_err err;
+    cr_assert_eq(st_store_open(&cfg, &s, &err), 0, "%s", err.msg);
+    cr_assert(read_on_replica(s, 1));
+    cr_expect_gt(replica_conns(), 0);
+
+    slow_read a = { .s = s };
+    pthread_t th;
+    pthread_create(&th, NULL, slow_read_run, &a);
+    usleep(200000);                     /* the read is running on the replica */
+    uint64_t t0 = st_now_us();
+    cr_assert_eq(st_store_set_replicas(s, "s0", NULL, 0, &err), 0, "%s", err.msg);
+    cr_expect_lt(st_now_us() - t0, 300000u, "removal does not wait for in-flight queries");
+    cr_expect(!read_on_replica(s, 2), "no new reads on the removed replica");
+    st_shard_stats st;
+    st_store_stats_fast(s, 0, &st);
+    cr_expect_eq(st.nreplicas, 0);
+    pthread_join(th, NULL);
+    cr_expect_eq(a.rc, 0, "the in-flight read finished: %s", a.err.msg);
+    cr_expect_eq(a.on_replica, 1, "on the replica it started on");
+    cr_expect_eq(replica_conns(), 0, "every connection to the removed replica closed");
+
+    const char *back[1] = { url_r };
+    cr_assert_eq(st_store_set_replicas(s, "s0", back, 1, &err), 0, "%s", err.msg);
+    cr_expect(read_on_replica(s, 3), "an added replica takes reads at once (probed first)");
+    cr_assert_eq(st_store_set_replicas(s, "nope", back, 1, &err), -1);
+    cr_expect(strstr(err.msg, "no shard named 'nope'"), "%s", err.msg);
+    const char *twice[2] = { url_r, url_r };
+    cr_assert_eq(st_store_set_replicas(s, "s0", twice, 2, &err), -1);
+    cr_expect(strstr(err.msg, "twice"), "%s", err.msg);
+    const char *sqlite[1] = { "sqlite:/tmp/x.db" };
+    cr_assert_eq(st_store_set_replicas(s, "s0", sqlite, 1, &err), -1);
+    cr_expect(strstr(err.msg, "SQLite has no replication"), "%s", err.msg);
+    cr_expect(read_on_replica(s, 4), "a refused change left the set as it was");
     st_store_close(s);
 }
