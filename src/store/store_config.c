@@ -70,7 +70,7 @@ static const cfg_field cache_fields[] = {
     { "kind", CFG_ENUM, F(st_cache_cfg, kind), "local", "HSCALE_CACHE", 0, 0, cache_kinds, NULL,
       0, 0, "none, local (in-process LRU) or redis (shared by instances)" },
     { "redis", CFG_ADDR, F(st_cache_cfg, redis), NULL, "HSCALE_REDIS", 0, 0, NULL, NULL, 0, 0,
-      "redis host:port (kind: redis)" },
+      "redis host:port (kind: redis), a fixed master; see sentinels for one that fails over" },
     { "sentinels", CFG_STRLIST, F(st_cache_cfg, sentinels), NULL, "HSCALE_REDIS_SENTINELS", 0, 0,
       NULL, NULL, 0, F(st_cache_cfg, nsentinels),
       "Redis Sentinel addresses (host:port, comma-separated in the env); set: the master is "
@@ -84,7 +84,8 @@ static const cfg_field cache_fields[] = {
       NULL, NULL, 0, 0, "file holding the AUTH password (first line; not readable by others); "
       "wins over redis_password" },
     { "redis_timeout", CFG_DURATION, F(st_cache_cfg, redis_timeout), "50ms", NULL, 0.001, 10,
-      NULL, NULL, 0, 0, "connect and command timeout; 3 failures open a 2 s circuit breaker" },
+      NULL, NULL, 0, 0, "connect and command timeout (Redis and sentinels); 3 failures in a row open a 2 s "
+      "circuit breaker during which the cache misses without trying" },
     { "max_bytes", CFG_SIZE, F(st_cache_cfg, max_bytes), "64MiB", NULL, 0, 0, NULL, NULL, 0, 0,
       "local cache bound (LRU eviction)" },
     { "ttl_case", CFG_DURATION, F(st_cache_cfg, ttl_case), "5m", NULL, 0, 0, NULL, NULL, 0, 0,

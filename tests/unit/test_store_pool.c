@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "store/store.h"
+#include "store/store_int.h"
 
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void) { return "leak:libcriterion.so\n"; }
@@ -174,5 +174,36 @@ Test(store_pool, an_unreachable_database_fails_fast_and_leaks_no_slot)
     st_pool_stats st;
     st_pool_stats_get(p, &st);
     cr_expect_eq(st.total, 0);
+    st_pool_free(p);
+}
+
+Test(store_pool, lifetimes_are_jittered_and_an_expired_connection_closes_when_returned,
+     .init = setup, .fini = teardown)
+{
+    st_pool_cfg cfg = { .size = 16, .recycle = 1000000 };
+    st_pool *p = st_pool_new(&st_driver_sqlite, url, &cfg, NULL);
+    st_conn *cs[16];
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (int i = 0; i < 16; i++) {
+        cs[i] = st_pool_acquire(p, NULL);
+        cr_assert_not_null(cs[i]);
+        uint64_t life = cs[i]->expires_us - cs[i]->created_us;
+        cr_expect(life > 800000 && life <= 1000000, "lifetime %llu us",
+                  (unsigned long long)life);
+        lo = life < lo ? life : lo;
+        hi = life > hi ? life : hi;
+    }
+    /* 16 draws over 200 ms: all equal would mean no jitter at all. */
+    cr_expect_gt(hi - lo, 10000u, "lifetimes spread over %llu us only",
+                 (unsigned long long)(hi - lo));
+    for (int i = 0; i < 16; i++) {
+        if (i == 0)
+            cs[i]->expires_us = st_now_us();   /* this one has lived its life */
+        st_pool_release(p, cs[i], false);
+    }
+    st_pool_stats st;
+    st_pool_stats_get(p, &st);
+    cr_expect_eq(st.idle, 15, "the expired one was closed, not kept");
+    cr_expect_eq(st.recycled, 1);
     st_pool_free(p);
 }
