@@ -454,6 +454,8 @@ int st_redis_del(st_redis *r, const char *key)
 
 static uint64_t reply_u64(const redisReply *rep)
 {
+    if (!rep)
+        return 0;
     if (rep->type == REDIS_REPLY_INTEGER)
         return (uint64_t)rep->integer;
     if (rep->type == REDIS_REPLY_STRING)

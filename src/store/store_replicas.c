@@ -167,7 +167,7 @@ int st_store_set_replicas(st_store *s, const char *shard, const char *const *url
                                urls[j]);
     st_shard *sh = &s->shards[si];
     pthread_mutex_lock(&s->reconf_mu);
-    st_node *old[ST_MAX_REPLICAS], *next[ST_MAX_REPLICAS];
+    st_node *old[ST_MAX_REPLICAS] = { NULL }, *next[ST_MAX_REPLICAS] = { NULL };
     bool kept[ST_MAX_REPLICAS] = { false }, fresh[ST_MAX_REPLICAS] = { false };
     size_t nold = sh->nreplicas;     /* only changed under reconf_mu, which we hold */
     memcpy(old, sh->replicas, nold * sizeof *old);
