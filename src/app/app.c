@@ -447,16 +447,6 @@ int app_run(const app_opts *o, char *err, size_t errlen)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     a.config_path = o->config_path;
-    if (cfg.admin_token_file && *cfg.admin_token_file) {
-        char terr[300];
-        if (!(a.admin_token = http_token_read_file(cfg.admin_token_file, terr, sizeof terr))) {
-            snprintf(err, errlen, "app.admin_token_file: %s", terr);
-            goto out;
-        }
-    } else if (cfg.admin_token && *cfg.admin_token && !(a.admin_token = strdup(cfg.admin_token))) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
 
     st_err e;
     if (st_store_open(&cfg.store, &a.store, &e) != 0) {
@@ -474,17 +464,15 @@ int app_run(const app_opts *o, char *err, size_t errlen)
     http_route(r, "GET", "/health/ready", h_ready, &a);
     http_route(r, "GET", "/metrics", h_metrics, &a);
     http_route(r, "GET", "/stats/shards", h_shard_stats, &a);
+    /* The admin paths change the data tier: a token, or a loopback listener. */
+    a.admin_token = cfg.admin_token && *cfg.admin_token ? cfg.admin_token : NULL;
+    a.admin_loopback = http_addr_is_loopback(&so.listen);
+    app_routes_replicas(r, &a);
     http_route(r, "GET", "/casefilter", h_casefilter, &a);
     http_route(r, "GET", "/cases", h_casefilter, &a);
     http_route(r, "GET", "/cases/{id}", h_case_get, &a);
     http_route(r, "GET", "/users/{id}", h_user_get, &a);
     app_routes_write(r, &a);
-    /* The admin API changes the data tier: never open off loopback. */
-    if (a.admin_token || http_addr_is_loopback(&so.listen))
-        app_routes_admin(r, &a);
-    else
-        fprintf(stderr, "hscale app: admin API off: %s is not loopback and no app.admin_token "
-                "(HSCALE_APP_ADMIN_TOKEN) is set; SIGHUP still reloads replicas\n", cfg.listen);
 
     so.name = "app";
     so.workers = (unsigned)cfg.workers;
@@ -510,7 +498,6 @@ out:
         http_router_free(r);
     if (a.store)
         st_store_close(a.store);
-    free(a.admin_token);
     if (owned)
         app_config_free(&cfg);
     return rc;

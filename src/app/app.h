@@ -19,8 +19,7 @@ typedef struct app_config {
     char       *instance_id;
     uint64_t    max_body;        /* bytes */
     uint64_t    drain_timeout;   /* us */
-    char       *admin_token;     /* Bearer token of /admin/... */
-    char       *admin_token_file;
+    char       *admin_token;     /* bearer token of the admin paths; NULL: loopback listener only */
     st_config   store;
 } app_config;
 

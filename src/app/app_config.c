@@ -24,10 +24,8 @@ static const cfg_field app_fields[] = {
     { "drain_timeout", CFG_DURATION, F(drain_timeout), "10s", NULL, 0, 600, NULL, NULL, 0, 0,
       "on SIGTERM, wait this long for in-flight requests before exiting" },
     { "admin_token", CFG_STRING, F(admin_token), NULL, "HSCALE_APP_ADMIN_TOKEN", 0, 0, NULL, NULL,
-      0, 0, "Bearer token of the admin API (/admin/replicas); without one the admin API exists "
-      "only on a loopback listen address" },
-    { "admin_token_file", CFG_STRING, F(admin_token_file), NULL, NULL, 0, 0, NULL, NULL, 0, 0,
-      "file holding the admin token (first line; not readable by others); wins over admin_token" },
+      0, 0, "bearer token for /admin/* (shard map, resharding); unset: those paths answer only"
+      " when listen is loopback" },
     { "store", CFG_OBJECT, F(store), NULL, NULL, 0, 0, NULL, &st_config_schema, 0, 0,
       "the data layer: shards, replicas, pools, cache" },
 };

@@ -13,14 +13,16 @@ typedef struct app {
     char        instance_id[128];
     const char *version;
     time_t      started;
+    const char *config_path;   /* re-read on SIGHUP (app_replicas.c); NULL: environment only */
     atomic_bool ready;      /* false while starting or draining */
     /* Some shard has replicas: a cache fill just after a write (on any
      * instance) must read the primary, or a lagging replica's old rows
      * would be cached for a whole TTL. fresh_window = max_replica_lag. */
     bool        replicas;
     uint64_t    fresh_window;
-    const char *config_path;   /* re-read on SIGHUP; NULL: environment only */
-    char       *admin_token;   /* NULL: admin routes only on a loopback listener */
+    /* The admin paths: a Bearer token, or (none set) only on a loopback listener. */
+    const char *admin_token;
+    bool        admin_loopback;
 } app;
 
 /* The columns of a case, in response order (case_id first: the cursor). */
@@ -77,8 +79,8 @@ int  app_cached(app *a, int64_t uid, const char *kind, const char *rest, uint64_
 int  app_read(app *a, int64_t uid, const char *sql, const st_val *pv, size_t n, st_res **out,
               st_err *e);
 
-/* The admin routes (/admin/replicas) and the SIGHUP reload (app_admin.c). */
-void app_routes_admin(http_router *r, app *a);
+/* /admin/replicas and the SIGHUP reload of replica sets (app_replicas.c). */
+void app_routes_replicas(http_router *r, app *a);
 /* Re-reads the config (a->config_path and the environment) and applies
  * each shard's replicas; -1 when the file does not load or a set was
  * refused (logged; the rest is applied). */

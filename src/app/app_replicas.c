@@ -1,17 +1,17 @@
-/* app_admin.c -- changing the data tier of a running app: replica sets by
- * config reload (SIGHUP) or by the admin API.
+/* app_replicas.c -- changing a running app's replica sets: by config
+ * reload (SIGHUP) or by the admin API.
  *
  *   GET /admin/replicas           every shard's replicas with health, lag
  *                                 and connections
  *   PUT /admin/replicas/{shard}   {"replicas": ["postgresql://...", ...]}:
  *                                 the shard's replicas become exactly these
  *
- * The app's listener serves the public API, so the admin routes carry
- * their own protection instead of the listener's: the admin token
- * (app.admin_token / admin_token_file, Bearer) and the cross-site guard
- * (Host, Origin, application/json) run in the handler. With no token they
- * exist only when the app listens on loopback, the rule every other
- * state-changing listener follows.
+ * The app's listener serves the public API, so these paths carry their
+ * own protection, like the other /admin paths: with app.admin_token set a
+ * Bearer token is required; without one they answer (403 otherwise) only
+ * when app.listen is loopback, the rule every state-changing listener
+ * follows; the cross-site guard (Host, Origin, application/json) runs in
+ * the handler.
  *
  * A reload re-reads the same file (and environment) and applies what can
  * change at run time: each shard's replicas, matched by shard name. Other
@@ -36,21 +36,25 @@ static bool url_ok(const char *u)
     return true;
 }
 
-static bool admin_ok(http_ctx *c, app *a)
+static bool replicas_admin_ok(http_ctx *c, app *a)
 {
-    static const char *const open_paths[] = { NULL };
-    http_guard_opts g = { .enabled = true, .open_paths = open_paths,
-                          .hosts_setting = "the Host header (an IP literal or localhost)" };
-    if (http_guard_check(c, &g, false) != 0)
+    static const http_guard_opts guard = { .enabled = true };
+    if (http_guard_check(c, &guard, false) != 0)
         return false;
-    http_tokens t = { .read = NULL, .admin = a->admin_token };
-    return http_ctx_authorize(c, &t, HTTP_ROLE_ADMIN);
+    if (a->admin_token)
+        return http_ctx_bearer_ok(c, a->admin_token);
+    if (!a->admin_loopback) {
+        http_reply_error(c, 403, NULL, "replica administration is off: app.listen is not "
+                         "loopback and app.admin_token (HSCALE_APP_ADMIN_TOKEN) is not set");
+        return false;
+    }
+    return true;
 }
 
 static void h_replicas_get(http_ctx *c, void *arg)
 {
     app *a = arg;
-    if (!admin_ok(c, a))
+    if (!replicas_admin_ok(c, a))
         return;
     buf b;
     buf_init(&b);
@@ -62,7 +66,7 @@ static void h_replicas_get(http_ctx *c, void *arg)
 static void h_replicas_put(http_ctx *c, void *arg)
 {
     app *a = arg;
-    if (!admin_ok(c, a))
+    if (!replicas_admin_ok(c, a))
         return;
     const char *shard = http_ctx_param(c, "shard");
     size_t len = 0;
@@ -107,7 +111,7 @@ static void h_replicas_put(http_ctx *c, void *arg)
     buf_free(&b);
 }
 
-void app_routes_admin(http_router *r, app *a)
+void app_routes_replicas(http_router *r, app *a)
 {
     http_route(r, "GET", "/admin/replicas", h_replicas_get, a);
     http_route(r, "PUT", "/admin/replicas/{shard}", h_replicas_put, a);
