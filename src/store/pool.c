@@ -93,6 +93,7 @@ void st_pool_free(st_pool *p)
 }
 
 const char *st_pool_url(const st_pool *p) { return p->url; }
+const st_pool_cfg *st_pool_cfg_of(const st_pool *p) { return &p->cfg; }
 
 void st_pool_fail_next_pings(st_pool *p, int n)
 {

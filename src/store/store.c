@@ -23,7 +23,7 @@
 #include <time.h>
 
 #include "core/log.h"
-#include "store/store_priv.h"
+#include "store/replicas_int.h"
 
 #define RYW_SETS  RYW_SETS_N
 #define RYW_WAYS  RYW_WAYS_N
@@ -79,13 +79,23 @@ static bool recent_writer(st_store *s, int64_t user_id)
 
 /* ---- node selection and execution --------------------------------------- */
 
+/* The replica set may change under us (store_replicas.c): the replica
+ * comes with a reference, given back by st_replica_put at the end of
+ * shard_exec, so a replica removed meanwhile lives until we are done. */
+static st_node *pick_replica(st_store *s, st_shard *sh)
+{
+    return st_replica_pick(s, sh);
+}
+
 static int node_exec(st_node *n, const char *sql, const st_val *p, size_t np,
                      st_res **out, st_err *err)
 {
     st_conn *c = st_pool_acquire(n->pool, err);
     if (!c)
         return -1;
+    n->inflight++;
     int rc = st_conn_exec(c, sql, p, np, out, err);
+    n->inflight--;
     st_pool_release(n->pool, c, false);
     return rc;
 }
@@ -113,10 +123,7 @@ static int shard_exec(st_store *s, st_shard *sh, st_intent intent, bool primary_
      * replica to an error when the primary is down. */
     if (intent == ST_READ && primary_only && !sh->primary.healthy)
         primary_only = false;
-    /* A picked replica is held (st_replica_done) until we are done with
-     * it: it may be removed from the shard meanwhile, and then lives until
-     * its last query ends. */
-    st_node *rep = intent == ST_READ && !primary_only ? st_replica_pick(s, sh) : NULL;
+    st_node *rep = intent == ST_READ && !primary_only ? pick_replica(s, sh) : NULL;
     if (rep) {
         rc = node_exec(rep, sql, p, np, out, err);
         if (rc < 0 && (err->code == ST_EUNAVAIL || err->code == ST_ETIMEOUT)) {
@@ -126,11 +133,8 @@ static int shard_exec(st_store *s, st_shard *sh, st_intent intent, bool primary_
             }
             log_warn("store: shard %s replica %s: %s; reading from the primary",
                      sh->name, rep->url_safe, err->msg);
-            st_replica_done(sh, rep);
-            rep = NULL;
             rc = primary_exec(sh, sql, p, np, out, err);
         }
-        st_replica_done(sh, rep);
     } else {
         rc = primary_exec(sh, sql, p, np, out, err);
         /* A read on a connection the server dropped (restart) is safe to
@@ -143,11 +147,10 @@ static int shard_exec(st_store *s, st_shard *sh, st_intent intent, bool primary_
         /* The primary is gone before the probe noticed: a replica, even a
          * little behind, beats an error for a read. */
         if (rc < 0 && intent == ST_READ && err->code == ST_EUNAVAIL &&
-            (rep = st_replica_pick(s, sh)) != NULL) {
+            (rep = pick_replica(s, sh)) != NULL)
             rc = node_exec(rep, sql, p, np, out, err);
-            st_replica_done(sh, rep);
-        }
     }
+    st_replica_put(sh, rep);      /* the one replica either branch picked, if any */
     st_stats_record(s, sh, st_now_us() - t0, rc == 0);
     return rc;
 }

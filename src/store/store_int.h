@@ -39,6 +39,8 @@ void st_pool_drop_idle(st_pool *p);
  * when returned (in-flight queries finish); the pool is freed by its
  * owner once nothing is busy. */
 void st_pool_retire(st_pool *p);
+/* The settings the pool runs with (defaults filled in). */
+const st_pool_cfg *st_pool_cfg_of(const st_pool *p);
 
 /* Result builder, for drivers. */
 st_res *st_res_new(size_t cols);

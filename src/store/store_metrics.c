@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store_priv.h"
+#include "store/replicas_int.h"
 
 enum { G_IDLE, G_BUSY, G_WAITING, G_MAX, G_LAG, G_HITS, G_MISSES, G_COALESCED };
 

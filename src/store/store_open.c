@@ -15,12 +15,43 @@
 
 #include "core/log.h"
 #include "http/server.h"
-#include "store/store_priv.h"
+#include "store/replicas_int.h"
 
 #define ST_DEFAULT_DIR "./hscale-data"
 #define ST_DIR_RELOAD_PROBES 10   /* reread the directory table every 10 probes (10 s) */
 
 typedef struct shard_need { bool migrate, migrated; } shard_need;
+
+static int node_init(st_node *n, const char *url, const st_pool_cfg *pc, bool replica,
+                     st_err *err)
+{
+    n->drv = st_driver_for_url(url);
+    if (!n->drv)
+        return st_fail(err, ST_EINVAL, "unknown database url '%s' (expected sqlite:PATH "
+                       "or postgresql://...)", url);
+    if (replica && n->drv == &st_driver_sqlite)
+        return st_fail(err, ST_EINVAL, "replica '%s': SQLite has no replication; replicas "
+                       "must be postgresql:// standbys", url);
+    st_url_redact(url, n->url_safe, sizeof n->url_safe);
+    n->pool = st_pool_new(n->drv, url, pc, err);
+    if (!n->pool)
+        return -1;
+    n->is_replica = replica;
+    n->healthy = !replica;      /* replicas earn traffic by passing a probe */
+    n->lag_us = replica ? -1 : 0;
+    return 0;
+}
+
+static void node_free(st_node *n)
+{
+    if (n->probe) {
+        n->probe->drv->close(n->probe->h);
+        free(n->probe);
+        n->probe = NULL;
+    }
+    st_pool_free(n->pool);
+    n->pool = NULL;
+}
 
 static int shard_index(const st_store *s, const char *name, const char *what, st_err *err)
 {
@@ -130,7 +161,7 @@ static int migrate_on(st_conn *c, const char *shard, st_err *err)
 }
 
 /* One probe of one node over its private connection. */
-void st_probe_node(st_store *s, st_shard *sh, st_node *n)
+static void probe_node(st_store *s, st_shard *sh, st_node *n)
 {
     st_err err = { 0 };
     if (!n->probe) {
@@ -174,15 +205,15 @@ static void probe_all(st_store *s, shard_need *need)
 {
     for (int i = 0; i < s->nshards; i++) {
         st_shard *sh = &s->shards[i];
-        st_probe_node(s, sh, &sh->primary);
+        probe_node(s, sh, &sh->primary);
         if (need[i].migrate && !need[i].migrated && sh->primary.probe) {
             st_err err;
             need[i].migrated = migrate_on(sh->primary.probe, sh->name, &err) == 0;
         }
-        st_node *reps[ST_MAX_REPLICAS];
+        st_node *reps[ST_MAX_REPLICAS];     /* the set may change meanwhile */
         size_t nr = st_replicas_get(sh, reps);
         for (size_t r = 0; r < nr; r++) {
-            st_probe_node(s, sh, reps[r]);
+            probe_node(s, sh, reps[r]);
             st_replica_put(sh, reps[r]);
         }
     }
@@ -253,7 +284,7 @@ static int shards_init(st_store *s, const st_config *cfg, st_err *err)
         }
         char what[64];
         snprintf(what, sizeof what, "store.shards[%d].primary", i);
-        if (st_node_init(&sh->primary, primary, &cfg->pool, false, err) < 0) {
+        if (node_init(&sh->primary, primary, &cfg->pool, false, err) < 0) {
             st_err_prefix(err, what);
             return -1;
         }
@@ -292,8 +323,6 @@ int st_store_open(const st_config *cfg, st_store **out, st_err *err)
     s->max_lag = cfg->max_replica_lag ? cfg->max_replica_lag : 5000000u;
     s->ryw_window = cfg->read_your_writes;
     s->probe_every = cfg->replica_check ? cfg->replica_check : 1000000u;
-    pthread_mutex_init(&s->reconf_mu, NULL);
-    s->pool_cfg = cfg->pool;
     s->cache_cfg = cfg->cache;
     s->cache_cfg.redis = NULL;     /* not owned: only the numbers are kept */
     s->cache_cfg.sentinels = NULL;
@@ -378,7 +407,7 @@ void st_store_close(st_store *s)
     }
     for (int i = 0; s->shards && i < s->nshards; i++) {
         st_shard *sh = &s->shards[i];
-        st_node_close(&sh->primary);
+        node_free(&sh->primary);
         st_replicas_free(sh);
         free(sh->latency);
         pthread_mutex_destroy(&sh->stat_mu);
@@ -391,6 +420,16 @@ void st_store_close(st_store *s)
         pthread_mutex_destroy(&s->ryw_locks[i]);
     pthread_cond_destroy(&s->probe_cv);
     pthread_mutex_destroy(&s->probe_mu);
-    pthread_mutex_destroy(&s->reconf_mu);
     free(s);
 }
+
+/* For store_replicas.c: replicas added at run time are set up, probed and
+ * closed like those made at open. */
+int st_node_init(st_node *n, const char *url, const st_pool_cfg *pc, bool replica, st_err *err)
+{
+    return node_init(n, url, pc, replica, err);
+}
+
+void st_node_close(st_node *n) { node_free(n); }
+
+void st_probe_node(st_store *s, st_shard *sh, st_node *n) { probe_node(s, sh, n); }

@@ -36,9 +36,10 @@ typedef struct st_node {
 typedef struct st_shard {
     char             name[64];
     st_node          primary;
-    st_node         *replicas[ST_MAX_REPLICAS];   /* under rep_lk */
+    st_node         *replicas[ST_MAX_REPLICAS];   /* under rep_lk (replicas_int.h) */
     size_t           nreplicas;
     pthread_rwlock_t rep_lk;
+    pthread_mutex_t  rep_mu;       /* one replica-set change at a time */
     _Atomic unsigned rr;
     pthread_mutex_t  stat_mu;
     hist            *latency;      /* us, under stat_mu */
@@ -58,8 +59,6 @@ struct st_store {
     st_router       *router;
     st_cache        *cache;
     st_cache_cfg     cache_cfg;    /* redis address not kept */
-    st_pool_cfg      pool_cfg;     /* for replicas added at run time */
-    pthread_mutex_t  reconf_mu;    /* one replica-set change at a time */
     uint64_t         max_lag, ryw_window, probe_every;
     st_ryw          *ryw;
     pthread_mutex_t  ryw_locks[RYW_LOCKS_N];
@@ -79,26 +78,5 @@ struct st_store {
 };
 
 void st_stats_record(st_store *s, st_shard *sh, uint64_t us, bool ok);
-
-/* ---- nodes and replica sets (store_replicas.c) ---- */
-/* Sets up a node (driver, pool; no connection yet). */
-int  st_node_init(st_node *n, const char *url, const st_pool_cfg *pc, bool replica, st_err *err);
-void st_node_close(st_node *n);
-/* A replica node with one reference (the list's). */
-st_node *st_replica_new(const char *url, const st_pool_cfg *pc, st_err *err);
-/* Drops a reference; the last one closes and frees the node. */
-void st_replica_put(st_shard *sh, st_node *n);
-/* The shard's replicas, each with a reference taken (put them back). */
-size_t st_replicas_get(st_shard *sh, st_node **out);
-/* A healthy replica within max_lag, least busy first (round-robin among
- * ties), with a reference and an in-flight count taken; NULL when none.
- * st_replica_done gives both back. */
-st_node *st_replica_pick(st_store *s, st_shard *sh);
-void     st_replica_done(st_shard *sh, st_node *n);
-void st_replicas_init(st_shard *sh);
-void st_replicas_free(st_shard *sh);
-/* One probe of one node (store_open.c): health, lag, dropping dead idle
- * connections. */
-void st_probe_node(st_store *s, st_shard *sh, st_node *n);
 
 #endif

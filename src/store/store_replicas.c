@@ -4,7 +4,7 @@
  * A shard's replicas are an array of node pointers under a rwlock held
  * only to copy or swap pointers (never across a query or a probe). Each
  * replica node is reference-counted: the array holds one reference, and a
- * query (st_replica_pick .. st_replica_done) or a probe holds another
+ * query (st_replica_pick .. st_replica_put) or a probe holds another
  * while it uses the node. Removing a replica swaps it out of the array,
  * retires its pool (idle connections close now, busy ones when their
  * query returns them: in-flight queries finish, nothing new starts) and
@@ -18,37 +18,7 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "store/store_priv.h"
-
-int st_node_init(st_node *n, const char *url, const st_pool_cfg *pc, bool replica, st_err *err)
-{
-    n->drv = st_driver_for_url(url);
-    if (!n->drv)
-        return st_fail(err, ST_EINVAL, "unknown database url '%s' (expected sqlite:PATH "
-                       "or postgresql://...)", url);
-    if (replica && n->drv == &st_driver_sqlite)
-        return st_fail(err, ST_EINVAL, "replica '%s': SQLite has no replication; replicas "
-                       "must be postgresql:// standbys", url);
-    st_url_redact(url, n->url_safe, sizeof n->url_safe);
-    n->pool = st_pool_new(n->drv, url, pc, err);
-    if (!n->pool)
-        return -1;
-    n->is_replica = replica;
-    n->healthy = !replica;      /* replicas earn traffic by passing a probe */
-    n->lag_us = replica ? -1 : 0;
-    return 0;
-}
-
-void st_node_close(st_node *n)
-{
-    if (n->probe) {
-        n->probe->drv->close(n->probe->h);
-        free(n->probe);
-        n->probe = NULL;
-    }
-    st_pool_free(n->pool);
-    n->pool = NULL;
-}
+#include "store/replicas_int.h"
 
 st_node *st_replica_new(const char *url, const st_pool_cfg *pc, st_err *err)
 {
@@ -90,6 +60,7 @@ void st_replicas_init(st_shard *sh)
     pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&sh->rep_lk, &a);
     pthread_rwlockattr_destroy(&a);
+    pthread_mutex_init(&sh->rep_mu, NULL);
 }
 
 void st_replicas_free(st_shard *sh)
@@ -98,6 +69,7 @@ void st_replicas_free(st_shard *sh)
         st_replica_put(sh, sh->replicas[r]);
     sh->nreplicas = 0;
     pthread_rwlock_destroy(&sh->rep_lk);
+    pthread_mutex_destroy(&sh->rep_mu);
 }
 
 size_t st_replicas_get(st_shard *sh, st_node **out)
@@ -127,20 +99,10 @@ st_node *st_replica_pick(st_store *s, st_shard *sh)
         if (!best || n->inflight < best->inflight)
             best = n;
     }
-    if (best) {
+    if (best)
         best->refs++;
-        best->inflight++;
-    }
     pthread_rwlock_unlock(&sh->rep_lk);
     return best;
-}
-
-void st_replica_done(st_shard *sh, st_node *n)
-{
-    if (!n)
-        return;
-    n->inflight--;
-    st_replica_put(sh, n);
 }
 
 static int shard_by_name(st_store *s, const char *name, st_err *err)
@@ -166,10 +128,12 @@ int st_store_set_replicas(st_store *s, const char *shard, const char *const *url
                 return st_fail(err, ST_EINVAL, "shard %s: replica '%s' is listed twice", shard,
                                urls[j]);
     st_shard *sh = &s->shards[si];
-    pthread_mutex_lock(&s->reconf_mu);
+    pthread_mutex_lock(&sh->rep_mu);
+    /* New replicas get the pool settings of the shard's primary. */
+    const st_pool_cfg *pc = st_pool_cfg_of(sh->primary.pool);
     st_node *old[ST_MAX_REPLICAS] = { NULL }, *next[ST_MAX_REPLICAS] = { NULL };
     bool kept[ST_MAX_REPLICAS] = { false }, fresh[ST_MAX_REPLICAS] = { false };
-    size_t nold = sh->nreplicas;     /* only changed under reconf_mu, which we hold */
+    size_t nold = sh->nreplicas;     /* only changed under rep_mu, which we hold */
     memcpy(old, sh->replicas, nold * sizeof *old);
     int rc = 0;
     size_t made = 0;
@@ -182,7 +146,7 @@ int st_store_set_replicas(st_store *s, const char *shard, const char *const *url
             }
         }
         if (!next[i]) {
-            if (!(next[i] = st_replica_new(urls[i], &s->pool_cfg, err))) {
+            if (!(next[i] = st_replica_new(urls[i], pc, err))) {
                 char what[96];
                 snprintf(what, sizeof what, "shard %s replica %zu", shard, i);
                 st_err_prefix(err, what);
@@ -197,7 +161,7 @@ int st_store_set_replicas(st_store *s, const char *shard, const char *const *url
         for (size_t i = 0; i < n; i++)
             if (fresh[i] && next[i])
                 st_replica_put(sh, next[i]);
-        pthread_mutex_unlock(&s->reconf_mu);
+        pthread_mutex_unlock(&sh->rep_mu);
         return -1;
     }
     /* Probed before publishing: a healthy new replica takes reads at once. */
@@ -232,7 +196,7 @@ int st_store_set_replicas(st_store *s, const char *shard, const char *const *url
         if (fresh[i])
             log_info("store: shard %s replica %s added (%s)", shard, next[i]->url_safe,
                      next[i]->healthy ? "healthy" : "not answering yet: reads wait for a probe");
-    pthread_mutex_unlock(&s->reconf_mu);
+    pthread_mutex_unlock(&sh->rep_mu);
     if (made || removed)
         log_info("store: shard %s now has %zu replica%s (%zu added, %zu removed)", shard, n,
                  n == 1 ? "" : "s", made, removed);

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "store/store_priv.h"
+#include "store/replicas_int.h"
 
 const char *const st_table_names[ST_MAX_TABLES] = { "users", "facilities", "surgeons", "cases" };
 

@@ -308,7 +308,7 @@ Test(store_sqlite, config_section_defaults_and_errors)
     cr_expect_eq(cfg.pool.size, 10);
     cr_expect_eq(cfg.pool.overflow, 20);
     cr_expect_eq(cfg.pool.acquire_timeout, 30000000u);
-    cr_expect_eq(cfg.pool.recycle, 3600000000u);
+    cr_expect_eq(cfg.pool.recycle, 300000000u);
     cr_expect(cfg.pool.pre_ping);
     cr_expect_eq(cfg.cache.kind, ST_CACHE_LOCAL);
     cr_expect_eq(cfg.cache.ttl_case_list, 30000000u);
