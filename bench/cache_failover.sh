@@ -124,7 +124,7 @@ EOF
   phase "$P" 2s >/dev/null            # warm the cache
   read -r rb pb eb < <(phase "$P" "$BEFORE")
   t0=$(date +%s%N)
-  kill -9 "$MASTER_PID"
+  kill -9 "$MASTER_PID"; wait "$MASTER_PID" 2>/dev/null || true
   follow=none
   if [ "$variant" = sentinel ]; then
     ( until_ok 30 sh -c "curl -s http://127.0.0.1:$P/health | grep -q '\"cache_master\":\"127.0.0.1:$PR\",\"cache_master_state\":\"up\"'" &&
