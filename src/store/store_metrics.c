@@ -11,7 +11,8 @@
 
 #include "store/replicas_int.h"
 
-enum { G_IDLE, G_BUSY, G_WAITING, G_MAX, G_LAG, G_HITS, G_MISSES, G_COALESCED };
+enum { G_IDLE, G_BUSY, G_WAITING, G_MAX, G_LAG, G_HITS, G_MISSES, G_COALESCED, G_REDIS_UP,
+       G_SWITCHES, G_EPOCHS };
 
 typedef struct gauge_arg {
     st_store      *s;
@@ -34,8 +35,14 @@ static double gauge_read(void *p)
     if (a->what >= G_HITS) {
         st_cache_stats cs;
         st_cache_stats_get(a->s->cache, &cs);
-        return (double)(a->what == G_HITS ? cs.hits : a->what == G_MISSES ? cs.misses
-                                                                           : cs.coalesced);
+        switch (a->what) {
+        case G_HITS: return (double)cs.hits;
+        case G_MISSES: return (double)cs.misses;
+        case G_COALESCED: return (double)cs.coalesced;
+        case G_REDIS_UP: return cs.redis_up;
+        case G_SWITCHES: return (double)cs.redis_switches;
+        default: return (double)cs.redis_epochs;
+        }
     }
     st_pool_stats ps;
     st_pool_stats_get(a->node->pool, &ps);
@@ -103,8 +110,18 @@ void st_store_metrics_register(st_store *s)
     metric_family *cache = s->cache ? metrics_family(r, "hscale_cache_requests_total",
         "Cache lookups by result (hit, miss; coalesced: misses served by another loader).",
         METRIC_COUNTER, cache_labels) : NULL;
+    bool redis = s->cache && s->cache_cfg.kind == ST_CACHE_REDIS;
+    metric_family *rup = redis ? metrics_family(r, "hscale_cache_redis_up",
+        "1 while the Redis cache has a verified master and its breaker is closed; 0: misses.",
+        METRIC_GAUGE, NULL) : NULL;
+    metric_family *rsw = redis ? metrics_family(r, "hscale_cache_redis_master_switches_total",
+        "Times the Redis cache followed its master to a new address (Sentinel failovers).",
+        METRIC_COUNTER, NULL) : NULL;
+    metric_family *rep = redis ? metrics_family(r, "hscale_cache_epochs_total",
+        "Cache epochs this instance moved on: entries cached before an invalidation that may "
+        "have been lost (outage, new master) were retired.", METRIC_COUNTER, NULL) : NULL;
     st_metrics *m = calloc(1, sizeof *m);
-    size_t want = 3;
+    size_t want = 6;
     for (int i = 0; i < s->nshards; i++)
         want += 4 * (1 + ST_MAX_REPLICAS) + ST_MAX_REPLICAS;
     if (!m || !(m->args = calloc(want, sizeof *m->args))) {
@@ -140,5 +157,8 @@ void st_store_metrics_register(st_store *s)
         add_gauge(m, s, cache, NULL, G_MISSES, "miss", NULL, NULL);
         add_gauge(m, s, cache, NULL, G_COALESCED, "coalesced", NULL, NULL);
     }
+    add_gauge(m, s, rup, NULL, G_REDIS_UP, NULL, NULL, NULL);
+    add_gauge(m, s, rsw, NULL, G_SWITCHES, NULL, NULL, NULL);
+    add_gauge(m, s, rep, NULL, G_EPOCHS, NULL, NULL, NULL);
     s->observe = metrics_observe_us;
 }

@@ -218,6 +218,17 @@ def test_sentinel_failover_under_load_is_followed_with_no_client_error(group, pr
     assert int(cli(group.port["b"], "DBSIZE")) > 1
     assert sum(health(p)["cache_epochs"] for p in ports) >= 1
     assert cli(group.port["b"], "ROLE").splitlines()[0] == "master"
+    for p in ports:
+        assert metric(p, "hscale_cache_redis_master_switches_total") >= 1
+        assert metric(p, "hscale_cache_redis_up") == 1
+
+
+def metric(port, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return None
 
 
 def test_killed_master_is_replaced_and_no_client_error(group, procs, tmp_path):
@@ -269,6 +280,7 @@ def test_no_redis_at_all_reads_come_from_the_database(group, procs, tmp_path):
     for name in ("a", "b"):
         group.kill(name)
     assert wait_until(lambda: health(port)["cache"] == "degraded", 15), health(port)
+    assert metric(port, "hscale_cache_redis_up") == 0
     t0 = time.time()
     for i in range(60):
         st, page = call(port, f"/casefilter?user_id={i % 10 + 1}&limit=5")
