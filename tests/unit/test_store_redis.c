@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <hiredis.h>
+
 #include "store/store.h"
 
 const char *__lsan_default_suppressions(void);
@@ -198,4 +200,64 @@ Test(store_redis, generations_are_shared_between_instances)
     cr_expect_eq(st_cache_gen(a, "u:7"), 0, "Redis down: no generation, bypass the cache");
     st_cache_free(a);
     st_cache_free(b);
+}
+
+/* A command on the test's own connection (not through the cache). */
+static void admin(const char *fmt, const char *arg)
+{
+    redisContext *c = redisConnect("127.0.0.1", redis_port);
+    cr_assert(c && !c->err);
+    redisReply *r = redisCommand(c, fmt, arg);
+    cr_assert(r && r->type != REDIS_REPLY_ERROR, "%s: %s", fmt, r ? r->str : "no reply");
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+Test(store_redis, auth_with_the_password_and_misses_without_it)
+{
+    admin("CONFIG SET requirepass %s", "s3cret pass");
+    st_cache_cfg cc = { .kind = ST_CACHE_REDIS, .redis = addr, .redis_timeout = 200000 };
+    st_err err;
+    st_cache *with = st_cache_new_redis_cfg(&cc, "s3cret pass", &err);
+    st_cache *without = st_cache_new_redis_cfg(&cc, NULL, &err);
+    cr_assert_not_null(with, "%s", err.msg);
+    cr_assert_not_null(without, "%s", err.msg);
+    cr_expect_neq(st_cache_gen(with, "u:1"), 0, "AUTH then the generation script");
+    st_cache_set(with, "k", "v", 1, 10000000);
+    cr_expect(has(with, "k", "v"));
+    cr_expect_eq(st_cache_gen(without, "u:1"), 0, "NOAUTH: the cache is bypassed");
+    cr_expect(!has(without, "k", "v"));
+    st_cache_free(with);
+    st_cache_free(without);
+}
+
+Test(store_redis, a_lost_invalidation_moves_the_epoch_on)
+{
+    st_err err;
+    st_cache *c = st_cache_new_redis(addr, 100000, &err);
+    cr_assert_not_null(c, "%s", err.msg);
+    uint64_t g1 = st_cache_gen(c, "u:7");
+    cr_assert_neq(g1, 0);
+    char key[64];
+    snprintf(key, sizeof key, "cf:7:%llu:page", (unsigned long long)g1);
+    st_cache_set(c, key, "old page", 8, 10000000);
+    /* Writes stall longer than the cache's timeout: the bump of a write to
+     * user 7 cannot land, and the old page would still be reachable. */
+    admin("CLIENT PAUSE %s WRITE", "400");
+    st_cache_bump(c, "u:7");
+    usleep(500000);
+    cr_expect(has(c, key, "old page"), "the entry itself is still in Redis");
+    uint64_t g2 = st_cache_gen(c, "u:7");
+    cr_expect_neq(g2, 0);
+    cr_expect_neq(g2, g1, "a new epoch: the generation starts again, the old page is unreachable");
+    st_cache_stats st;
+    st_cache_stats_get(c, &st);
+    cr_expect_eq(st.redis_epochs, 1);
+    /* Nothing lost since: the epoch stays. */
+    cr_expect_eq(st_cache_gen(c, "u:7"), g2);
+    st_cache_bump(c, "u:7");
+    cr_expect_eq(st_cache_gen(c, "u:7"), g2 + 1);
+    st_cache_stats_get(c, &st);
+    cr_expect_eq(st.redis_epochs, 1);
+    st_cache_free(c);
 }
