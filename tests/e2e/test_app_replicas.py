@@ -83,6 +83,13 @@ def app_conns(pg, node):
     return int(out) if out is not None else -1
 
 
+def lag_series(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sorted(line.split('replica="')[1].split('"')[0] for line in text.splitlines()
+                  if line.startswith("hscale_db_replica_lag_seconds{"))
+
+
 def served(pg, node):
     return pg.log(node).count(READ)
 
@@ -116,6 +123,7 @@ def test_replicas_added_and_removed_by_reload_and_api(pg3, procs, tmp_path):
         return served(pg, "r2") > r2_0
     assert wait_until(r2_reads, 15)
     assert app_conns(pg, "r") > 0
+    assert lag_series(port) == ["replica0", "replica1"]     # metrics follow the set
 
     # Reload without the first: no more reads there, its connections close.
     write_config(cfg, port, pg, ["r2"])
@@ -128,6 +136,7 @@ def test_replicas_added_and_removed_by_reload_and_api(pg3, procs, tmp_path):
     assert served(pg, "r") == before_r
     assert served(pg, "r2") >= before_r2 + 30
     assert app_conns(pg, "r") == 0
+    assert lag_series(port) == ["replica0"]
 
     # The admin API: a cross-site style body is refused and changes nothing ...
     st, _ = call(port, "/admin/replicas/s0", "PUT", {"replicas": [pg.url("r")]},
