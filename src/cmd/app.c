@@ -76,14 +76,7 @@ int cmd_app(int argc, char **argv)
             rc = 1;
         }
     } else if (check) {
-        /* Secrets are shown as set, never printed. */
-        char **secrets[] = { &cfg.admin_token, &cfg.store.cache.redis_password };
-        for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
-            if (*secrets[i] && **secrets[i]) {
-                free(*secrets[i]);
-                *secrets[i] = strdup("***");
-            }
-        }
+        /* Credentials print as (redacted): app_config_json. */
         buf b;
         buf_init(&b);
         app_config_json(&cfg, &b);
