@@ -108,6 +108,7 @@ typedef struct bench_req {
     char         *static_bytes;   /* whole request pre-rendered, or NULL */
     size_t        static_len;
     size_t        max_len;        /* bound on a rendered request */
+    bool          add_close;      /* scenario's close_each, and no Connection header */
 } bench_req;
 
 typedef struct bench_scenario {
@@ -115,6 +116,11 @@ typedef struct bench_scenario {
     size_t     nreqs;
     uint64_t   think_min_us, think_max_us;   /* per virtual user, closed model */
     uint64_t   total_weight;
+    /* --new-conn: every request says "Connection: close" (unless it sets its
+     * own Connection header), as wrk -H 'Connection: close' and hey
+     * -disable-keepalive do, so the server closes first. Set before
+     * bench_scenario_prepare(). */
+    bool       close_each;
 } bench_scenario;
 
 /* Loads a YAML scenario; errors name the file, the line and the field. */
@@ -140,6 +146,7 @@ typedef enum {
     BENCH_ERR_RESET,      /* reset or closed mid-request */
     BENCH_ERR_TIMEOUT,    /* no complete response within --timeout */
     BENCH_ERR_PROTOCOL,   /* unparseable response */
+    BENCH_ERR_TLS,        /* TLS handshake failed, or a TLS record error */
     BENCH_ERR_HTTP4XX,
     BENCH_ERR_HTTP5XX,
     BENCH_ERR_N
@@ -163,6 +170,22 @@ void bench_stats_response(bench_stats *s, int status, uint64_t latency_us);
 /* Records a transport error (no latency: the request never completed). */
 void bench_stats_error(bench_stats *s, bench_err_kind k);
 
+/* Connections and TLS handshakes of a run, over every thread. A handshake
+ * is full or resumed (the server accepted the session offered); `failed`
+ * counts handshakes that did not complete (refused certificate, alert,
+ * reset, timeout). */
+typedef struct bench_conn_stats {
+    uint64_t connects;        /* TCP connections established */
+    uint64_t hs_full, hs_resumed, hs_failed;
+    hist     hs_lat;          /* handshake time (TCP connected to TLS done), us */
+    char     tls_version[16]; /* of the first completed handshake, "" when none */
+    char     tls_cipher[64];
+    char     tls_alpn[16];
+} bench_conn_stats;
+
+void bench_conn_stats_init(bench_conn_stats *s);
+void bench_conn_stats_merge(bench_conn_stats *dst, const bench_conn_stats *src);
+
 typedef struct bench_result {
     size_t       nnames;
     char       **names;       /* borrowed from the scenario */
@@ -171,6 +194,13 @@ typedef struct bench_result {
     double       elapsed_s;
     uint64_t     behind;      /* open model: scheduled but never sent */
     bool         interrupted; /* stopped early by SIGINT/SIGTERM */
+    bench_conn_stats conn;
+    /* The first TLS failure of the run ("" when none): what happened and,
+     * for a refused certificate, what to do. */
+    char         tls_error[BENCH_ERRLEN];
+    /* Stopped early because no retry can succeed (the server's certificate
+     * was refused): tls_error says why. */
+    bool         aborted;
 } bench_result;
 
 /* Summary numbers of one stats block, in the report's units. */
@@ -205,6 +235,25 @@ void bench_threshold_free(bench_threshold *t);
 double bench_threshold_value(const bench_threshold *t, const bench_summary *s);
 bool   bench_threshold_ok(const bench_threshold *t, double value);
 
+/* ---- TLS (https:// targets) ---- */
+
+/* Client side of `hscale bench https://...`. Verification is on unless
+ * `insecure`: the chain against `cacert` (or the system store), and the
+ * name: `sni` when set, else the URL's host (a DNS name, or an IP literal
+ * checked against the certificate's IP addresses and sent without SNI). */
+typedef struct bench_tls_opts {
+    bool  enabled;        /* the URL is https:// */
+    char *host;           /* the URL's host, without port or brackets */
+    char *sni;            /* --sni: server name sent and verified, or NULL */
+    char *cacert;         /* --cacert: PEM bundle, or NULL for the system store */
+    bool  insecure;       /* --insecure: no verification (self-signed test certs) */
+    bool  resume;         /* --tls-resume: offer each connection's last session */
+} bench_tls_opts;
+
+/* Checks that the options can make a client context (the CA file loads),
+ * so a bad --cacert is a usage error before any load. */
+int bench_tls_check(const bench_tls_opts *o, char *err, size_t errlen);
+
 /* ---- a run ---- */
 
 typedef struct bench_plan {
@@ -219,6 +268,8 @@ typedef struct bench_plan {
     uint64_t       duration_us;
     uint64_t       timeout_us;
     bool           quiet;         /* no progress output */
+    bool           new_conn;      /* --new-conn: one connection per request */
+    bench_tls_opts tls;
 } bench_plan;
 
 /* Runs the plan; fills res (free with bench_result_free). Progress lines go

@@ -4,9 +4,11 @@
 #define HSCALE_BENCH_BENCH_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "bench/bench.h"
 #include "core/ev.h"
 
@@ -32,15 +34,37 @@ bool bench_resp_eof(const bench_resp *r);
 
 enum { BC_DOWN, BC_CONNECTING, BC_IDLE, BC_BUSY, BC_WAIT };
 
+/* The TLS transport under one connection (bench_tls.c). The connection's
+ * own state (BC_*) says what it is doing with requests; this says what is
+ * under its bytes. A connection stays BC_CONNECTING through the TCP connect
+ * and the handshake, and becomes usable when the handshake is done. */
+typedef enum bench_tls_state {
+    BENCH_TLS_PLAIN,      /* http://: bytes go straight to the socket */
+    BENCH_TLS_DOWN,       /* https://, no TLS on the socket yet (none, or TCP connecting) */
+    BENCH_TLS_HANDSHAKE,  /* SSL_connect under way */
+    BENCH_TLS_OPEN,       /* handshake done: every byte goes through SSL_read/SSL_write */
+} bench_tls_state;
+
+const char *bench_tls_state_str(bench_tls_state s);
+
 #define BENCH_RBUF 16384
 
 typedef struct bench_worker bench_worker;
+
+struct ssl_st;
+struct ssl_session_st;
+struct ssl_ctx_st;
 
 typedef struct bench_conn {
     bench_worker *w;
     int         fd;
     uint32_t    idx;
+    uint32_t    gen;         /* bumped by every connect: a new fd may reuse the old number */
     uint8_t     state;
+    uint8_t     tls;         /* bench_tls_state */
+    struct ssl_st         *ssl;    /* TLS_HANDSHAKE / TLS_OPEN only */
+    struct ssl_session_st *sess;   /* --tls-resume: the last session the server gave */
+    uint64_t    hs_start_us;
     bool        pending;     /* a request is assigned and not yet answered */
     bool        head_only;   /* the request was HEAD: no body follows */
     uint32_t    req;         /* scenario index of the request */
@@ -75,11 +99,39 @@ struct bench_worker {
     bench_stats *stats;      /* one per scenario request */
     uint64_t     count, fails;
     hist         window;     /* latencies since the last publish */
+    struct ssl_ctx_st *ssl_ctx;   /* https: this thread's client context */
+    bench_conn_stats cs;
+    char         tls_error[BENCH_ERRLEN];   /* the first TLS failure, "" when none */
+    atomic_int   fatal;      /* 1: the run cannot succeed (tls_error says why) */
     ev_timer     arrive, tick, end;
     /* Handed to the progress loop under lk. */
     pthread_mutex_t lk;
     uint64_t     sh_count, sh_fails;
     hist         sh_window;
 };
+
+/* ---- TLS transport (bench_tls.c) ---- */
+
+/* This thread's client context for the plan's options; NULL with err. */
+struct ssl_ctx_st *bench_tls_ctx_new(const bench_tls_opts *o, char *err, size_t errlen);
+void bench_tls_ctx_free(struct ssl_ctx_st *ctx);
+/* Starts the handshake on c's connected socket (TLS_DOWN -> TLS_HANDSHAKE),
+ * offering c's last session with --tls-resume. -1: out of memory. */
+int  bench_tls_begin(bench_conn *c);
+/* Drives the handshake: 1 done (TLS_OPEN, c->w->cs counted), 0 waiting for
+ * the socket, -1 failed (err says why; *fatal when the server's certificate
+ * was refused, which no retry can fix; the caller closes c). */
+int  bench_tls_handshake(bench_conn *c, char *err, size_t errlen, bool *fatal);
+/* read(2)/send(2) contracts over TLS: bytes, 0 at EOF (read), -1 with
+ * errno (EAGAIN: wait for the next edge; EPROTO: a TLS error). */
+ssize_t bench_tls_read(bench_conn *c, void *buf, size_t n);
+ssize_t bench_tls_write(bench_conn *c, const void *buf, size_t n);
+/* Ends TLS on c (close_notify when established, never waiting for the
+ * peer's): TLS_HANDSHAKE/TLS_OPEN -> TLS_DOWN. The socket stays open. A
+ * handshake ended before it completed counts as failed (unless the run is
+ * stopping). */
+void bench_tls_close(bench_conn *c);
+/* Frees c's kept session (at the end of the run). */
+void bench_tls_conn_free(bench_conn *c);
 
 #endif

@@ -3,7 +3,11 @@
  *
  * Latencies are reported in milliseconds everywhere; the error rate counts
  * transport errors and HTTP statuses >= 400 alike (as Locust and k6 do). The
- * JSON is meant for `hscale plan` and CI: its keys are stable. */
+ * JSON is meant for `hscale plan` and CI: its keys are stable.
+ *
+ * Connections opened are reported for every run; https runs add the
+ * handshakes: full, resumed (the server took the session offered), failed,
+ * the handshake time, and the protocol, cipher and ALPN the server chose. */
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
@@ -53,6 +57,25 @@ void bench_report_text(FILE *out, const bench_plan *p, const bench_result *res,
         fprintf(out, " %s=%llu", bench_err_name(k), (unsigned long long)t->errors[k]);
     double rate = t->count ? 100.0 * (double)t->failures / (double)t->count : 0;
     fprintf(out, " (%.2f%% failed)\n", rate);
+    const bench_conn_stats *cs = &res->conn;
+    fprintf(out, "connections: %llu opened%s\n", (unsigned long long)cs->connects,
+            p->new_conn ? " (a new one per request)" : "");
+    if (p->tls.enabled) {
+        uint64_t hs = cs->hs_full + cs->hs_resumed;
+        fprintf(out, "tls: %s %s, alpn %s%s\n", cs->tls_version[0] ? cs->tls_version : "-",
+                cs->tls_cipher[0] ? cs->tls_cipher : "-", cs->tls_alpn[0] ? cs->tls_alpn : "-",
+                p->tls.insecure ? ", certificate NOT verified (--insecure)" : ", verified");
+        fprintf(out, "handshakes: %llu (%.1f/s): full %llu, resumed %llu (%.1f%%), failed %llu;"
+                " time p50 %.2fms p99 %.2fms\n", (unsigned long long)hs,
+                res->elapsed_s > 0 ? (double)hs / res->elapsed_s : 0.0,
+                (unsigned long long)cs->hs_full, (unsigned long long)cs->hs_resumed,
+                hs ? 100.0 * (double)cs->hs_resumed / (double)hs : 0.0,
+                (unsigned long long)cs->hs_failed,
+                (double)hist_quantile(&cs->hs_lat, 0.5) / 1e3,
+                (double)hist_quantile(&cs->hs_lat, 0.99) / 1e3);
+    }
+    if (res->tls_error[0])
+        fprintf(out, "%s: %s\n", res->aborted ? "stopped" : "first tls error", res->tls_error);
     if (p->open_model && res->behind)
         fprintf(out, "behind schedule: %llu requests were due but never sent (raise -c)\n",
                 (unsigned long long)res->behind);
@@ -104,14 +127,33 @@ int bench_report_json(const char *path, const bench_plan *p, const bench_result 
             json_array_append_new(stages, json_pack("{s:f, s:f}", "seconds",
                                                     (double)p->stages[i].dur_us / 1e6,
                                                     "target", p->stages[i].target));
-    json_t *root = json_pack("{s:s, s:s, s:i, s:i, s:f, s:b, s:I, s:o, s:o, s:o, s:o}",
+    const bench_conn_stats *cs = &res->conn;
+    json_t *tls = json_null();
+    if (p->tls.enabled) {
+        uint64_t hs = cs->hs_full + cs->hs_resumed;
+        tls = json_pack("{s:s, s:s, s:s, s:b, s:b, s:I, s:f, s:I, s:I, s:I, s:f, s:{s:f,s:f,s:f},"
+                        " s:s, s:b}",
+                        "version", cs->tls_version, "cipher", cs->tls_cipher, "alpn", cs->tls_alpn,
+                        "verified", !p->tls.insecure, "resume", p->tls.resume,
+                        "handshakes", (json_int_t)hs,
+                        "handshakes_per_s", res->elapsed_s > 0 ? (double)hs / res->elapsed_s : 0.0,
+                        "full", (json_int_t)cs->hs_full, "resumed", (json_int_t)cs->hs_resumed,
+                        "failed", (json_int_t)cs->hs_failed,
+                        "resumed_ratio", hs ? (double)cs->hs_resumed / (double)hs : 0.0,
+                        "handshake_ms", "p50", (double)hist_quantile(&cs->hs_lat, 0.5) / 1e3,
+                        "p99", (double)hist_quantile(&cs->hs_lat, 0.99) / 1e3,
+                        "max", (double)cs->hs_lat.max_us / 1e3,
+                        "error", res->tls_error, "aborted", res->aborted);
+    }
+    json_t *root = json_pack("{s:s, s:s, s:i, s:i, s:f, s:b, s:I, s:o, s:o, s:o, s:o, s:b, s:I, s:o}",
                              "tool", "hscale bench", "model", p->open_model ? "open" : "closed",
                              "connections", (int)p->conns, "threads", (int)p->threads,
                              "elapsed_s", res->elapsed_s, "interrupted", res->interrupted,
                              "behind_schedule", (json_int_t)res->behind, "stages", stages,
                              "requests", reqs,
                              "total", stats_json("TOTAL", &res->total, res->elapsed_s),
-                             "thresholds", ths);
+                             "thresholds", ths, "new_conn", p->new_conn,
+                             "connections_opened", (json_int_t)cs->connects, "tls", tls);
     int rc = 0;
     if (!root || json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
         snprintf(err, errlen, "cannot write %s: %s", path, root ? strerror(errno) : "out of memory");

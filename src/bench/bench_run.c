@@ -34,11 +34,13 @@
 
 static void worker_dispatch(bench_worker *w);
 static void conn_next(bench_conn *c);
+static void worker_stop(bench_worker *w);
 
 /* ---- connection life cycle ---- */
 
 static void conn_close(bench_conn *c)
 {
+    bench_tls_close(c);
     if (c->fd >= 0) {
         ev_io_del(c->w->loop, c->fd);
         close(c->fd);
@@ -62,7 +64,7 @@ static void conn_fail(bench_conn *c, bench_err_kind kind)
     conn_close(c);
     if (w->stopping)
         return;
-    if (kind == BENCH_ERR_CONNECT) {   /* back off: a refused port answers instantly */
+    if (kind == BENCH_ERR_CONNECT || kind == BENCH_ERR_TLS) {   /* back off: a refusal answers instantly */
         c->state = BC_WAIT;
         ev_timer_start(w->loop, &c->timer, BACKOFF_US);
         return;
@@ -76,6 +78,8 @@ static bench_err_kind errno_kind(int e)
         return BENCH_ERR_CONNECT;
     if (e == ETIMEDOUT)
         return BENCH_ERR_TIMEOUT;
+    if (e == EPROTO)   /* a TLS record or alert the transport refused */
+        return BENCH_ERR_TLS;
     return BENCH_ERR_RESET;
 }
 
@@ -83,7 +87,8 @@ static bench_err_kind errno_kind(int e)
 static int conn_write(bench_conn *c)
 {
     while (c->woff < c->wlen) {
-        ssize_t n = send(c->fd, c->wptr + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        ssize_t n = c->ssl ? bench_tls_write(c, c->wptr + c->woff, c->wlen - c->woff)
+                           : send(c->fd, c->wptr + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
         if (n > 0) {
             c->woff += (size_t)n;
         } else if (n < 0 && errno == EINTR) {
@@ -114,6 +119,7 @@ static int conn_connect(bench_conn *c)
         conn_fail(c, BENCH_ERR_CONNECT);
         return -1;
     }
+    c->gen++;
     c->state = BC_CONNECTING;
     c->sent_us = ev_monotonic_us();
     return 0;
@@ -175,7 +181,7 @@ static void conn_done(bench_conn *c, uint64_t now)
     if (c->resp.status >= 400)
         w->fails++;
     c->pending = false;
-    if (c->resp.close_after)
+    if (c->resp.close_after || w->plan->new_conn)
         conn_close(c);
     const bench_scenario *sc = &w->plan->sc;
     if (!w->plan->open_model && sc->think_max_us > 0) {
@@ -192,7 +198,8 @@ static void conn_read(bench_conn *c)
 {
     for (;;) {
         size_t room = sizeof c->rbuf - c->rlen;
-        ssize_t n = read(c->fd, c->rbuf + c->rlen, room);
+        ssize_t n = c->ssl ? bench_tls_read(c, c->rbuf + c->rlen, room)
+                           : read(c->fd, c->rbuf + c->rlen, room);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -235,9 +242,9 @@ static void conn_read(bench_conn *c)
                 conn_fail(c, BENCH_ERR_PROTOCOL);
                 return;
             }
-            int fd = c->fd;
+            uint32_t gen = c->gen;
             conn_done(c, ev_monotonic_us());
-            if (c->fd != fd)
+            if (c->gen != gen || c->fd < 0)
                 return;
         } else if (c->rlen == sizeof c->rbuf) {
             conn_fail(c, BENCH_ERR_PROTOCOL);   /* a head line longer than the buffer */
@@ -245,36 +252,81 @@ static void conn_read(bench_conn *c)
         }
         /* A short read drained the socket: the next arrival raises a new
          * edge, so the read() that would only say EAGAIN is skipped (as
-         * nginx does), saving a syscall per response. */
-        if ((size_t)n < room)
+         * nginx does), saving a syscall per response. Not over TLS: a
+         * short SSL_read ends a record, not the socket's data. */
+        if ((size_t)n < room && !c->ssl)
             return;
     }
+}
+
+/* A handshake failed: counted against the pending request as a TLS error;
+ * a refused certificate stops this worker and, through `fatal`, the run. */
+static void conn_tls_failed(bench_conn *c, const char *why, bool fatal)
+{
+    bench_worker *w = c->w;
+    if (!w->tls_error[0])
+        snprintf(w->tls_error, sizeof w->tls_error, "%s", why);
+    conn_fail(c, BENCH_ERR_TLS);
+    if (fatal) {
+        atomic_store(&w->fatal, 1);
+        worker_stop(w);
+    }
+}
+
+/* BC_CONNECTING: the TCP connect, then (https) the handshake. Returns true
+ * when the connection just became usable and has a request to send. */
+static bool conn_establish(bench_conn *c, int fd, unsigned events)
+{
+    if (c->tls == BENCH_TLS_PLAIN || c->tls == BENCH_TLS_DOWN) {
+        int e = sock_connect_result(fd);
+        if (e) {
+            conn_fail(c, e == ETIMEDOUT ? BENCH_ERR_TIMEOUT : BENCH_ERR_CONNECT);
+            return false;
+        }
+        if (!(events & (EV_WRITE | EV_ERROR)))
+            return false;
+        c->w->cs.connects++;
+        if (c->tls == BENCH_TLS_DOWN && bench_tls_begin(c) < 0) {
+            conn_tls_failed(c, "TLS: out of memory", false);
+            return false;
+        }
+    }
+    if (c->tls == BENCH_TLS_HANDSHAKE) {
+        char why[BENCH_ERRLEN];
+        bool fatal;
+        int rc = bench_tls_handshake(c, why, sizeof why, &fatal);
+        if (rc < 0)
+            conn_tls_failed(c, why, fatal);
+        if (rc <= 0)
+            return false;
+    }
+    if (!c->pending) {
+        conn_next(c);
+        return false;
+    }
+    c->state = BC_BUSY;
+    c->sent_us = ev_monotonic_us();
+    return true;
 }
 
 static void on_io(ev_loop *loop, int fd, unsigned events, void *arg)
 {
     bench_conn *c = arg;
     (void)loop;
+    uint32_t gen = c->gen;
+    bool fresh = false;   /* just established: writable, whatever the event */
     if (c->state == BC_CONNECTING) {
-        int e = sock_connect_result(fd);
-        if (e) {
-            conn_fail(c, e == ETIMEDOUT ? BENCH_ERR_TIMEOUT : BENCH_ERR_CONNECT);
+        if (!conn_establish(c, fd, events))
             return;
-        }
-        if (!(events & (EV_WRITE | EV_ERROR)))
-            return;
-        if (!c->pending) {
-            conn_next(c);
-            return;
-        }
-        c->state = BC_BUSY;
-        c->sent_us = ev_monotonic_us();
+        fresh = true;
     }
-    if (c->state == BC_BUSY && c->woff < c->wlen && (events & (EV_WRITE | EV_ERROR))) {
+    if (c->state == BC_BUSY && c->woff < c->wlen && (fresh || (events & (EV_WRITE | EV_ERROR)))) {
         if (conn_write(c) < 0)
             return;
     }
-    if (c->fd == fd && (events & (EV_READ | EV_ERROR)))
+    /* After a handshake, bytes may wait behind the edge it consumed
+     * (TLS 1.3 tickets): read whatever the event. */
+    if (c->gen == gen && c->fd == fd && ((events & (EV_READ | EV_ERROR)) || (fresh && c->ssl)))
         conn_read(c);
 }
 
@@ -417,6 +469,9 @@ static void *worker_main(void *arg)
 
 static void worker_free(bench_worker *w)
 {
+    for (uint32_t i = 0; w->conns && i < w->nconns; i++)
+        bench_tls_conn_free(&w->conns[i]);
+    bench_tls_ctx_free(w->ssl_ctx);
     if (w->loop)
         ev_loop_free(w->loop);
     free(w->conns);
@@ -426,7 +481,8 @@ static void worker_free(bench_worker *w)
     pthread_mutex_destroy(&w->lk);
 }
 
-static int worker_init(bench_worker *w, const bench_plan *p, uint32_t id, uint64_t t0)
+static int worker_init(bench_worker *w, const bench_plan *p, uint32_t id, uint64_t t0,
+                       char *err, size_t errlen)
 {
     memset(w, 0, sizeof *w);
     pthread_mutex_init(&w->lk, NULL);
@@ -445,7 +501,12 @@ static int worker_init(bench_worker *w, const bench_plan *p, uint32_t id, uint64
             wmax = p->sc.reqs[i].max_len;
     if (wmax)
         w->wbufs = malloc(wmax * w->nconns);
-    if (!w->loop || !w->conns || !w->idle || !w->stats || (wmax && !w->wbufs))
+    if (!w->loop || !w->conns || !w->idle || !w->stats || (wmax && !w->wbufs)) {
+        snprintf(err, errlen, "cannot set up worker %u: out of memory", id);
+        return -1;
+    }
+    bench_conn_stats_init(&w->cs);
+    if (p->tls.enabled && !(w->ssl_ctx = bench_tls_ctx_new(&p->tls, err, errlen)))
         return -1;
     for (size_t i = 0; i < p->sc.nreqs; i++)
         bench_stats_init(&w->stats[i]);
@@ -456,6 +517,7 @@ static int worker_init(bench_worker *w, const bench_plan *p, uint32_t id, uint64
         c->w = w;
         c->fd = -1;
         c->idx = i;
+        c->tls = p->tls.enabled ? BENCH_TLS_DOWN : BENCH_TLS_PLAIN;
         c->wbuf = wmax ? w->wbufs + i * wmax : NULL;
         ev_timer_init(&c->timer, on_conn_timer, c);
     }
@@ -524,17 +586,18 @@ int bench_run(const bench_plan *p, FILE *progress, bench_result *res, char *err,
     uint32_t started = 0, ninit = 0;
     int rc = 0;
     for (; ninit < p->threads; ninit++) {
-        if (worker_init(&ws[ninit], p, ninit, t0) < 0) {
-            snprintf(err, errlen, "cannot set up worker %u: out of memory", ninit);
+        if (worker_init(&ws[ninit], p, ninit, t0, err, errlen) < 0) {
             worker_free(&ws[ninit]);
             rc = -1;
             break;
         }
     }
-    struct sigaction sa = {0}, old_int, old_term;
+    struct sigaction sa = {0}, old_int, old_term, old_pipe, ign = {0};
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
+    ign.sa_handler = SIG_IGN;   /* OpenSSL writes with write(2): a reset peer must not kill us */
+    sigaction(SIGPIPE, &ign, &old_pipe);
     interrupted = 0;
     for (uint32_t i = 0; rc == 0 && i < p->threads; i++) {
         if (pthread_create(&ws[i].th, NULL, worker_main, &ws[i]) != 0) {
@@ -549,10 +612,12 @@ int bench_run(const bench_plan *p, FILE *progress, bench_result *res, char *err,
     bool tty = progress && isatty(fileno(progress));
     uint64_t period = tty ? 250000 : 5000000, next = t0 + period, last_us = t0, last_count = 0;
     uint64_t end = t0 + p->duration_us;
-    bool stopped = rc != 0;
+    bool stopped = rc != 0, aborted = false;
     while (!stopped) {
         uint64_t now = ev_monotonic_us();
-        if (interrupted || now >= end + 50000)
+        for (uint32_t i = 0; i < started; i++)
+            aborted |= atomic_load(&ws[i].fatal) != 0;
+        if (interrupted || aborted || now >= end + 50000)
             break;
         uint64_t wake = next < end + 50000 ? next : end + 50000;
         uint64_t sleep_us = wake > now ? wake - now : 0;
@@ -572,6 +637,7 @@ int bench_run(const bench_plan *p, FILE *progress, bench_result *res, char *err,
         pthread_join(ws[i].th, NULL);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGPIPE, &old_pipe, NULL);
     if (tty && progress && !p->quiet)
         fputc('\n', progress);
     if (rc == 0) {
@@ -592,8 +658,14 @@ int bench_run(const bench_plan *p, FILE *progress, bench_result *res, char *err,
                 bench_stats_merge(&res->per[n], &ws[i].stats[n]);
             bench_stats_merge(&res->total, &res->per[n]);
         }
-        for (uint32_t i = 0; i < p->threads; i++)
+        bench_conn_stats_init(&res->conn);
+        for (uint32_t i = 0; i < p->threads; i++) {
             res->behind += ws[i].behind;
+            bench_conn_stats_merge(&res->conn, &ws[i].cs);
+            if (!res->tls_error[0] && ws[i].tls_error[0])
+                memcpy(res->tls_error, ws[i].tls_error, sizeof res->tls_error);
+        }
+        res->aborted = aborted;
         uint64_t el = (stop_at < end ? stop_at : end) - t0;
         res->elapsed_s = (double)el / 1e6;
         res->interrupted = interrupted != 0;

@@ -397,12 +397,17 @@ out:
 
 /* ---- rendering ---- */
 
-static bool has_host(const bench_req *rq)
+static bool has_header(const bench_req *rq, const char *name)
 {
     for (size_t i = 0; i < rq->nheaders; i++)
-        if (!strcasecmp(rq->headers[i].name, "Host"))
+        if (!strcasecmp(rq->headers[i].name, name))
             return true;
     return false;
+}
+
+static bool has_host(const bench_req *rq)
+{
+    return has_header(rq, "Host");
 }
 
 int bench_scenario_prepare(bench_scenario *sc, const char *host_header, char *err, size_t errlen)
@@ -414,6 +419,9 @@ int bench_scenario_prepare(bench_scenario *sc, const char *host_header, char *er
         size_t max = strlen(rq->method) + 1 + rq->path.max_len + sizeof " HTTP/1.1\r\n";
         if (!has_host(rq))
             max += sizeof "Host: \r\n" + strlen(host_header);
+        rq->add_close = sc->close_each && !has_header(rq, "Connection");
+        if (rq->add_close)
+            max += sizeof "Connection: close\r\n";
         for (size_t h = 0; h < rq->nheaders; h++)
             max += strlen(rq->headers[h].name) + 4 + rq->headers[h].value.max_len;
         max += sizeof "Content-Length: 18446744073709551615\r\n\r\n" + rq->body.max_len;
@@ -473,6 +481,8 @@ size_t bench_req_render(const bench_req *rq, const char *host_header, bench_rng 
         w += put(out + w, host_header);
         w += put(out + w, "\r\n");
     }
+    if (rq->add_close)
+        w += put(out + w, "Connection: close\r\n");
     for (size_t h = 0; h < rq->nheaders; h++) {
         w += put(out + w, rq->headers[h].name);
         w += put(out + w, ": ");

@@ -19,7 +19,7 @@
 #include "bench/bench.h"
 
 static const char *const err_names[BENCH_ERR_N] = {
-    "connect", "reset", "timeout", "protocol", "http_4xx", "http_5xx",
+    "connect", "reset", "timeout", "protocol", "tls", "http_4xx", "http_5xx",
 };
 
 const char *bench_err_name(bench_err_kind k)
@@ -43,6 +43,26 @@ void bench_stats_merge(bench_stats *dst, const bench_stats *src)
     for (int i = 0; i < 600; i++)
         dst->status[i] += src->status[i];
     hist_merge(&dst->lat, &src->lat);
+}
+
+void bench_conn_stats_init(bench_conn_stats *s)
+{
+    memset(s, 0, sizeof *s);
+    hist_init(&s->hs_lat);
+}
+
+void bench_conn_stats_merge(bench_conn_stats *dst, const bench_conn_stats *src)
+{
+    dst->connects += src->connects;
+    dst->hs_full += src->hs_full;
+    dst->hs_resumed += src->hs_resumed;
+    dst->hs_failed += src->hs_failed;
+    hist_merge(&dst->hs_lat, &src->hs_lat);
+    if (!dst->tls_version[0] && src->tls_version[0]) {   /* every thread uses one context */
+        memcpy(dst->tls_version, src->tls_version, sizeof dst->tls_version);
+        memcpy(dst->tls_cipher, src->tls_cipher, sizeof dst->tls_cipher);
+        memcpy(dst->tls_alpn, src->tls_alpn, sizeof dst->tls_alpn);
+    }
 }
 
 void bench_stats_response(bench_stats *s, int status, uint64_t latency_us)

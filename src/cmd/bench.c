@@ -12,7 +12,7 @@
 static const char usage[] =
     "usage: hscale bench URL [options]\n"
     "\n"
-    "Generates HTTP/1.1 load against URL (http://host[:port]/path) and reports\n"
+    "Generates HTTP/1.1 load against URL (http[s]://host[:port]/path) and reports\n"
     "latency per request name; exits 1 when a --threshold fails.\n"
     "\n"
     "load model:\n"
@@ -25,6 +25,20 @@ static const char usage[] =
     "                        connections, or requests/s with --open\n"
     "  --open                stage targets are arrival rates (open model)\n"
     "  --timeout D           per request, default 10s\n"
+    "  --new-conn            a new connection for every request, sent with\n"
+    "                        'Connection: close' (wrk -H 'Connection: close', hey\n"
+    "                        -disable-keepalive); default: keep-alive\n"
+    "\n"
+    "https (TLS 1.2+, ALPN http/1.1, SNI from the URL's host):\n"
+    "  --cacert FILE         PEM CA bundle the server's certificate must chain to\n"
+    "                        (default: the system store); the name is checked too\n"
+    "  -k, --insecure        do not verify the certificate (a self-signed test\n"
+    "                        certificate); a load tool's switch, never a default\n"
+    "  --sni NAME            server name to send and verify instead of the URL's host\n"
+    "  --tls-resume          offer each connection's last session when it reconnects\n"
+    "                        (with --new-conn: resumed handshakes); default: every\n"
+    "                        handshake is a full one\n"
+    "  the report counts connections and handshakes (full, resumed, failed)\n"
     "\n"
     "requests:\n"
     "  --scenario FILE       YAML: weighted requests, templates, think time (closed\n"
@@ -46,12 +60,12 @@ static const char usage[] =
 
 typedef struct opts {
     const char *url, *scenario, *method, *body, *json, *csv, *stages;
-    const char *dur, *timeout, *rate, *conns, *threads;
+    const char *dur, *timeout, *rate, *conns, *threads, *cacert, *sni;
     char *headers[MAX_LIST];
     size_t nheaders;
     const char *th[MAX_LIST];
     size_t nth;
-    bool open, quiet;
+    bool open, quiet, new_conn, insecure, tls_resume;
 } opts;
 
 static int uerr(const char *fmt, const char *a, const char *b)
@@ -97,7 +111,9 @@ static int parse_args(int argc, char **argv, opts *o)
             opt_val(argc, argv, &i, NULL, "--method", &o->method, &miss) ||
             opt_val(argc, argv, &i, NULL, "--body", &o->body, &miss) ||
             opt_val(argc, argv, &i, NULL, "--json", &o->json, &miss) ||
-            opt_val(argc, argv, &i, NULL, "--csv", &o->csv, &miss)) {
+            opt_val(argc, argv, &i, NULL, "--csv", &o->csv, &miss) ||
+            opt_val(argc, argv, &i, NULL, "--cacert", &o->cacert, &miss) ||
+            opt_val(argc, argv, &i, NULL, "--sni", &o->sni, &miss)) {
             if (miss)
                 return uerr("%s needs a value%s", a, "");
         } else if (opt_val(argc, argv, &i, "-H", "--header", &v, &miss)) {
@@ -114,6 +130,12 @@ static int parse_args(int argc, char **argv, opts *o)
             o->th[o->nth++] = v;
         } else if (!strcmp(a, "--open")) {
             o->open = true;
+        } else if (!strcmp(a, "--new-conn")) {
+            o->new_conn = true;
+        } else if (!strcmp(a, "-k") || !strcmp(a, "--insecure")) {
+            o->insecure = true;
+        } else if (!strcmp(a, "--tls-resume")) {
+            o->tls_resume = true;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             o->quiet = true;
         } else if (a[0] == '-' && a[1]) {
@@ -143,25 +165,34 @@ static int parse_count(const char *s, const char *what, long lo, long hi, uint32
     return 0;
 }
 
-/* http://host[:port][/target]: fills the address, the Host header value and
- * the target. */
+/* http[s]://host[:port][/target]: fills the address, the Host header value,
+ * the TLS host (https) and the target. */
 static int parse_url(const char *url, bench_plan *p, char *target, size_t tcap)
 {
-    if (!strncmp(url, "https://", 8))
-        return uerr("'%s': https is not supported; use http:// (terminate TLS in front)%s", url, "");
-    if (strncmp(url, "http://", 7))
-        return uerr("'%s': expected http://host[:port]/path%s", url, "");
-    const char *h = url + 7, *slash = strchr(h, '/');
+    bool tls = !strncmp(url, "https://", 8);
+    if (!tls && strncmp(url, "http://", 7))
+        return uerr("'%s': expected http[s]://host[:port]/path%s", url, "");
+    const char *h = url + (tls ? 8 : 7), *slash = strchr(h, '/');
     size_t hl = slash ? (size_t)(slash - h) : strlen(h);
     if (hl == 0 || hl > 255 || memchr(h, '@', hl) || memchr(h, '?', hl) || memchr(h, '#', hl))
-        return uerr("'%s': expected http://host[:port]/path%s", url, "");
+        return uerr("'%s': expected http[s]://host[:port]/path%s", url, "");
     char hostport[300];
     memcpy(hostport, h, hl);
     hostport[hl] = 0;
     const char *rb = strrchr(hostport, ']'), *colon = strrchr(hostport, ':');
     bool has_port = colon && (!rb || colon > rb);
     char addr[310];
-    snprintf(addr, sizeof addr, has_port ? "%s" : "%s:80", hostport);
+    snprintf(addr, sizeof addr, has_port ? "%s" : tls ? "%s:443" : "%s:80", hostport);
+    if (tls) {   /* the name to verify and send as SNI: no port, no brackets */
+        size_t nl = has_port ? (size_t)(colon - hostport) : strlen(hostport);
+        const char *n0 = hostport;
+        if (nl >= 2 && n0[0] == '[' && n0[nl - 1] == ']') {
+            n0++;
+            nl -= 2;
+        }
+        p->tls.enabled = true;
+        p->tls.host = strndup(n0, nl);
+    }
     char err[BENCH_ERRLEN];
     if (sock_addr_parse(addr, &p->addr, err, sizeof err) < 0)
         return uerr("'%s': %s", url, err);
@@ -176,12 +207,42 @@ static int parse_url(const char *url, bench_plan *p, char *target, size_t tcap)
     return 0;
 }
 
+/* The https options: only with an https:// URL, and not contradictory. */
+static int setup_tls(const opts *o, bench_plan *p)
+{
+    const char *flag = o->cacert ? "--cacert" : o->insecure ? "--insecure" : o->sni ? "--sni"
+                     : o->tls_resume ? "--tls-resume" : NULL;
+    if (!p->tls.enabled) {
+        if (flag)
+            return uerr("%s goes with an https:// URL (got '%s')", flag, o->url);
+        return 0;
+    }
+    if (o->cacert && o->insecure)
+        return uerr("--cacert and --insecure contradict each other: verify against a CA, or not%s%s",
+                    "", "");
+    if (o->sni && (!*o->sni || strlen(o->sni) > 255 || strpbrk(o->sni, " /:@")))
+        return uerr("--sni: '%s' is not a host name%s", o->sni, "");
+    if (o->cacert && access(o->cacert, R_OK) != 0)
+        return uerr("--cacert: cannot read '%s': %s", o->cacert, strerror(errno));
+    p->tls.cacert = o->cacert ? strdup(o->cacert) : NULL;
+    p->tls.sni = o->sni ? strdup(o->sni) : NULL;
+    p->tls.insecure = o->insecure;
+    p->tls.resume = o->tls_resume;
+    char err[BENCH_ERRLEN];
+    if (bench_tls_check(&p->tls, err, sizeof err) < 0)
+        return uerr("%s%s", err, "");
+    return 0;
+}
+
 static int setup(const opts *o, bench_plan *p, bench_threshold *th)
 {
     char err[BENCH_ERRLEN], target[8192];
     int rc;
     if ((rc = parse_url(o->url, p, target, sizeof target)) != 0)
         return rc;
+    if ((rc = setup_tls(o, p)) != 0)
+        return rc;
+    p->new_conn = o->new_conn;
     p->conns = 10;
     p->threads = 2;
     if (o->conns && (rc = parse_count(o->conns, "-c", 1, 100000, &p->conns)) != 0)
@@ -242,6 +303,7 @@ static int setup(const opts *o, bench_plan *p, bench_threshold *th)
                                      o->body, err, sizeof err) < 0) {
         return uerr("%s%s", err, "");
     }
+    p->sc.close_each = o->new_conn;   /* loading a scenario starts from a clean one */
     if (bench_scenario_prepare(&p->sc, p->host_header, err, sizeof err) < 0)
         return uerr("%s%s", err, "");
     for (size_t i = 0; i < o->nth; i++) {
@@ -280,8 +342,9 @@ int cmd_bench(int argc, char **argv)
         goto out;
     char err[BENCH_ERRLEN];
     if (!o.quiet)
-        fprintf(stderr, "hscale bench: %s, %s model, %u connections, %u threads, %.1fs\n", o.url,
-                p->open_model ? "open" : "closed", p->conns, p->threads, (double)p->duration_us / 1e6);
+        fprintf(stderr, "hscale bench: %s, %s model, %u connections%s, %u threads, %.1fs\n", o.url,
+                p->open_model ? "open" : "closed", p->conns, p->new_conn ? " (new per request)" : "",
+                p->threads, (double)p->duration_us / 1e6);
     if (bench_run(p, o.quiet ? NULL : stderr, &res, err, sizeof err) < 0) {
         fprintf(stderr, "hscale bench: %s\n", err);
         rc = 1;
@@ -312,8 +375,12 @@ int cmd_bench(int argc, char **argv)
         fprintf(stderr, "hscale bench: %s\n", err);
         rc = 1;
     }
-    if (res.total.lat.count == 0) {
-        fprintf(stderr, "hscale bench: no response was received from %s\n", o.url);
+    if (res.aborted) {
+        fprintf(stderr, "hscale bench: stopped: %s\n", res.tls_error);
+        rc = 1;
+    } else if (res.total.lat.count == 0) {
+        fprintf(stderr, "hscale bench: no response was received from %s%s%s\n", o.url,
+                res.tls_error[0] ? ": " : "", res.tls_error);
         rc = 1;
     }
 out:
@@ -322,6 +389,9 @@ out:
     bench_result_free(&res);
     bench_scenario_free(&p->sc);
     free(p->host_header);
+    free(p->tls.host);
+    free(p->tls.sni);
+    free(p->tls.cacert);
     free(p);
     return rc;
 }

@@ -49,7 +49,7 @@ def assert_no_failures(total):
     assert total["count"] > 200, total
     assert total["failures"] == 0, total
     assert total["errors"] == {"connect": 0, "reset": 0, "timeout": 0, "protocol": 0,
-                               "http_4xx": 0, "http_5xx": 0}, total
+                               "tls": 0, "http_4xx": 0, "http_5xx": 0}, total
 
 
 def test_kill_9_of_one_backend_loses_no_request(procs, tmp_path):
