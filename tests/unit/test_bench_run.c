@@ -120,6 +120,7 @@ Test(bench_run, closed_model_keep_alive)
     cr_assert_eq(res.total.failures, 0);
     cr_assert_eq(res.total.lat.count, res.total.count);
     cr_assert_float_eq(res.elapsed_s, 0.3, 0.05);
+    cr_assert_eq(res.conn.connects, 4);   /* keep-alive: each connection opened once */
     bench_result_free(&res);
     plan_free(pl);
 }
@@ -135,6 +136,27 @@ Test(bench_run, connection_close_reconnects)
     stop_server();
     cr_assert_gt(res.total.count, 20);
     cr_assert_eq(res.total.failures, 0, "errors: reset %llu", (unsigned long long)res.total.errors[BENCH_ERR_RESET]);
+    bench_result_free(&res);
+    plan_free(pl);
+}
+
+Test(bench_run, new_conn_opens_one_connection_per_request)
+{
+    reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";   /* the server would keep it */
+    start_server();
+    bench_plan *pl = plan(port, false, 2, 300000, 2);
+    pl->new_conn = true;
+    bench_result res;
+    char err[BENCH_ERRLEN];
+    cr_assert_eq(bench_run(pl, NULL, &res, err, sizeof err), 0, "%s", err);
+    stop_server();
+    cr_assert_gt(res.total.count, 20);
+    cr_assert_eq(res.total.failures, 0);
+    /* one per request, plus at most one per connection open at the end */
+    cr_assert(res.conn.connects >= res.total.count && res.conn.connects <= res.total.count + 2,
+              "connects %llu requests %llu", (unsigned long long)res.conn.connects,
+              (unsigned long long)res.total.count);
+    cr_assert_eq(res.conn.hs_full + res.conn.hs_resumed + res.conn.hs_failed, 0);   /* plain */
     bench_result_free(&res);
     plan_free(pl);
 }

@@ -223,3 +223,29 @@ Test(bench_scenario, yaml_errors_name_the_field)
     cr_assert_eq(bench_scenario_load(&sc, "/nonexistent/x.yaml", err, sizeof err), -1);
     cr_assert(strstr(err, "No such file"), "%s", err);
 }
+
+Test(bench_scenario, new_conn_says_connection_close_unless_the_request_does)
+{
+    bench_scenario sc;
+    cr_assert_eq(bench_scenario_single(&sc, "GET", "/health", NULL, 0, NULL, err, sizeof err), 0);
+    sc.close_each = true;
+    cr_assert_eq(bench_scenario_prepare(&sc, "h", err, sizeof err), 0);
+    const char *want = "GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    cr_assert_eq(sc.reqs[0].static_len, strlen(want));
+    cr_assert_eq(memcmp(sc.reqs[0].static_bytes, want, strlen(want)), 0);
+    cr_assert_leq(sc.reqs[0].static_len, sc.reqs[0].max_len);
+    bench_scenario_free(&sc);
+
+    char *hdrs[] = {"Connection: keep-alive"};   /* the user's own header wins */
+    cr_assert_eq(bench_scenario_single(&sc, "GET", "/{seq}", hdrs, 1, NULL, err, sizeof err), 0);
+    sc.close_each = true;
+    cr_assert_eq(bench_scenario_prepare(&sc, "h", err, sizeof err), 0);
+    bench_rng r;
+    bench_rng_seed(&r, 1, 3, 1);
+    char *out = malloc(sc.reqs[0].max_len + 1);
+    size_t n = bench_req_render(&sc.reqs[0], "h", &r, out);
+    out[n] = 0;
+    cr_assert_str_eq(out, "GET /3 HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n");
+    free(out);
+    bench_scenario_free(&sc);
+}
