@@ -62,6 +62,11 @@ typedef struct gw_pool_cfg {
     uint64_t        queue_timeout_us;    /* then 503 */
     int             max_idle;       /* idle upstream connections per backend per worker */
     uint64_t        idle_timeout_us;
+    /* https backends (gw_upstream_tls.c) */
+    bool            tls;            /* speak TLS to every member of the pool */
+    bool            tls_verify;     /* chain and name; default on */
+    char           *tls_ca_file;    /* PEM CA bundle; NULL: the system store */
+    char           *tls_server_name;   /* SNI and the name verified; NULL: the member's host */
 } gw_pool_cfg;
 
 typedef struct gw_split_cfg {

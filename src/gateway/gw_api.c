@@ -48,8 +48,8 @@ json_t *gw_api_pool_json(const gw_snap *s, int pi, uint64_t now_us)
             "latency_ms", (double)atomic_load(&m->ewma_ns) / 1e6,
             "restored", atomic_load(&m->restored)));
     }
-    return json_pack("{s:s, s:s, s:o}", "name", p->name, "algorithm",
-                     algo_names[p->algo], "members", members);
+    return json_pack("{s:s, s:s, s:b, s:o}", "name", p->name, "algorithm",
+                     algo_names[p->algo], "tls", p->tls != NULL, "members", members);
 }
 
 json_t *gw_api_pools_json(const gw_snap *s, uint64_t now_us)

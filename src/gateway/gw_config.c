@@ -121,6 +121,14 @@ static const cfg_field pool_fields[] = {
       .min = 0, .max = 100000, .help = "idle upstream connections kept per backend per worker (enough for every client in flight, or connects churn)" },
     { .key = "idle_timeout", .type = CFG_DURATION, .offset = offsetof(gw_pool_cfg, idle_timeout_us),
       .def = "60s", .max = 86400, .help = "idle upstream connections close after this" },
+    { .key = "tls", .type = CFG_BOOL, .offset = offsetof(gw_pool_cfg, tls), .def = "false",
+      .help = "https backends: TLS 1.2+ to every member, ALPN http/1.1, sessions resumed, idle TLS connections kept; health checks over TLS too" },
+    { .key = "tls_verify", .type = CFG_BOOL, .offset = offsetof(gw_pool_cfg, tls_verify), .def = "true",
+      .help = "verify each member's certificate chain and name (a refused one: 502, reason in the log)" },
+    { .key = "tls_ca_file", .type = CFG_STRING, .offset = offsetof(gw_pool_cfg, tls_ca_file),
+      .help = "PEM CA bundle members' certificates must chain to (unset: the system store)" },
+    { .key = "tls_server_name", .type = CFG_STRING, .offset = offsetof(gw_pool_cfg, tls_server_name),
+      .help = "name sent as SNI and verified in the certificate (unset: each member's host; an IP is checked against the certificate's IP addresses)" },
 };
 static int pool_validate(void *obj, cfg_error *err)
 {
@@ -135,6 +143,17 @@ static int pool_validate(void *obj, cfg_error *err)
         snprintf(err->key, sizeof err->key, "hash_key");
         snprintf(err->msg, sizeof err->msg,
                  "algorithm hash needs hash_on (header|cookie|query|ip) and hash_key");
+        return -1;
+    }
+    if (!p->tls && (p->tls_ca_file || p->tls_server_name)) {
+        snprintf(err->key, sizeof err->key, "%s", p->tls_ca_file ? "tls_ca_file" : "tls_server_name");
+        snprintf(err->msg, sizeof err->msg, "only applies to https backends: set tls: true");
+        return -1;
+    }
+    if (p->tls_server_name && (!p->tls_server_name[0] || strlen(p->tls_server_name) > 253
+                               || strpbrk(p->tls_server_name, " /:@"))) {
+        snprintf(err->key, sizeof err->key, "tls_server_name");
+        snprintf(err->msg, sizeof err->msg, "expected a host name, got '%s'", p->tls_server_name);
         return -1;
     }
     if (p->nbackends > 256) {

@@ -7,7 +7,11 @@
  * reference, refreshed from the current snapshot under the edit lock every
  * tick; checks themselves run outside the lock with the blocking client
  * (bounded by the pool's timeout), so a slow backend delays the next
- * check, never a request. A member that recovers restarts its slow start. */
+ * check, never a request. A member that recovers restarts its slow start.
+ * An https pool (tls: true) is checked over TLS with the pool's CA file,
+ * server name and verification, so a member whose certificate would be
+ * refused on requests is marked down by its checks too; the reason of the
+ * last failed check goes into the log line that takes a member out. */
 #include "gateway/gw_proxy.h"
 
 #include <stdio.h>
@@ -27,6 +31,10 @@ typedef struct hc_entry {
     char         path[256];
     uint64_t     interval_us, timeout_us;
     int          status_min, status_max;
+    bool         tls, tls_verify;
+    char         tls_ca_file[1024];      /* "" : the system store */
+    char         tls_server_name[256];   /* "" : the member's host */
+    char         last_err[256];          /* why the last check failed */
 } hc_entry;
 
 typedef struct hc_table { hc_entry *e; size_t n, cap; } hc_table;
@@ -79,6 +87,12 @@ static void refresh(gw_rt *rt, hc_table *t, uint64_t now)
             e->timeout_us = hc->timeout_us;
             e->status_min = hc->status_min;
             e->status_max = hc->status_max;
+            const gw_pool_cfg *pc = &s->pool_cfg[p];
+            e->tls = pc->tls;
+            e->tls_verify = pc->tls_verify;
+            snprintf(e->tls_ca_file, sizeof e->tls_ca_file, "%s", pc->tls_ca_file ? pc->tls_ca_file : "");
+            snprintf(e->tls_server_name, sizeof e->tls_server_name, "%s",
+                     pc->tls_server_name ? pc->tls_server_name : "");
         }
     }
     pthread_mutex_unlock(&rt->edit_lock);
@@ -94,14 +108,24 @@ static void refresh(gw_rt *rt, hc_table *t, uint64_t now)
 
 static bool check_once(hc_entry *e)
 {
-    char url[512], err[256];
-    snprintf(url, sizeof url, "http://%s%s", e->m->name, e->path);
+    char url[512], err[256] = "";
+    snprintf(url, sizeof url, "%s://%s%s", e->tls ? "https" : "http", e->m->name, e->path);
+    http_tls_client tls = {
+        .ca_file = e->tls_ca_file[0] ? e->tls_ca_file : NULL,
+        .server_name = e->tls_server_name[0] ? e->tls_server_name : NULL,
+        .verify = e->tls_verify,
+    };
     http_result r;
     http_result_init(&r);
     int timeout_ms = (int)(e->timeout_us / 1000);
-    bool ok = http_fetch("GET", url, "User-Agent: hscale-gateway-health\r\n", NULL, 0,
-                         timeout_ms > 0 ? timeout_ms : 1, &r, err, sizeof err) == 0
-              && r.status >= e->status_min && r.status <= e->status_max;
+    int rc = http_fetch_tls("GET", url, "User-Agent: hscale-gateway-health\r\n", NULL, 0,
+                            timeout_ms > 0 ? timeout_ms : 1, e->tls ? &tls : NULL, &r, err,
+                            sizeof err);
+    bool ok = rc == 0 && r.status >= e->status_min && r.status <= e->status_max;
+    if (rc == 0 && !ok)
+        snprintf(err, sizeof err, "status %d", r.status);
+    if (!ok)
+        snprintf(e->last_err, sizeof e->last_err, "%s", err);
     http_result_free(&r);
     return ok;
 }
@@ -127,8 +151,8 @@ static void *health_main(void *arg)
                 log_info("%s in pool %s is healthy again", e->m->name, e->pool);
             } else if (tr < 0) {
                 atomic_store(&e->m->healthy, false);
-                log_warn("%s in pool %s failed %u health checks: out of rotation",
-                         e->m->name, e->pool, e->sm.fall);
+                log_warn("%s in pool %s failed %u health checks: out of rotation (last: %s)",
+                         e->m->name, e->pool, e->sm.fall, e->last_err);
             }
         }
         struct timespec ts = { 0, 20 * 1000000 };

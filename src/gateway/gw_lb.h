@@ -68,6 +68,14 @@ typedef struct gw_member {
     _Atomic bool     dynamic;        /* added at run time (API, state file): kept by a reload */
     _Atomic uint64_t total;
     _Atomic uint64_t by_class[6];    /* responses: [0] failed tries, [1..5] 1xx..5xx */
+    /* https pools (gw_upstream_tls.c): the newest TLS session the member
+     * gave any worker, offered on the next connect so handshakes resume;
+     * tls_sess and tls_sess_ctx under tls_lock (a spin lock: held for a
+     * pointer swap). Freed with the member. */
+    atomic_flag      tls_lock;
+    void            *tls_sess;       /* SSL_SESSION, or NULL */
+    const void      *tls_sess_ctx;   /* the SSL_CTX it came from: offered only there */
+    _Atomic uint64_t tls_log_us;     /* last TLS failure logged: one line a second */
 } gw_member;
 
 typedef struct gw_ring_point { uint64_t h; uint32_t member; } gw_ring_point;
@@ -91,6 +99,7 @@ typedef struct gw_pool {
     uint32_t    slow_factor;         /* slow ejection after factor x p99 (0: off) */
     uint64_t    try_min_us;          /* floor of both */
     uint64_t    try_max_us;          /* cap of both: the configured try_timeout */
+    struct gw_utls *tls;             /* https pool: its client context; NULL: plain */
 } gw_pool;
 
 /* The pool's recent response-head latency as one worker sees it: a small

@@ -63,6 +63,11 @@ void gw_metrics_init(gw_rt *rt)
     rt->f_queued = metrics_family(reg, "hscale_gateway_pool_full_total",
                                   "Requests refused because every backend was at max_conn.",
                                   METRIC_COUNTER, pool);
+    static const char *const pool_result[] = { "pool", "result", NULL };
+    rt->f_utls = metrics_family(reg, "hscale_gateway_upstream_tls_handshakes_total",
+                                "TLS handshakes with https backends: full, resumed (the member "
+                                "took the session offered), failed (refused certificate, alert, "
+                                "reset).", METRIC_COUNTER, pool_result);
     rt->f_rl = metrics_family(reg, "hscale_gateway_rate_limited_total",
                               "Requests refused with 429 by a rate limit.", METRIC_COUNTER, none);
     rt->m_rl_total = metrics_series(rt->f_rl, none);
@@ -161,6 +166,11 @@ gw_pool_series *gw_metrics_pool(gw_rt *rt, const char *pool)
         n->u.p.retries = metrics_series(rt->f_retry, lv);
         n->u.p.ejections = metrics_series(rt->f_eject, lv);
         n->u.p.queued = metrics_series(rt->f_queued, lv);
+        static const char *const res[3] = { "full", "resumed", "failed" };
+        for (int k = 0; k < 3; k++) {
+            const char *lr[] = { pool, res[k], NULL };
+            n->u.p.tls_hs[k] = metrics_series(rt->f_utls, lr);
+        }
         n->next = nodes;
         nodes = n;
     }

@@ -44,6 +44,7 @@ typedef struct gw_pool_series {
     metric_series *retries;
     metric_series *ejections;
     metric_series *queued;      /* requests refused because the pool was full */
+    metric_series *tls_hs[3];   /* https pools: handshakes full, resumed, failed */
 } gw_pool_series;
 
 /* A backend being drained through the API: removed from the configuration
@@ -67,7 +68,7 @@ typedef struct gw_rt {
     gw_retry_budget   budget;
     http_limits       limits;
     metrics_registry *reg;
-    metric_family    *f_req, *f_dur, *f_up, *f_retry, *f_eject, *f_queued, *f_rl;
+    metric_family    *f_req, *f_dur, *f_up, *f_retry, *f_eject, *f_queued, *f_rl, *f_utls;
     metric_series    *m_clients, *m_rl_total, *m_queued;
     metric_series    *m_batches, *m_callbacks, *m_yields;   /* worker loop (gw_worker.c) */
     metric_series    *m_tunnels, *m_tun_up, *m_tun_down, *m_tun_dur;   /* gw_tunnel.c */
@@ -115,8 +116,9 @@ typedef enum gw_ex_phase {
      * queue (qprev/qnext); ex->timer is the queue deadline. No member, no
      * upstream. */
     GX_QUEUED,
-    /* ex->m pinned and counted in m->inflight; ex->ufd is connecting; uout
-     * holds the rewritten head; ex->timer is the connect timeout. */
+    /* ex->m pinned and counted in m->inflight; ex->ufd is connecting (and,
+     * for an https pool, then handshaking: ex->utls); uout holds the
+     * rewritten head; ex->timer is the connect timeout. */
     GX_CONNECTING,
     /* ex->ufd connected (fresh or from the idle pool): the request goes up
      * (uout, then the body as it comes), the response head is not whole yet
@@ -135,6 +137,19 @@ typedef enum gw_ex_phase {
 } gw_ex_phase;
 
 const char *gw_ex_phase_str(gw_ex_phase p);
+
+/* The TLS transport under an exchange's upstream socket (https pools,
+ * gw_upstream_tls.c). Orthogonal to the phase: a connection taken from the
+ * idle pool is OPEN at once; a fresh one goes CONNECT -> HANDSHAKE -> OPEN
+ * while the exchange is GX_CONNECTING. */
+typedef enum gw_utls_state {
+    GW_UTLS_NONE,       /* plain TCP, or no upstream socket: ex->ussl is NULL */
+    GW_UTLS_CONNECT,    /* ex->ussl made, the TCP connect still under way */
+    GW_UTLS_HANDSHAKE,  /* TCP up, SSL_connect under way */
+    GW_UTLS_OPEN,       /* every upstream byte goes through SSL_read/SSL_write */
+} gw_utls_state;
+
+const char *gw_utls_state_str(gw_utls_state s);
 
 /* Taken from the worker's free list per request (gw_conn.c). */
 typedef struct gw_exchange {
@@ -164,6 +179,7 @@ typedef struct gw_exchange {
     bool         vary;           /* the response varies by Accept-Encoding */
     struct gw_xf *xf;            /* compressing this response; NULL: relayed as is */
     uint8_t      attempts;
+    uint8_t      last_fail;      /* 1 + gw_fail_kind of the last failed attempt; 0: none */
     gw_member   *tried[4];       /* not pinned: compared by address only */
     /* request body, client -> upstream */
     uint64_t     req_body_left;  /* Content-Length bytes not yet forwarded */
@@ -173,6 +189,8 @@ typedef struct gw_exchange {
     uint64_t     req_body_fwd;   /* body bytes forwarded from c->in */
     /* upstream connection of this attempt */
     int          ufd;
+    struct ssl_st *ussl;         /* https pool: the TLS connection over ufd, else NULL */
+    uint8_t      utls;           /* gw_utls_state */
     bool         reused;         /* came from the idle pool */
     bool         resp_started;   /* any response byte received this attempt */
     bool         sent_to_client; /* any response byte queued to the client */
@@ -386,7 +404,8 @@ void  gw_exchange_abort(gw_exchange *ex);
 /* The upstream socket's event callback. */
 void  gw_exchange_io(ev_loop *loop, int fd, unsigned events, void *arg);
 /* Shared with gw_response.c: how an attempt failed, and what ends it. */
-enum gw_fail_kind { GW_FAIL_CONNECT, GW_FAIL_RESET, GW_FAIL_TIMEOUT, GW_FAIL_BAD_RESPONSE };
+enum gw_fail_kind { GW_FAIL_CONNECT, GW_FAIL_RESET, GW_FAIL_TIMEOUT, GW_FAIL_BAD_RESPONSE,
+                    GW_FAIL_TLS };
 /* Retries on another member when allowed, else answers 502/504. */
 void  gw_attempt_failed(gw_exchange *ex, enum gw_fail_kind kind);
 /* The passive health signal for the attempt's member. */
@@ -492,6 +511,34 @@ int   gw_admin_start(gw_rt *rt, char *err, size_t errlen);
 void  gw_admin_stop(gw_rt *rt);
 /* Finishes drains whose backend is idle or out of time (main thread). */
 void  gw_admin_tick(gw_rt *rt);
+
+/* gw_upstream_tls.c: https backends. */
+/* The pool's client context (CA file, verification, ALPN, session cache);
+ * NULL with err naming the key ("pools[i].tls_ca_file: ...") on failure. */
+struct gw_utls *gw_utls_new(const gw_pool_cfg *pc, size_t pi, char *err, size_t errlen);
+void  gw_utls_free(struct gw_utls *t);
+/* A connect to ex->m started on ex->ufd: makes ex->ussl (SNI, name to
+ * verify, the member's last session) -> GW_UTLS_CONNECT. -1: no memory. */
+int   gw_utls_begin(gw_exchange *ex, const struct gw_utls *t);
+/* Drives the handshake: 1 done (OPEN), 0 waiting, -1 failed (counted,
+ * the reason logged at most once a second per member). */
+int   gw_utls_handshake(gw_exchange *ex);
+/* read(2)/write(2) contracts over ex->ussl (EAGAIN: wait for an edge). */
+ssize_t gw_utls_read(gw_exchange *ex, void *p, size_t n);
+ssize_t gw_utls_write(gw_exchange *ex, const void *p, size_t n);
+/* Ends TLS on the exchange's socket (close_notify when established, never
+ * waiting); the fd stays open. -> GW_UTLS_NONE. */
+void  gw_utls_close(gw_exchange *ex);
+/* A tunnel's client finished sending: close_notify to the backend (TLS's
+ * half close), reading on. */
+void  gw_utls_shutdown_write(gw_exchange *ex);
+/* An idle connection taken from the pool: true when it fits the pool as it
+ * is now (TLS iff the pool is https, from the same context). */
+bool  gw_utls_idle_fits(const struct gw_utls *t, void *data);
+/* hc_pool's closer for idle TLS connections. */
+void  gw_utls_idle_close(int fd, void *data);
+/* Frees the member's kept session (its last reference went). */
+void  gw_utls_member_free(gw_member *m);
 
 /* gw_health_check.c */
 int   gw_health_start(gw_rt *rt);

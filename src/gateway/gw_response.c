@@ -17,6 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "core/log.h"
 
 /* The response is complete: hand the connection back or close it. */
@@ -27,11 +29,14 @@ static void finish_upstream(gw_exchange *ex)
     gw_member *m = ex->m;
     bool reuse = !ex->up_close && !ex->up_eof && ex->req_body_done && ex->uin.len == 0
                  && ex->uout.len == 0 && m
-                 && atomic_load_explicit(&m->state, memory_order_relaxed) == GW_ST_READY;
+                 && atomic_load_explicit(&m->state, memory_order_relaxed) == GW_ST_READY
+                 && (!ex->ussl || (ex->utls == GW_UTLS_OPEN && SSL_pending(ex->ussl) == 0));
     if (reuse) {
         gw_worker_hold(w, m);
-        hc_pool_put(w->idle, m, ex->ufd);
+        hc_pool_put_data(w->idle, m, ex->ufd, ex->ussl);   /* the TLS session goes with it */
         ex->ufd = -1;
+        ex->ussl = NULL;
+        ex->utls = GW_UTLS_NONE;
     } else {
         gw_close_upstream(ex);
     }
@@ -263,7 +268,8 @@ void gw_response_read(gw_exchange *ex)
             continue;
         }
         size_t room = buf_room(&ex->uin);
-        ssize_t n = read(ex->ufd, buf_tail(&ex->uin), room);
+        ssize_t n = ex->ussl ? gw_utls_read(ex, buf_tail(&ex->uin), room)
+                             : read(ex->ufd, buf_tail(&ex->uin), room);
         if (n > 0) {
             ex->resp_started = true;
             buf_commit(&ex->uin, (size_t)n);
@@ -271,7 +277,8 @@ void gw_response_read(gw_exchange *ex)
             /* A tunnel reads on to EAGAIN: a FIN that came with the last
              * bytes raises no new edge, and a tunnel has no framing that
              * would end it otherwise. */
-            if (((size_t)n < room && ex->phase != GX_TUNNEL) || c->ex != ex)
+            /* Over TLS a short read ends a record, not the socket's bytes. */
+            if (((size_t)n < room && ex->phase != GX_TUNNEL && !ex->ussl) || c->ex != ex)
                 return;
             continue;
         }
@@ -293,8 +300,9 @@ void gw_response_read(gw_exchange *ex)
 char *gw_exchange_rx_room(gw_exchange *ex, size_t *room)
 {
     /* Only where the upstream callback would read: a connected, current attempt. */
-    if (ex->phase == GX_CONNECTING || ex->c->ex != ex || !up_readable(ex) || !up_make_room(ex))
-        return NULL;
+    if (ex->phase == GX_CONNECTING || ex->ussl || ex->c->ex != ex || !up_readable(ex)
+        || !up_make_room(ex))
+        return NULL;              /* TLS records are OpenSSL's to read: no read-ahead */
     *room = buf_room(&ex->uin);
     return buf_tail(&ex->uin);
 }

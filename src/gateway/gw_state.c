@@ -15,6 +15,7 @@
  * live across iterations pin their member with gw_member_ref, never the
  * snapshot. */
 #include "gateway/gw_state.h"
+#include "gateway/gw_proxy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +29,10 @@ void gw_member_ref(gw_member *m)
 
 void gw_member_unref(gw_member *m)
 {
-    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+        gw_utls_member_free(m);
         free(m);
+    }
 }
 
 /* The parser owns http_method_from; config names are few and fixed, so a
@@ -78,6 +81,8 @@ static int build_pool(gw_snap *s, size_t pi, const gw_snap *prev, char *err, siz
     p->outlier_base_us = pc->outlier.base_ejection_us;
     p->outlier_max_us = pc->outlier.max_ejection_us;
     p->outlier_max_pct = (uint32_t)pc->outlier.max_ejection_percent;
+    if (pc->tls && !(p->tls = gw_utls_new(pc, pi, err, errlen)))
+        return -1;
     for (size_t b = 0; b < pc->nbackends; b++) {
         const gw_backend_cfg *bc = &pc->backends[b];
         gw_member tmp;
@@ -208,6 +213,7 @@ void gw_snap_free(gw_snap *s)
         for (uint32_t k = 0; k < s->pools[i].n; k++)
             gw_member_unref(s->pools[i].members[k]);
         gw_pool_free_ring(&s->pools[i]);
+        gw_utls_free(s->pools[i].tls);
     }
     free(s->pools);
     free(s->routes);

@@ -130,7 +130,10 @@ void gw_tunnel_pump(gw_exchange *ex)
     if (c->peer_eof && !ex->tun_shut && c->in.len == 0 && ex->uout.len == 0) {
         /* The client finished sending: say so to the backend, keep reading
          * its answer (a WebSocket close handshake ends this way). */
-        shutdown(ex->ufd, SHUT_WR);
+        if (ex->ussl)
+            gw_utls_shutdown_write(ex);   /* close_notify: TLS's half close */
+        else
+            shutdown(ex->ufd, SHUT_WR);
         ex->tun_shut = true;
     }
 }

@@ -25,6 +25,14 @@
 static void up_timeout(ev_loop *loop, ev_timer *t);
 static void attempt(gw_exchange *ex);
 
+static const char *const fail_msgs[] = {
+    [GW_FAIL_CONNECT] = "{\"error\":\"backend connection failed\",\"status\":502}",
+    [GW_FAIL_RESET] = "{\"error\":\"backend closed the connection\",\"status\":502}",
+    [GW_FAIL_TIMEOUT] = "{\"error\":\"backend timed out\",\"status\":504}",
+    [GW_FAIL_BAD_RESPONSE] = "{\"error\":\"backend sent a malformed response\",\"status\":502}",
+    [GW_FAIL_TLS] = "{\"error\":\"backend TLS handshake failed (the gateway log says why)\",\"status\":502}",
+};
+
 static gw_worker *ex_worker(const gw_exchange *ex) { return ex->c->w; }
 
 /* The exchange's pool in the current snapshot: by index while the
@@ -60,6 +68,7 @@ void gw_close_upstream(gw_exchange *ex)
         return;
     gw_worker *w = ex_worker(ex);
     ev_io_del(w->loop, ex->ufd);
+    gw_utls_close(ex);
     close(ex->ufd);
     ex->ufd = -1;
 }
@@ -284,6 +293,11 @@ static void attempt(gw_exchange *ex)
             return;
         }
     }
+    if (i == -1 && ex->last_fail == GW_FAIL_TLS + 1) {
+        /* Every member that could take it refused TLS: say that, not 503. */
+        local_reply(ex, 502, NULL, fail_msgs[GW_FAIL_TLS]);
+        return;
+    }
     if (i < 0) {
         if (i == -2 && ex->ps)
             metrics_inc(ex->ps->queued);
@@ -325,11 +339,25 @@ static void attempt(gw_exchange *ex)
     buf_reset(&ex->uin);
     ex->rx_seq = 0;                  /* a read ahead of an earlier attempt is void */
 
-    int fd = hc_pool_get(w->idle, m);
+    void *tls_idle;
+    int fd = hc_pool_get_data(w->idle, m, &tls_idle);
+    if (fd >= 0 && !gw_utls_idle_fits(p->tls, tls_idle)) {
+        /* The pool turned https (or back, or another CA) since: not this one. */
+        ev_io_del(w->loop, fd);
+        if (tls_idle)
+            gw_utls_idle_close(fd, tls_idle);
+        else
+            close(fd);
+        fd = -1;
+    }
     if (fd >= 0) {
         ex->reused = true;
         gw_ex_set_phase(ex, GX_REQUEST);
         ex->ufd = fd;
+        if (tls_idle) {
+            ex->ussl = tls_idle;
+            ex->utls = GW_UTLS_OPEN;
+        }
         if (ev_io_mod(w->loop, fd, EV_READ | EV_WRITE, gw_exchange_io, ex) < 0) {
             close(fd);
             ex->ufd = -1;
@@ -349,7 +377,8 @@ static void attempt(gw_exchange *ex)
     }
     ex->ufd = fd;
     gw_ex_set_phase(ex, GX_CONNECTING);
-    if (ev_io_add(w->loop, fd, EV_READ | EV_WRITE, gw_exchange_io, ex) < 0) {
+    if (ev_io_add(w->loop, fd, EV_READ | EV_WRITE, gw_exchange_io, ex) < 0
+        || (p->tls && gw_utls_begin(ex, p->tls) < 0)) {
         gw_attempt_failed(ex, GW_FAIL_CONNECT);
         return;
     }
@@ -457,7 +486,7 @@ static bool can_retry(gw_exchange *ex, enum gw_fail_kind kind)
 {
     gw_worker *w = ex_worker(ex);
     gw_rt *rt = w->rt;
-    bool nothing_sent = kind == GW_FAIL_CONNECT;
+    bool nothing_sent = kind == GW_FAIL_CONNECT || kind == GW_FAIL_TLS;
     if (ex->sent_to_client || ex->head_len == 0 || (!ex->retryable && !nothing_sent))
         return false;
     if (ex->attempts > (unsigned)rt->cfg.retries || ex->attempts >= 4)
@@ -486,6 +515,7 @@ void gw_attempt_failed(gw_exchange *ex, enum gw_fail_kind kind)
     if (!(kind == GW_FAIL_TIMEOUT && ex->try_adaptive))
         gw_report_outcome(ex, false);
     gw_release_member(ex);
+    ex->last_fail = (uint8_t)(kind + 1);
     if (ex->phase < GX_RESPONSE)
         gw_ex_set_phase(ex, GX_ROUTE);       /* no member, no upstream: routed again or answered */
     if (can_retry(ex, kind)) {
@@ -498,13 +528,7 @@ void gw_attempt_failed(gw_exchange *ex, enum gw_fail_kind kind)
         ex->c->dead = true;      /* a response was cut short: nothing honest to add */
         return;
     }
-    static const char *const msgs[] = {
-        [GW_FAIL_CONNECT] = "{\"error\":\"backend connection failed\",\"status\":502}",
-        [GW_FAIL_RESET] = "{\"error\":\"backend closed the connection\",\"status\":502}",
-        [GW_FAIL_TIMEOUT] = "{\"error\":\"backend timed out\",\"status\":504}",
-        [GW_FAIL_BAD_RESPONSE] = "{\"error\":\"backend sent a malformed response\",\"status\":502}",
-    };
-    local_reply(ex, kind == GW_FAIL_TIMEOUT ? 504 : 502, NULL, msgs[kind]);
+    local_reply(ex, kind == GW_FAIL_TIMEOUT ? 504 : 502, NULL, fail_msgs[kind]);
 }
 
 /* An adaptive try timeout fired: go elsewhere only when the member looks
@@ -571,7 +595,8 @@ static void up_timeout(ev_loop *loop, ev_timer *t)
 
 const char *gw_exchange_tx_pending(gw_exchange *ex, size_t *len)
 {
-    if (ex->ufd < 0 || ex->phase == GX_CONNECTING || !ex->uout.len)
+    /* TLS records are OpenSSL's to write: the ordinary path (up_flush). */
+    if (ex->ufd < 0 || ex->phase == GX_CONNECTING || !ex->uout.len || ex->ussl)
         return NULL;
     *len = ex->uout.len;
     return buf_head(&ex->uout);
@@ -589,7 +614,8 @@ static void up_flush(gw_exchange *ex)
     if (ex->ufd >= 0 && ex->phase != GX_CONNECTING && ex->uout.len && gw_conn_defer(ex->c))
         return;
     while (ex->ufd >= 0 && ex->phase != GX_CONNECTING && ex->uout.len) {
-        ssize_t n = write(ex->ufd, buf_head(&ex->uout), ex->uout.len);
+        ssize_t n = ex->ussl ? gw_utls_write(ex, buf_head(&ex->uout), ex->uout.len)
+                             : write(ex->ufd, buf_head(&ex->uout), ex->uout.len);
         if (n > 0) {
             gw_exchange_tx_done(ex, (size_t)n);
             continue;
@@ -627,11 +653,22 @@ void gw_exchange_io(ev_loop *loop, int fd, unsigned events, void *arg)
     (void)loop;
     (void)fd;
     if (ex->phase == GX_CONNECTING) {
-        if (!(events & (EV_WRITE | EV_ERROR)))
-            goto out;
-        if (sock_connect_result(ex->ufd) != 0) {
-            gw_attempt_failed(ex, GW_FAIL_CONNECT);
-            goto out;
+        if (ex->utls != GW_UTLS_HANDSHAKE) {   /* the TCP connect */
+            if (!(events & (EV_WRITE | EV_ERROR)))
+                goto out;
+            if (sock_connect_result(ex->ufd) != 0) {
+                gw_attempt_failed(ex, GW_FAIL_CONNECT);
+                goto out;
+            }
+        }
+        if (ex->ussl) {                        /* https: then the handshake */
+            int hs = gw_utls_handshake(ex);
+            if (hs < 0) {
+                gw_attempt_failed(ex, GW_FAIL_TLS);
+                goto out;
+            }
+            if (hs == 0)
+                goto out;
         }
         gw_ex_set_phase(ex, GX_REQUEST);
         gw_arm_try_timer(ex, ex->try_us);

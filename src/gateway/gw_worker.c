@@ -492,6 +492,8 @@ int gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen)
         const gw_pool_cfg *p0 = rt->cfg.npools ? &rt->cfg.pools[0] : NULL;
         w->idle = hc_pool_new(w->loop, p0 ? (unsigned)p0->max_idle : 64,
                               p0 ? p0->idle_timeout_us : 0);
+        if (w->idle)
+            hc_pool_set_closer(w->idle, gw_utls_idle_close);   /* idle https connections */
         if (!w->idle || ev_io_add(w->loop, w->lfd, EV_READ, accept_io, w) < 0) {
             snprintf(err, errlen, "cannot register the listener");
             rc = -1;

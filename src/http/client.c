@@ -435,6 +435,14 @@ int http_fetch(const char *method, const char *url, const char *extra_headers,
                const void *body, size_t len, int timeout_ms,
                http_result *out, char *err, size_t errlen)
 {
+    return http_fetch_tls(method, url, extra_headers, body, len, timeout_ms, NULL, out, err,
+                          errlen);
+}
+
+int http_fetch_tls(const char *method, const char *url, const char *extra_headers,
+                   const void *body, size_t len, int timeout_ms, const http_tls_client *tls,
+                   http_result *out, char *err, size_t errlen)
+{
     http_url u;
     if (http_url_parse(url, &u, err, errlen) < 0)
         return -1;
@@ -489,7 +497,7 @@ int http_fetch(const char *method, const char *url, const char *extra_headers,
             sock_set_nonblock(fd, true);
         }
         fetch_io io = { .fd = fd, .ssl = NULL, .want = 0 };
-        if (u.tls && http_client_tls_start(&io, u.host, deadline, err, errlen) < 0) {
+        if (u.tls && http_client_tls_start(&io, u.host, tls, deadline, err, errlen) < 0) {
             close(fd);
             break;
         }

@@ -50,6 +50,20 @@ bool http_result_header(const http_result *r, const char *name, char *out, size_
 int http_fetch(const char *method, const char *url, const char *extra_headers,
                const void *body, size_t len, int timeout_ms,
                http_result *out, char *err, size_t errlen);
+/* https settings of one caller (an https backend pool's health checks):
+ * the CA bundle (NULL: the system store), the name sent as SNI and
+ * verified (NULL: the URL's host), and whether to verify at all. */
+typedef struct http_tls_client {
+    const char *ca_file;
+    const char *server_name;
+    bool        verify;
+} http_tls_client;
+
+/* http_fetch with the caller's https settings instead of the process-wide
+ * ones (tls NULL: http_fetch). */
+int http_fetch_tls(const char *method, const char *url, const char *extra_headers,
+                   const void *body, size_t len, int timeout_ms, const http_tls_client *tls,
+                   http_result *out, char *err, size_t errlen);
 /* The CA bundle (PEM) https peers must chain to; NULL or "": the
  * system's store. Until called, HSCALE_CA_FILE is used when set. The peer
  * is always verified, its name or IP address included. */
@@ -69,6 +83,16 @@ int      hc_pool_get(hc_pool *p, const void *key);
  * over its loop registration (or registers it) to notice a close. Closes
  * it when the key's idle set is full. */
 void     hc_pool_put(hc_pool *p, const void *key, int fd);
+/* Connections with transport state (a TLS session: the gateway's https
+ * backends) travel with it: put_data keeps `data` beside the fd, get_data
+ * hands both back (data NULL for a plain one), and when the pool itself
+ * closes an entry with data (peer close, idle timeout, full, drop_key,
+ * free) it calls the closer instead of close(2); the closer must close fd.
+ * The closer is set once, before the first put_data. */
+typedef void hc_pool_closer(int fd, void *data);
+void     hc_pool_set_closer(hc_pool *p, hc_pool_closer *fn);
+int      hc_pool_get_data(hc_pool *p, const void *key, void **data);
+void     hc_pool_put_data(hc_pool *p, const void *key, int fd, void *data);
 /* Closes every idle connection of key (a drained or removed backend). */
 void     hc_pool_drop_key(hc_pool *p, const void *key);
 unsigned hc_pool_idle_count(const hc_pool *p, const void *key);

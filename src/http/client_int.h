@@ -21,9 +21,10 @@ int     http_fetch_wait_fd(int fd, short ev, uint64_t deadline);
 
 /* Handshake on the connected non-blocking io->fd, verifying the peer
  * against the CA file and host (a name or an IP literal) before
- * deadline (monotonic us). 0, or -1 with err saying why. */
-int     http_client_tls_start(fetch_io *io, const char *host, uint64_t deadline, char *err,
-                              size_t errlen);
+ * deadline (monotonic us); tls, when not NULL, overrides the CA file, the
+ * name and whether to verify. 0, or -1 with err saying why. */
+int     http_client_tls_start(fetch_io *io, const char *host, const http_tls_client *tls,
+                              uint64_t deadline, char *err, size_t errlen);
 /* read(2)/write(2) contract: bytes, 0 at EOF (read), -1 with errno
  * (EAGAIN: wait for io->want). */
 ssize_t http_client_tls_read(fetch_io *io, void *p, size_t n);

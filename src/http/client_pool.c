@@ -10,6 +10,9 @@
  * Each also carries its own idle timer. Reuse is LIFO (the most recently used socket is the warmest and
  * the least likely to have been timed out by the peer).
  *
+ * An entry may carry the connection's transport state (`data`: a TLS
+ * session), closed with it by the pool's closer.
+ *
  * Invariants: an fd is either in the pool (registered, timer armed) or the
  * caller's; entries and key slots are recycled, so put/get allocate only
  * while the pool grows to its high-water mark. Key slots are never removed
@@ -25,6 +28,7 @@ typedef struct hc_key  hc_key;
 
 struct hc_idle {
     int       fd;
+    void     *data;   /* transport state, closed by p->closer; NULL: plain */
     hc_pool  *p;
     hc_key   *k;      /* slot index is stable only until a rehash: see key_of */
     const void *key;
@@ -45,7 +49,22 @@ struct hc_pool {
     hc_key   *keys;
     size_t    kcap, kused;
     hc_idle  *free;
+    hc_pool_closer *closer;
 };
+
+void hc_pool_set_closer(hc_pool *p, hc_pool_closer *fn)
+{
+    p->closer = fn;
+}
+
+/* Closes a connection the pool gave up on (already unregistered). */
+static void conn_close(hc_pool *p, int fd, void *data)
+{
+    if (data && p->closer)
+        p->closer(fd, data);
+    else
+        close(fd);
+}
 
 hc_pool *hc_pool_new(ev_loop *loop, unsigned max_idle_per_key, uint64_t idle_timeout_us)
 {
@@ -145,56 +164,80 @@ static void idle_io(ev_loop *loop, int fd, unsigned events, void *arg)
     /* Writability is expected; anything to read is EOF, an error or junk. */
     if (!(events & (EV_READ | EV_ERROR)))
         return;
+    void *data = e->data;
     idle_remove(e->p, e);
     ev_io_del(loop, fd);
-    close(fd);
+    conn_close(e->p, fd, data);
 }
 
 static void idle_timeout(ev_loop *loop, ev_timer *t)
 {
     hc_idle *e = t->arg;
     int fd = e->fd;
-    idle_remove(e->p, e);
+    void *data = e->data;
+    hc_pool *p = e->p;
+    idle_remove(p, e);
     ev_io_del(loop, fd);
-    close(fd);
+    conn_close(p, fd, data);
 }
 
-int hc_pool_get(hc_pool *p, const void *key)
+int hc_pool_get_data(hc_pool *p, const void *key, void **data)
 {
+    *data = NULL;
     hc_key *k = key_find(p, key);
     if (!k || !k->head)
         return -1;
     hc_idle *e = k->head;
     int fd = e->fd;
+    *data = e->data;
     idle_remove(p, e);
     return fd;
 }
 
+int hc_pool_get(hc_pool *p, const void *key)
+{
+    void *data;
+    int fd = hc_pool_get_data(p, key, &data);
+    if (fd >= 0 && data) {   /* a caller of the plain API cannot use it */
+        ev_io_del(p->loop, fd);
+        conn_close(p, fd, data);
+        return -1;
+    }
+    return fd;
+}
+
 void hc_pool_put(hc_pool *p, const void *key, int fd)
+{
+    hc_pool_put_data(p, key, fd, NULL);
+}
+
+void hc_pool_put_data(hc_pool *p, const void *key, int fd, void *data)
 {
     if (fd < 0)
         return;
     hc_key *k = key ? key_get(p, key) : NULL;
     if (!k || k->n >= p->max_idle) {
         ev_io_del(p->loop, fd);
-        close(fd);
+        conn_close(p, fd, data);
         return;
     }
     hc_idle *e = p->free;
     if (e) {
         p->free = e->next;
     } else if (!(e = calloc(1, sizeof *e))) {
-        close(fd);
+        ev_io_del(p->loop, fd);
+        conn_close(p, fd, data);
         return;
     }
     e->fd = fd;
+    e->data = data;
     e->p = p;
     e->k = k;
     e->key = key;
     /* Take over the caller's registration, or register it if there is none. */
     if (ev_io_mod(p->loop, fd, EV_READ | EV_WRITE, idle_io, e) < 0
         && ev_io_add(p->loop, fd, EV_READ | EV_WRITE, idle_io, e) < 0) {
-        close(fd);
+        conn_close(p, fd, data);
         e->next = p->free;
         p->free = e;
         return;
@@ -215,9 +258,10 @@ void hc_pool_drop_key(hc_pool *p, const void *key)
     while (k && k->head) {
         hc_idle *e = k->head;
         int fd = e->fd;
+        void *data = e->data;
         idle_remove(p, e);
         ev_io_del(p->loop, fd);
-        close(fd);
+        conn_close(p, fd, data);
     }
 }
 
@@ -235,9 +279,10 @@ void hc_pool_free(hc_pool *p)
         while (p->keys[i].head) {
             hc_idle *e = p->keys[i].head;
             int fd = e->fd;
+            void *data = e->data;
             idle_remove(p, e);
             ev_io_del(p->loop, fd);
-            close(fd);
+            conn_close(p, fd, data);
         }
     while (p->free) {
         hc_idle *e = p->free;

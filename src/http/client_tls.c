@@ -5,8 +5,11 @@
  * file given to http_client_set_ca_file() (or HSCALE_CA_FILE), else the
  * system's store, and always verifies the peer: the chain, and the name
  * or IP address the URL used. A failed verification is an error naming
- * the reason; there is no "insecure" switch. TLS connections are not
- * pooled (the admin calls that use https are rare). */
+ * the reason; there is no "insecure" switch for the process-wide context.
+ * A caller with its own settings (http_fetch_tls: an https backend pool's
+ * health checks) gets a context per (CA file, verify) pair, built once and
+ * kept for the life of the process (a handful: one per pool setting). TLS
+ * connections are not pooled (admin calls and health checks are rare). */
 #include "client_int.h"
 
 #include <errno.h>
@@ -69,12 +72,71 @@ out:
     return NULL;
 }
 
-int http_client_tls_start(fetch_io *io, const char *host, uint64_t deadline, char *err,
-                          size_t errlen)
+/* Contexts of callers with their own settings, by (CA file, verify). */
+typedef struct tls_ctx_entry {
+    char    *ca_file;      /* NULL: the system store */
+    bool     verify;
+    SSL_CTX *ctx;
+    struct tls_ctx_entry *next;
+} tls_ctx_entry;
+static tls_ctx_entry *custom_ctxs;
+
+static SSL_CTX *ctx_get_custom(const http_tls_client *t, char *err, size_t errlen)
 {
-    SSL_CTX *ctx = ctx_get(err, errlen);
+    pthread_mutex_lock(&ctx_mu);
+    tls_ctx_entry *e = custom_ctxs;
+    for (; e; e = e->next)
+        if (e->verify == t->verify && ((!e->ca_file && !t->ca_file)
+                                       || (e->ca_file && t->ca_file && !strcmp(e->ca_file, t->ca_file))))
+            break;
+    if (!e) {
+        SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+        e = calloc(1, sizeof *e);
+        if (!c || !e || (t->ca_file && !(e->ca_file = strdup(t->ca_file)))) {
+            snprintf(err, errlen, "tls: cannot create a client context");
+            goto fail;
+        }
+        SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+        SSL_CTX_set_verify(c, t->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+        int ok = !t->verify ? 1 : t->ca_file ? SSL_CTX_load_verify_locations(c, t->ca_file, NULL)
+                                             : SSL_CTX_set_default_verify_paths(c);
+        if (ok != 1) {
+            char es[200] = "";
+            ERR_error_string_n(ERR_get_error(), es, sizeof es);
+            snprintf(err, errlen, "tls: CA file %s: %s", t->ca_file ? t->ca_file : "(system)", es);
+            goto fail;
+        }
+        static const unsigned char alpn[] = "\x08http/1.1";
+        SSL_CTX_set_alpn_protos(c, alpn, sizeof alpn - 1);
+        e->verify = t->verify;
+        e->ctx = c;
+        e->next = custom_ctxs;
+        custom_ctxs = e;
+        goto found;
+fail:
+        ERR_clear_error();
+        SSL_CTX_free(c);
+        if (e)
+            free(e->ca_file);
+        free(e);
+        pthread_mutex_unlock(&ctx_mu);
+        return NULL;
+    }
+found:
+    SSL_CTX_up_ref(e->ctx);
+    SSL_CTX *r = e->ctx;
+    pthread_mutex_unlock(&ctx_mu);
+    return r;
+}
+
+int http_client_tls_start(fetch_io *io, const char *host, const http_tls_client *tls,
+                          uint64_t deadline, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = tls ? ctx_get_custom(tls, err, errlen) : ctx_get(err, errlen);
     if (!ctx)
         return -1;
+    if (tls && tls->server_name)
+        host = tls->server_name;
     SSL *ssl = SSL_new(ctx);
     SSL_CTX_free(ctx);
     if (!ssl || SSL_set_fd(ssl, io->fd) != 1) {
@@ -88,6 +150,8 @@ int http_client_tls_start(fetch_io *io, const char *host, uint64_t deadline, cha
         SSL_set_tlsext_host_name(ssl, host);
         SSL_set1_host(ssl, host);
     }
+    if (tls && !tls->verify)
+        SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
     for (;;) {
         int rc = SSL_connect(ssl);
         if (rc == 1)
@@ -106,8 +170,9 @@ int http_client_tls_start(fetch_io *io, const char *host, uint64_t deadline, cha
             ERR_error_string_n(ERR_peek_last_error(), es, sizeof es);
             if (v != X509_V_OK)
                 snprintf(err, errlen, "tls handshake with %s: certificate not trusted: %s "
-                         "(give the CA with --ca-file or HSCALE_CA_FILE)", host,
-                         X509_verify_cert_error_string(v));
+                         "(%s)", host, X509_verify_cert_error_string(v),
+                         tls ? "the pool's tls_ca_file / tls_server_name"
+                             : "give the CA with --ca-file or HSCALE_CA_FILE");
             else
                 snprintf(err, errlen, "tls handshake with %s: %s", host, es[0] ? es : "failed");
         }

@@ -37,11 +37,12 @@ def make_leaf(d, ca, name="localhost", sans=("DNS:localhost", "IP:127.0.0.1")):
     return cert, key
 
 
-def start_nginx_tls(procs, d, cert, key, protocols="TLSv1.2 TLSv1.3", body="ok\n"):
+def start_nginx_tls(procs, d, cert, key, protocols="TLSv1.2 TLSv1.3", body="ok\n", port=None):
     """nginx (1 worker, keep-alive without a request limit, a shared session
-    cache for resumption) serving `body` over HTTPS on a free loopback port;
-    returns the port."""
-    port = free_port()
+    cache for resumption) serving `body` over HTTPS on a free loopback port
+    (or `port`); /once answers and closes the connection (one request per
+    connection, so every request needs a handshake). Returns the port."""
+    port = port or free_port()
     conf = d / f"nginx-{port}.conf"
     conf.write_text(f"""
 worker_processes 1;
@@ -61,6 +62,7 @@ http {{
     ssl_certificate {cert};
     ssl_certificate_key {key};
     location / {{ return 200 "{body.strip()}\\n"; }}
+    location /once {{ keepalive_requests 1; return 200 "once\\n"; }}
   }}
 }}
 """)
