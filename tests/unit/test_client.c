@@ -347,6 +347,44 @@ Test(hc_pool, get_put_cap_drop)
     ev_loop_free(loop);
 }
 
+static int closed_fd = -1;
+static void *closed_data;
+static void record_close(int fd, void *data)
+{
+    closed_fd = fd;
+    closed_data = data;
+    close(fd);
+}
+
+Test(hc_pool, data_travels_with_the_fd_and_the_closer_closes_it)
+{
+    ev_loop *loop = ev_loop_new();
+    hc_pool *p = hc_pool_new(loop, 1, 0);
+    hc_pool_set_closer(p, record_close);
+    int k, tag1, tag2, sp[2][2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp[i]), 0);
+    hc_pool_put_data(p, &k, sp[0][0], &tag1);
+    void *d = NULL;
+    cr_assert_eq(hc_pool_get_data(p, &k, &d), sp[0][0]);
+    cr_assert_eq(d, &tag1);
+    hc_pool_put_data(p, &k, sp[0][0], &tag1);
+    hc_pool_put_data(p, &k, sp[1][0], &tag2);     /* over the cap of 1: the closer's */
+    cr_assert_eq(closed_fd, sp[1][0]);
+    cr_assert_eq(closed_data, &tag2);
+    cr_assert_eq(hc_pool_get(p, &k), -1, "a plain caller never gets a connection with state");
+    cr_assert_eq(closed_fd, sp[0][0]);
+    cr_assert_eq(closed_data, &tag1);
+    cr_assert_eq(hc_pool_idle_count(p, &k), 0);
+    hc_pool_put(p, &k, sp[1][1]);                 /* plain: closed with close(2) at free */
+    closed_fd = -1;
+    hc_pool_free(p);
+    cr_assert_eq(closed_fd, -1);
+    cr_assert_not(fd_open(sp[1][1]));
+    close(sp[0][1]);
+    ev_loop_free(loop);
+}
+
 Test(hc_pool, many_keys_rehash)
 {
     ev_loop *loop = ev_loop_new();

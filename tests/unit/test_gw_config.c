@@ -101,6 +101,9 @@ Test(gw_config, errors_name_the_field)
                  "routes[0].rate_limit", "'z'");
     expect_error("pools: [{name: a, health: {interval: 1s, timeout: 2s}}]\n", "timeout", "interval");
     expect_error("pools: [{name: a, algorithm: fastest}]\n", "algorithm", "");
+    expect_error("pools: [{name: a, tls_ca_file: /x.pem}]\n", "tls_ca_file", "set tls: true");
+    expect_error("pools: [{name: a, tls: true, tls_server_name: 'a b'}]\n", "tls_server_name",
+                 "host name");
 }
 
 Test(gw_config, from_backends)

@@ -110,6 +110,25 @@ Test(gw_state, build_errors_are_named)
     cr_assert_null(gw_snap_build(&c, NULL, err, sizeof err));
     cr_assert(strstr(err, "routes[0].methods[0]"), "%s", err);
     cfg_free(&gw_config_schema, &c);
+    /* An https pool's CA file is loaded with the snapshot: a bad one is
+     * refused by the reload that names it. */
+    load(&c, "pools: [{name: p}, {name: s, tls: true, tls_ca_file: /nonexistent/ca.pem}]\n");
+    cr_assert_null(gw_snap_build(&c, NULL, err, sizeof err));
+    cr_assert(strstr(err, "pools[1].tls_ca_file: cannot load '/nonexistent/ca.pem'"), "%s", err);
+    cfg_free(&gw_config_schema, &c);
+}
+
+Test(gw_state, https_pool_has_a_client_context_plain_pool_none)
+{
+    gw_config c;
+    load(&c, "pools: [{name: p}, {name: s, tls: true, tls_verify: false, tls_server_name: api.internal}]\n");
+    char err[256] = "";
+    gw_snap *s = gw_snap_build(&c, NULL, err, sizeof err);
+    cr_assert_not_null(s, "%s", err);
+    cr_assert_null(s->pools[0].tls);
+    cr_assert_not_null(s->pools[1].tls);
+    gw_snap_free(s);
+    cfg_free(&gw_config_schema, &c);
 }
 
 Test(gw_state, rcu_reclaims_only_after_every_worker_moves)
