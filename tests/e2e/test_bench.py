@@ -136,8 +136,8 @@ def test_connect_refused_is_counted_and_fails(tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     ([], "missing URL"),
-    (["ftp://x/"], "expected http://"),
-    (["https://127.0.0.1/"], "https is not supported"),
+    (["ftp://x/"], "expected http[s]://"),
+    (["http://127.0.0.1/", "--insecure"], "--insecure goes with an https:// URL"),
     (["http://127.0.0.1:99999/"], "127.0.0.1:99999"),
     (["http://127.0.0.1:1/", "--bogus"], "unknown option '--bogus'"),
     (["http://127.0.0.1:1/", "-c", "0"], "-c: '0'"),
