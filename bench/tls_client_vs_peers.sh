@@ -66,7 +66,7 @@ http {
   client_body_temp_path $TMP/body; proxy_temp_path $TMP/proxy; fastcgi_temp_path $TMP/fcgi;
   uwsgi_temp_path $TMP/uwsgi; scgi_temp_path $TMP/scgi;
   keepalive_requests 1000000;
-  ssl_protocols TLSv1.3;
+  ssl_protocols TLSv1.2 TLSv1.3;
   ssl_session_cache shared:tls:10m;
   server {
     listen 127.0.0.1:$BE ssl reuseport backlog=4096;
@@ -88,7 +88,8 @@ since() { sleep 0.3; tail -n +"$(( $1 + 1 ))" "$TMP/access.log" | awk '{n++} $1=
 hjson() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
 
 URL="https://localhost:$BE"
-echo "== A. load tool over TLS: backend nginx 1 worker, TLS 1.3, ECDSA P-256; -c $C -t 2 -d $D, $ROUNDS rounds"
+if [ -z "${SKIP_A:-}" ]; then
+echo "== A. load tool over TLS: backend nginx 1 worker, TLS 1.3 negotiated, ECDSA P-256; -c $C -t 2 -d $D, $ROUNDS rounds"
 printf '%-6s %12s %12s %12s %12s %12s %9s\n' round wrk_ka hscale_ka wrk_new hscale_new hs_resumed wrk_reuse%
 WK=() HK=() WN=() HN=() HR=()
 for r in $(seq "$ROUNDS"); do
@@ -110,6 +111,8 @@ for r in $(seq "$ROUNDS"); do
 done
 printf '%-6s %12s %12s %12s %12s %12s\n' median "$(med "${WK[@]}")" "$(med "${HK[@]}")" "$(med "${WN[@]}")" "$(med "${HN[@]}")" "$(med "${HR[@]}")"
 echo "ratios: keep-alive hscale/wrk $(ratio "$(med "${HK[@]}")" "$(med "${WK[@]}")"), new TLS connection per request (full) hscale/wrk $(ratio "$(med "${HN[@]}")" "$(med "${WN[@]}")"), resumed/full (hscale) $(ratio "$(med "${HR[@]}")" "$(med "${HN[@]}")")"
+
+fi
 
 # ---- B. https backends ------------------------------------------------------
 GP=$(port); NP=$(port); XP=$(port)
@@ -145,6 +148,7 @@ http {
       proxy_pass https://be; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_ssl_verify on; proxy_ssl_trusted_certificate $TMP/ca.pem;
       proxy_ssl_name localhost; proxy_ssl_server_name on; proxy_ssl_session_reuse on;
+      proxy_ssl_protocols TLSv1.2 TLSv1.3;
     }
   }
 }
@@ -168,11 +172,16 @@ frontend fe
 backend be
   server s1 127.0.0.1:$BE ssl verify required ca-file $TMP/ca.pem sni str(localhost) verifyhost localhost alpn http/1.1
 EOF
-haproxy -D -f "$TMP/haproxy.cfg"
+haproxy -D -f "$TMP/haproxy.cfg" 2> "$TMP/haproxy.err" || { cat "$TMP/haproxy.err" >&2; exit 1; }
 wait_file "$TMP/haproxy.pid"; PIDS+=("$(cat "$TMP/haproxy.pid")")
-for p in $GP $NP $XP; do
+for wp in hscale:$GP nginx:$NP haproxy:$XP; do
+  p=${wp#*:}
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/" >/dev/null && break; sleep 0.05; done
-  curl -sf "http://127.0.0.1:$p/" >/dev/null || { echo "tls_client_vs_peers: proxy on $p does not answer" >&2; exit 1; }
+  curl -sf "http://127.0.0.1:$p/" >/dev/null || {
+    echo "tls_client_vs_peers: ${wp%%:*} on $p does not answer:" >&2
+    curl -s "http://127.0.0.1:$p/" >&2 || true
+    cat "$TMP/gw.log" "$TMP/proxy_nginx.err" "$TMP/haproxy.err" >&2 2>/dev/null || true
+    exit 1; }
 done
 
 echo

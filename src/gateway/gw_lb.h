@@ -68,13 +68,16 @@ typedef struct gw_member {
     _Atomic bool     dynamic;        /* added at run time (API, state file): kept by a reload */
     _Atomic uint64_t total;
     _Atomic uint64_t by_class[6];    /* responses: [0] failed tries, [1..5] 1xx..5xx */
-    /* https pools (gw_upstream_tls.c): the newest TLS session the member
-     * gave any worker, offered on the next connect so handshakes resume;
-     * tls_sess and tls_sess_ctx under tls_lock (a spin lock: held for a
-     * pointer swap). Freed with the member. */
+    /* https pools (gw_upstream_tls.c): TLS sessions the member gave any
+     * worker, newest last, each offered to one new connection (TLS 1.3
+     * tickets are single-use: servers refuse a ticket offered twice), so
+     * handshakes resume; under tls_lock (a spin lock held for a few pointer
+     * moves). Freed with the member. */
+#define GW_UTLS_SESSIONS 32
     atomic_flag      tls_lock;
-    void            *tls_sess;       /* SSL_SESSION, or NULL */
-    const void      *tls_sess_ctx;   /* the SSL_CTX it came from: offered only there */
+    void            *tls_sess[GW_UTLS_SESSIONS];   /* SSL_SESSION */
+    uint8_t          tls_nsess;
+    const void      *tls_sess_ctx;   /* the SSL_CTX they came from: offered only there */
     _Atomic uint64_t tls_log_us;     /* last TLS failure logged: one line a second */
 } gw_member;
 

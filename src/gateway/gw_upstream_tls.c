@@ -10,10 +10,15 @@
  * unless tls_verify is false. A connection keeps a reference on its
  * context, so a reload never pulls one from under a live connection.
  *
- * Resumption: the new-session callback stores the newest session (a TLS
- * 1.2 session, or each TLS 1.3 ticket) on the member, shared by every
- * worker; the next connect to that member offers it, if it came from the
- * same context (a reload with another CA must verify afresh). Idle TLS
+ * Resumption: the new-session callback keeps the member's newest sessions
+ * (a TLS 1.2 session, or each TLS 1.3 ticket: servers send two per
+ * connection), shared by every worker; a connect to that member takes one
+ * and offers it, if it came from the same context (a reload with another
+ * CA must verify afresh). A TLS 1.3 ticket is used once (RFC 8446 C.4; a
+ * server with single-use tickets refuses it the second time, and 50
+ * concurrent connects offering one ticket made a third of them full
+ * handshakes), except the last one kept (see utls_pop); a TLS 1.2 session
+ * that resumed goes back for the next one. Idle TLS
  * connections go back to the worker's idle pool with their SSL (hc_pool's
  * data), so keep-alive to an https backend costs no handshake at all.
  *
@@ -68,18 +73,55 @@ static void utls_unlock(gw_member *m)
     atomic_flag_clear_explicit(&m->tls_lock, memory_order_release);
 }
 
-/* Keeps the member's newest session; returning 1 keeps OpenSSL's reference. */
+/* Adds a session (taking the caller's reference) to the member's stack:
+ * a full stack drops its oldest, another context empties it. */
+static void utls_push(gw_member *m, SSL_SESSION *sess, const SSL_CTX *ctx)
+{
+    SSL_SESSION *drop[GW_UTLS_SESSIONS + 1];
+    unsigned nd = 0;
+    utls_lock(m);
+    if (m->tls_sess_ctx != ctx) {
+        while (m->tls_nsess)
+            drop[nd++] = m->tls_sess[--m->tls_nsess];
+        m->tls_sess_ctx = ctx;
+    }
+    if (m->tls_nsess == GW_UTLS_SESSIONS) {
+        drop[nd++] = m->tls_sess[0];
+        memmove(&m->tls_sess[0], &m->tls_sess[1], (GW_UTLS_SESSIONS - 1) * sizeof m->tls_sess[0]);
+        m->tls_nsess--;
+    }
+    m->tls_sess[m->tls_nsess++] = sess;
+    utls_unlock(m);
+    for (unsigned i = 0; i < nd; i++)
+        SSL_SESSION_free(drop[i]);
+}
+
+/* The newest session of ctx (the caller's reference), or NULL. The last
+ * one stays for the next connect too: a burst of connects would otherwise
+ * find the stack empty and all make full handshakes, and most servers
+ * (stateless tickets) accept a ticket twice; one that does not makes that
+ * connect a full handshake, as it would have been anyway. */
+static SSL_SESSION *utls_pop(gw_member *m, const SSL_CTX *ctx)
+{
+    SSL_SESSION *s = NULL;
+    utls_lock(m);
+    if (m->tls_nsess > 1 && m->tls_sess_ctx == ctx) {
+        s = m->tls_sess[--m->tls_nsess];
+    } else if (m->tls_nsess == 1 && m->tls_sess_ctx == ctx) {
+        s = m->tls_sess[0];
+        SSL_SESSION_up_ref(s);
+    }
+    utls_unlock(m);
+    return s;
+}
+
+/* Keeps a session the member gave; returning 1 keeps OpenSSL's reference. */
 static int utls_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     gw_member *m = SSL_get_app_data(ssl);
     if (!m)
         return 0;
-    utls_lock(m);
-    SSL_SESSION *old = m->tls_sess;
-    m->tls_sess = sess;
-    m->tls_sess_ctx = SSL_get_SSL_CTX(ssl);
-    utls_unlock(m);
-    SSL_SESSION_free(old);
+    utls_push(m, sess, SSL_get_SSL_CTX(ssl));
     return 1;
 }
 
@@ -141,8 +183,8 @@ void gw_utls_free(gw_utls *t)
 
 void gw_utls_member_free(gw_member *m)
 {
-    SSL_SESSION_free(m->tls_sess);
-    m->tls_sess = NULL;
+    while (m->tls_nsess)
+        SSL_SESSION_free(m->tls_sess[--m->tls_nsess]);
 }
 
 /* The member's host: its name without the port (and brackets). */
@@ -188,10 +230,11 @@ int gw_utls_begin(gw_exchange *ex, const gw_utls *t)
         else
             SSL_set1_host(ssl, name);
     }
-    utls_lock(m);
-    if (m->tls_sess && m->tls_sess_ctx == t->ctx)
-        SSL_set_session(ssl, m->tls_sess);   /* takes its own reference */
-    utls_unlock(m);
+    SSL_SESSION *sess = utls_pop(m, t->ctx);
+    if (sess) {
+        SSL_set_session(ssl, sess);   /* takes its own reference */
+        SSL_SESSION_free(sess);
+    }
     SSL_set_connect_state(ssl);
     ERR_clear_error();
     ex->ussl = ssl;
@@ -226,7 +269,15 @@ int gw_utls_handshake(gw_exchange *ex)
     int rc = SSL_do_handshake(ssl);
     if (rc == 1) {
         ex->utls = GW_UTLS_OPEN;
-        hs_count(ex, SSL_session_reused(ssl) ? 1 : 0);
+        bool reused = SSL_session_reused(ssl);
+        hs_count(ex, reused ? 1 : 0);
+        /* A TLS 1.2 session stays valid for more connections (no new one
+         * comes when it resumes); a TLS 1.3 ticket does not. */
+        if (reused && SSL_version(ssl) < TLS1_3_VERSION) {
+            SSL_SESSION *s = SSL_get1_session(ssl);
+            if (s)
+                utls_push(ex->m, s, SSL_get_SSL_CTX(ssl));
+        }
         return 1;
     }
     int e = SSL_get_error(ssl, rc);
