@@ -359,6 +359,7 @@ static void attempt(gw_exchange *ex)
             ex->utls = GW_UTLS_OPEN;
         }
         if (ev_io_mod(w->loop, fd, EV_READ | EV_WRITE, gw_exchange_io, ex) < 0) {
+            gw_utls_close(ex);
             close(fd);
             ex->ufd = -1;
             gw_attempt_failed(ex, GW_FAIL_CONNECT);

@@ -15,6 +15,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -153,7 +154,27 @@ bool http_result_header(const http_result *r, const char *name, char *out, size_
 
 /* ---- per-thread idle connections ---- */
 
-typedef struct idle_conn { sock_addr addr; int fd; uint64_t at; } idle_conn;
+/* An https connection is kept with its TLS state, and only handed back to
+ * a fetch with the same TLS settings (tls_key: name verified, CA file,
+ * verification, and the process-wide CA's generation), so a connection is
+ * never reused past a check it was not made under. */
+typedef struct idle_conn {
+    sock_addr      addr;
+    int            fd;
+    uint64_t       at;
+    struct ssl_st *ssl;          /* NULL: plain */
+    char           tls_key[320];
+} idle_conn;
+
+static void idle_close(idle_conn *ic)
+{
+    if (ic->ssl) {   /* the peer may be gone: no close_notify (no EPIPE) */
+        SSL_set_quiet_shutdown(ic->ssl, 1);
+        fetch_io io = { .fd = ic->fd, .ssl = ic->ssl, .want = 0 };
+        http_client_tls_close(&io);
+    }
+    close(ic->fd);
+}
 
 static _Thread_local idle_conn fetch_pool[FETCH_POOL];
 static _Thread_local unsigned  fetch_pool_n;
@@ -170,7 +191,7 @@ static uint64_t mono_us(void)
 void http_fetch_pool_clear(void)
 {
     for (unsigned i = 0; i < fetch_pool_n; i++)
-        close(fetch_pool[i].fd);
+        idle_close(&fetch_pool[i]);
     fetch_pool_n = 0;
 }
 
@@ -178,38 +199,44 @@ void http_fetch_pool_clear(void)
 static void pool_destructor(void *unused) { (void)unused; http_fetch_pool_clear(); }
 static void pool_key_make(void) { pthread_key_create(&pool_key, pool_destructor); }
 
-static int pool_take(const sock_addr *a)
+/* An idle connection to a with the TLS settings tls_key ("" plain), its
+ * TLS state in *ssl; -1 when there is none. */
+static int pool_take(const sock_addr *a, const char *tls_key, struct ssl_st **ssl)
 {
     uint64_t now = mono_us();
+    *ssl = NULL;
     for (unsigned i = fetch_pool_n; i-- > 0;) {
-        if (!sock_addr_equal(&fetch_pool[i].addr, a))
+        if (!sock_addr_equal(&fetch_pool[i].addr, a) || strcmp(fetch_pool[i].tls_key, tls_key))
             continue;
         idle_conn ic = fetch_pool[i];
         fetch_pool[i] = fetch_pool[--fetch_pool_n];
-        /* Readable while idle means EOF or junk: not reusable. */
+        /* Readable while idle means EOF, close_notify or junk: not reusable. */
         struct pollfd pf = { .fd = ic.fd, .events = POLLIN };
         if (now - ic.at > FETCH_IDLE_US || poll(&pf, 1, 0) != 0) {
-            close(ic.fd);
+            idle_close(&ic);
             continue;
         }
+        *ssl = ic.ssl;
         return ic.fd;
     }
     return -1;
 }
 
-static void pool_put(const sock_addr *a, int fd)
+static void pool_put(const sock_addr *a, const char *tls_key, int fd, struct ssl_st *ssl)
 {
     pthread_once(&pool_once, pool_key_make);
     pthread_setspecific(pool_key, (void *)1);
     if (fetch_pool_n == FETCH_POOL) {
-        close(fetch_pool[0].fd);
+        idle_close(&fetch_pool[0]);
         memmove(fetch_pool, fetch_pool + 1, (FETCH_POOL - 1) * sizeof fetch_pool[0]);
         fetch_pool_n--;
     }
-    fetch_pool[fetch_pool_n].addr = *a;
-    fetch_pool[fetch_pool_n].fd = fd;
-    fetch_pool[fetch_pool_n].at = mono_us();
-    fetch_pool_n++;
+    idle_conn *ic = &fetch_pool[fetch_pool_n++];
+    ic->addr = *a;
+    ic->fd = fd;
+    ic->at = mono_us();
+    ic->ssl = ssl;
+    snprintf(ic->tls_key, sizeof ic->tls_key, "%s", tls_key);
 }
 
 /* ---- one exchange ---- */
@@ -474,15 +501,18 @@ int http_fetch_tls(const char *method, const char *url, const char *extra_header
         return -1;
     }
 
-    char what[300];
+    char what[300], tls_key[320] = "";
     snprintf(what, sizeof what, "%s %s", method, url);
+    if (u.tls)
+        http_client_tls_key(u.host, tls, tls_key, sizeof tls_key);
     int result = -1;
     for (int attempt = 0; attempt < 2; attempt++) {
         out->status = 0;
         buf_reset(&out->headers);
         buf_reset(&out->body);
         bool pooled = false;
-        int fd = attempt == 0 && !u.tls ? pool_take(&u.addr) : -1;
+        struct ssl_st *pssl = NULL;
+        int fd = attempt == 0 ? pool_take(&u.addr, tls_key, &pssl) : -1;
         if (fd >= 0) {
             pooled = true;
         } else {
@@ -496,22 +526,24 @@ int http_fetch_tls(const char *method, const char *url, const char *extra_header
             }
             sock_set_nonblock(fd, true);
         }
-        fetch_io io = { .fd = fd, .ssl = NULL, .want = 0 };
-        if (u.tls && http_client_tls_start(&io, u.host, tls, deadline, err, errlen) < 0) {
+        fetch_io io = { .fd = fd, .ssl = pssl, .want = 0 };   /* a pooled https one is set up */
+        if (u.tls && !pssl && http_client_tls_start(&io, u.host, tls, deadline, err, errlen) < 0) {
             close(fd);
             break;
         }
         bool reuse;
         int x = exchange(&io, pooled, &req, m, deadline, what, out, &reuse, err, errlen);
-        http_client_tls_close(&io);
-        if (x == XCH_STALE) {
-            close(fd);
-            continue;     /* the pooled socket was dead: once more, fresh */
+        if (x == XCH_OK && reuse && (!io.ssl || SSL_pending(io.ssl) == 0)) {
+            pool_put(&u.addr, tls_key, fd, io.ssl);   /* TLS state and all */
+            result = 0;
+            break;
         }
-        if (x == XCH_OK && reuse && !u.tls)
-            pool_put(&u.addr, fd);
-        else
-            close(fd);
+        if (io.ssl && x == XCH_STALE)
+            SSL_set_quiet_shutdown(io.ssl, 1);   /* the peer is gone */
+        http_client_tls_close(&io);
+        close(fd);
+        if (x == XCH_STALE)
+            continue;     /* the pooled socket was dead: once more, fresh */
         result = x == XCH_OK ? 0 : -1;
         break;
     }

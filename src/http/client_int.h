@@ -30,5 +30,8 @@ int     http_client_tls_start(fetch_io *io, const char *host, const http_tls_cli
 ssize_t http_client_tls_read(fetch_io *io, void *p, size_t n);
 ssize_t http_client_tls_write(fetch_io *io, const void *p, size_t n);
 void    http_client_tls_close(fetch_io *io);
+/* What a pooled https connection must match to be reused for host with
+ * the settings tls (NULL: the process-wide ones). */
+void    http_client_tls_key(const char *host, const http_tls_client *tls, char *out, size_t outlen);
 
 #endif

@@ -8,8 +8,10 @@
  * the reason; there is no "insecure" switch for the process-wide context.
  * A caller with its own settings (http_fetch_tls: an https backend pool's
  * health checks) gets a context per (CA file, verify) pair, built once and
- * kept for the life of the process (a handful: one per pool setting). TLS
- * connections are not pooled (admin calls and health checks are rare). */
+ * kept for the life of the process (a handful: one per pool setting). An
+ * https connection goes back to http_fetch's per-thread idle pool with its
+ * TLS state, so a collector or a health checker polling the same peer
+ * makes one handshake, not one per request. */
 #include "client_int.h"
 
 #include <errno.h>
@@ -26,6 +28,8 @@ static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
 static SSL_CTX *client_ctx;
 static char    *ca_file;
 static bool     ca_set;     /* set explicitly: the environment is not read */
+static unsigned ca_gen;     /* bumped by every http_client_set_ca_file: pooled
+                             * connections of an earlier CA are not reused */
 
 void http_client_set_ca_file(const char *path)
 {
@@ -33,6 +37,7 @@ void http_client_set_ca_file(const char *path)
     free(ca_file);
     ca_file = path && *path ? strdup(path) : NULL;
     ca_set = true;
+    ca_gen++;
     SSL_CTX_free(client_ctx);   /* open connections keep their reference */
     client_ctx = NULL;
     pthread_mutex_unlock(&ctx_mu);
@@ -127,6 +132,19 @@ found:
     SSL_CTX *r = e->ctx;
     pthread_mutex_unlock(&ctx_mu);
     return r;
+}
+
+void http_client_tls_key(const char *host, const http_tls_client *tls, char *out, size_t outlen)
+{
+    if (!tls) {
+        pthread_mutex_lock(&ctx_mu);
+        unsigned g = ca_gen;
+        pthread_mutex_unlock(&ctx_mu);
+        snprintf(out, outlen, "g%u|%s", g, host);
+        return;
+    }
+    snprintf(out, outlen, "c%d|%s|%s", tls->verify, tls->server_name ? tls->server_name : host,
+             tls->ca_file ? tls->ca_file : "");
 }
 
 int http_client_tls_start(fetch_io *io, const char *host, const http_tls_client *tls,

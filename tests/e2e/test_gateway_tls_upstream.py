@@ -12,7 +12,7 @@ import re
 
 from conftest import free_port, read_log
 from gw_util import Gateway, bench, http, write_yaml
-from tls_util import make_ca, make_leaf, start_nginx_tls
+from tls_util import access_log_path, make_ca, make_leaf, start_nginx_tls
 from up_util import wait_until
 
 
@@ -137,3 +137,8 @@ def test_health_checks_over_tls_mark_members_down_and_up(procs, tmp_path):
     assert http.get(gw.url("/")).status_code == 200
     assert re.search(r"in pool good is healthy again", read_log(gw.proc))
     assert not member(gw, "bad")["healthy"]
+    # The checks keep their TLS connection alive: one handshake, many checks.
+    def checks_on_one_connection():
+        lines = [l.split() for l in access_log_path(tmp_path, later).read_text().splitlines()]
+        return max((int(l[0]) for l in lines if l[-1].startswith("hscale")), default=0)
+    wait_until(lambda: checks_on_one_connection() >= 3, 10, "health checks reusing a connection")

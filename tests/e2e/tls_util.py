@@ -37,11 +37,17 @@ def make_leaf(d, ca, name="localhost", sans=("DNS:localhost", "IP:127.0.0.1")):
     return cert, key
 
 
+def access_log_path(d, port):
+    return d / f"access-{port}.log"
+
+
 def start_nginx_tls(procs, d, cert, key, protocols="TLSv1.2 TLSv1.3", body="ok\n", port=None):
     """nginx (1 worker, keep-alive without a request limit, a shared session
     cache for resumption) serving `body` over HTTPS on a free loopback port
     (or `port`); /once answers and closes the connection (one request per
-    connection, so every request needs a handshake). Returns the port."""
+    connection, so every request needs a handshake). Each request is logged
+    to access_log_path(d, port) as "<requests on its connection> <session
+    reused: r or .> <user agent>". Returns the port."""
     port = port or free_port()
     conf = d / f"nginx-{port}.conf"
     conf.write_text(f"""
@@ -50,7 +56,8 @@ pid {d}/nginx-{port}.pid;
 error_log {d}/nginx-{port}.err warn;
 events {{ worker_connections 1024; }}
 http {{
-  access_log off;
+  log_format conn '$connection_requests $ssl_session_reused $http_user_agent';
+  access_log {d}/access-{port}.log conn;
   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
   keepalive_requests 1000000;
