@@ -8,9 +8,14 @@ each one, resume their sessions; an unknown CA or a wrong name is a 502
 whose reason is in the log; health checks run over TLS, so they mark such a
 member down and a good one up.
 """
+import asyncio
+import os
 import re
+import sys
 
-from conftest import free_port, read_log
+import pytest
+
+from conftest import HERE, free_port, read_log, wait_port
 from gw_util import Gateway, bench, http, write_yaml
 from tls_util import access_log_path, make_ca, make_leaf, start_nginx_tls
 from up_util import wait_until
@@ -142,3 +147,36 @@ def test_health_checks_over_tls_mark_members_down_and_up(procs, tmp_path):
         lines = [l.split() for l in access_log_path(tmp_path, later).read_text().splitlines()]
         return max((int(l[0]) for l in lines if l[-1].startswith("hscale")), default=0)
     wait_until(lambda: checks_on_one_connection() >= 3, 10, "health checks reusing a connection")
+
+
+def test_websocket_tunnel_to_an_https_backend(procs, tmp_path):
+    """After a 101 from a wss backend the tunnel runs over TLS both ways:
+    messages, a large burst down, and the close."""
+    websockets = pytest.importorskip("websockets")
+    ca = make_ca(tmp_path)
+    cert, key = make_leaf(tmp_path, ca)
+    port = free_port()
+    be = procs.start([sys.executable, os.path.join(HERE, "ws_echo.py"), port, "tls-echo", cert, key],
+                     name="ws-tls")
+    wait_port(port, proc=be)
+    cfg = write_yaml(tmp_path, "gateway:\n  pools:" + pool_yaml("wss", port, ca[0])
+                     + "\n  routes: [{prefix: /, pool: wss}]\n")
+    gw = Gateway(procs, config=cfg)
+
+    async def talk():
+        async with websockets.connect(f"ws://127.0.0.1:{gw.port}/ws", max_size=None,
+                                      ping_interval=None) as ws:
+            await ws.send("whoami")
+            assert await ws.recv() == "tls-echo"
+            big = os.urandom(300000)
+            await ws.send(big)
+            assert await ws.recv() == big
+            await ws.send("push 50 20000")
+            got = 0
+            for _ in range(50):
+                got += len(await ws.recv())
+            assert got == 50 * 20000
+
+    asyncio.run(asyncio.wait_for(talk(), 60))
+    hs = tls_metrics(gw, "wss")
+    assert hs["full"] + hs["resumed"] >= 1 and hs["failed"] == 0, hs

@@ -1,6 +1,8 @@
 """A WebSocket echo backend for the gateway's tunnel tests (python3-websockets).
 
-usage: ws_echo.py PORT NAME
+usage: ws_echo.py PORT NAME [CERT KEY]
+
+With CERT and KEY it serves wss:// (TLS), for the https-backend tests.
 
 Every message comes back as it came (text or binary, fragmented or not),
 except these text commands:
@@ -12,11 +14,16 @@ A plain HTTP GET (no Upgrade) gets 200 "plain NAME" with its headers as JSON.
 import asyncio
 import http
 import json
+import ssl
 import sys
 
 import websockets
 
 PORT, NAME = int(sys.argv[1]), sys.argv[2]
+TLS = None
+if len(sys.argv) == 5:
+    TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    TLS.load_cert_chain(sys.argv[3], sys.argv[4])
 
 
 
@@ -48,7 +55,7 @@ async def plain_http(path, headers):
 
 async def main():
     async with websockets.serve(handler, "127.0.0.1", PORT, process_request=plain_http,
-                                max_size=None, ping_interval=None):
+                                max_size=None, ping_interval=None, ssl=TLS):
         await asyncio.Future()
 
 
