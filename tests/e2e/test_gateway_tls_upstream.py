@@ -15,10 +15,9 @@ import sys
 
 import pytest
 
-from conftest import HERE, free_port, read_log, wait_port
+from conftest import HERE, free_port, read_log, wait_port, wait_until
 from gw_util import Gateway, bench, http, write_yaml
 from tls_util import access_log_path, make_ca, make_leaf, start_nginx_tls
-from up_util import wait_until
 
 
 def tls_metrics(gw, pool):
