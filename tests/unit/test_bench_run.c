@@ -150,7 +150,7 @@ Test(bench_run, new_conn_opens_one_connection_per_request)
     char err[BENCH_ERRLEN];
     cr_assert_eq(bench_run(pl, NULL, &res, err, sizeof err), 0, "%s", err);
     stop_server();
-    cr_assert_gt(res.total.count, 20);
+    cr_assert_gt(res.total.count, 5);   /* a loaded CI machine connects slowly */
     cr_assert_eq(res.total.failures, 0);
     /* one per request, plus at most one per connection open at the end */
     cr_assert(res.conn.connects >= res.total.count && res.conn.connects <= res.total.count + 2,
