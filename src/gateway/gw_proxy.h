@@ -523,6 +523,9 @@ int   gw_utls_begin(gw_exchange *ex, const struct gw_utls *t);
 /* Drives the handshake: 1 done (OPEN), 0 waiting, -1 failed (counted,
  * the reason logged at most once a second per member). */
 int   gw_utls_handshake(gw_exchange *ex);
+/* The connect timeout ran out mid-handshake: counted and logged as a
+ * failed handshake (the caller fails the attempt). */
+void  gw_utls_timed_out(gw_exchange *ex);
 /* read(2)/write(2) contracts over ex->ussl (EAGAIN: wait for an edge). */
 ssize_t gw_utls_read(gw_exchange *ex, void *p, size_t n);
 ssize_t gw_utls_write(gw_exchange *ex, const void *p, size_t n);

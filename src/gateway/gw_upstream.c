@@ -577,6 +577,11 @@ static void up_timeout(ev_loop *loop, ev_timer *t)
                     "{\"error\":\"timed out waiting for a backend under max_conn\",\"status\":503}");
         break;
     case GX_CONNECTING:
+        if (ex->utls == GW_UTLS_HANDSHAKE) {   /* connected, but TLS never finished */
+            gw_utls_timed_out(ex);
+            gw_attempt_failed(ex, GW_FAIL_TLS);
+            break;
+        }
         gw_attempt_failed(ex, GW_FAIL_CONNECT);
         break;
     case GX_REQUEST:

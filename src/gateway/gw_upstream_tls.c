@@ -302,6 +302,12 @@ int gw_utls_handshake(gw_exchange *ex)
     return -1;
 }
 
+void gw_utls_timed_out(gw_exchange *ex)
+{
+    hs_count(ex, 2);
+    log_failure(ex, "handshake: timed out (connect_timeout)");
+}
+
 /* A failed SSL_read/SSL_write as read(2)/write(2) would say it. */
 static ssize_t utls_result(gw_exchange *ex, int rc)
 {

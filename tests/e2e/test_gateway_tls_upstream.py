@@ -11,7 +11,9 @@ member down and a good one up.
 import asyncio
 import os
 import re
+import socket
 import sys
+import time
 
 import pytest
 
@@ -109,6 +111,23 @@ def test_unknown_ca_or_wrong_name_is_502_with_the_reason_logged(procs, tmp_path)
     assert re.search(r"pool wrong_name failed: certificate refused: hostname mismatch", log), log
     assert tls_metrics(gw, "unknown_ca")["failed"] >= 1
     assert tls_metrics(gw, "named")["failed"] == 0
+
+
+def test_a_backend_that_never_completes_the_handshake_is_a_502_after_connect_timeout(procs, tmp_path):
+    ca = make_ca(tmp_path)
+    with socket.socket() as mute:      # accepts TCP (the kernel does), never speaks TLS
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(16)
+        port = mute.getsockname()[1]
+        cfg = write_yaml(tmp_path, "gateway:\n  connect_timeout: 300ms\n  pools:"
+                         + pool_yaml("mute", port, ca[0]) + "\n  routes: [{prefix: /, pool: mute}]\n")
+        gw = Gateway(procs, config=cfg)
+        t0 = time.monotonic()
+        r = http.get(gw.url("/"))
+        assert r.status_code == 502 and "TLS" in r.json()["error"], (r.status_code, r.text)
+        assert time.monotonic() - t0 < 5
+        wait_until(lambda: "failed: handshake: timed out" in read_log(gw.proc), 5, "the timeout logged")
+        assert tls_metrics(gw, "mute")["failed"] >= 1
 
 
 def test_health_checks_over_tls_mark_members_down_and_up(procs, tmp_path):
