@@ -450,7 +450,11 @@ static void *worker_main(void *arg)
 {
     bench_worker *w = arg;
     const bench_plan *p = w->plan;
-    uint64_t now = ev_monotonic_us();
+    /* Timers count from the loop's clock, last read when the loop was made
+     * (before this thread started): refresh it, or the end fires early by
+     * the thread's start-up delay and the open model loses the arrivals of
+     * that gap (neither sent nor counted behind). */
+    uint64_t now = ev_now_update(w->loop);
     ev_timer_start(w->loop, &w->end, w->t0 + p->duration_us > now ? w->t0 + p->duration_us - now : 0);
     ev_timer_start(w->loop, &w->tick, TICK_US);
     if (p->open_model) {
