@@ -176,6 +176,7 @@ void bench_stats_error(bench_stats *s, bench_err_kind k);
  * reset, timeout). */
 typedef struct bench_conn_stats {
     uint64_t connects;        /* TCP connections established */
+    uint64_t stale_resends;   /* requests sent again: a reused connection closed unanswered */
     uint64_t hs_full, hs_resumed, hs_failed;
     hist     hs_lat;          /* handshake time (TCP connected to TLS done), us */
     char     tls_version[16]; /* of the first completed handshake, "" when none */

@@ -67,6 +67,10 @@ typedef struct bench_conn {
     uint64_t    hs_start_us;
     bool        pending;     /* a request is assigned and not yet answered */
     bool        head_only;   /* the request was HEAD: no body follows */
+    bool        idempotent;  /* the request's method may be sent twice (RFC 9110 9.2.2) */
+    bool        got;         /* a byte of the pending request's response arrived */
+    bool        resent;      /* the pending request went out again on a new connection */
+    uint32_t    served;      /* responses completed on this connection (since its connect) */
     uint32_t    req;         /* scenario index of the request */
     const char *wptr;
     size_t      wlen, woff;

@@ -58,8 +58,12 @@ void bench_report_text(FILE *out, const bench_plan *p, const bench_result *res,
     double rate = t->count ? 100.0 * (double)t->failures / (double)t->count : 0;
     fprintf(out, " (%.2f%% failed)\n", rate);
     const bench_conn_stats *cs = &res->conn;
-    fprintf(out, "connections: %llu opened%s\n", (unsigned long long)cs->connects,
+    fprintf(out, "connections: %llu opened%s", (unsigned long long)cs->connects,
             p->new_conn ? " (a new one per request)" : "");
+    if (cs->stale_resends)
+        fprintf(out, "; %llu requests sent again after a kept-alive connection closed unanswered",
+                (unsigned long long)cs->stale_resends);
+    fputc('\n', out);
     if (p->tls.enabled) {
         uint64_t hs = cs->hs_full + cs->hs_resumed;
         fprintf(out, "tls: %s %s, alpn %s%s\n", cs->tls_version[0] ? cs->tls_version : "-",
@@ -145,7 +149,7 @@ int bench_report_json(const char *path, const bench_plan *p, const bench_result 
                         "max", (double)cs->hs_lat.max_us / 1e3,
                         "error", res->tls_error, "aborted", res->aborted);
     }
-    json_t *root = json_pack("{s:s, s:s, s:i, s:i, s:f, s:b, s:I, s:o, s:o, s:o, s:o, s:b, s:I, s:o}",
+    json_t *root = json_pack("{s:s, s:s, s:i, s:i, s:f, s:b, s:I, s:o, s:o, s:o, s:o, s:b, s:I, s:I, s:o}",
                              "tool", "hscale bench", "model", p->open_model ? "open" : "closed",
                              "connections", (int)p->conns, "threads", (int)p->threads,
                              "elapsed_s", res->elapsed_s, "interrupted", res->interrupted,
@@ -153,7 +157,8 @@ int bench_report_json(const char *path, const bench_plan *p, const bench_result 
                              "requests", reqs,
                              "total", stats_json("TOTAL", &res->total, res->elapsed_s),
                              "thresholds", ths, "new_conn", p->new_conn,
-                             "connections_opened", (json_int_t)cs->connects, "tls", tls);
+                             "connections_opened", (json_int_t)cs->connects,
+                             "stale_resends", (json_int_t)cs->stale_resends, "tls", tls);
     int rc = 0;
     if (!root || json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0) {
         snprintf(err, errlen, "cannot write %s: %s", path, root ? strerror(errno) : "out of memory");

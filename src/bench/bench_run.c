@@ -13,6 +13,14 @@
  * was sent: a stall shows up as latency for everything scheduled during it
  * (no coordinated omission). Think time applies to the closed model only.
  *
+ * A kept-alive connection the server closes just as a request goes out
+ * (its idle timeout racing the request) is not a failure of the server:
+ * as browsers, Go's net/http and urllib3 do (RFC 9112 9.3.1), a request
+ * with an idempotent method that got no byte of answer on a connection
+ * that had already served one is sent once more on a new connection, and
+ * counted (stale_resends). Anything else that ends a connection with a
+ * request out counts against that request.
+ *
  * Statistics live per thread and per request name, merged after the threads
  * are joined; the only cross-thread traffic during a run is each worker's
  * progress snapshot, handed over under a mutex on the tick. */
@@ -35,6 +43,7 @@
 static void worker_dispatch(bench_worker *w);
 static void conn_next(bench_conn *c);
 static void worker_stop(bench_worker *w);
+static bool conn_resend_stale(bench_conn *c);
 
 /* ---- connection life cycle ---- */
 
@@ -96,7 +105,10 @@ static int conn_write(bench_conn *c)
         } else if (n < 0 && errno == EAGAIN) {
             return 0;
         } else {
-            conn_fail(c, errno_kind(errno));
+            int e = errno;
+            if ((e == EPIPE || e == ECONNRESET) && conn_resend_stale(c))
+                return -1;
+            conn_fail(c, errno_kind(e));
             return -1;
         }
     }
@@ -104,6 +116,24 @@ static int conn_write(bench_conn *c)
 }
 
 static void on_io(ev_loop *loop, int fd, unsigned events, void *arg);
+static int conn_connect(bench_conn *c);
+
+/* The pending request met a closed connection: true when it went out again
+ * (a reused connection that answered nothing of it; see the top). */
+static bool conn_resend_stale(bench_conn *c)
+{
+    bench_worker *w = c->w;
+    if (!c->pending || c->got || c->resent || c->served == 0 || !c->idempotent || w->stopping
+        || w->plan->new_conn)
+        return false;
+    conn_close(c);
+    c->resent = true;
+    c->woff = 0;
+    c->rlen = 0;
+    w->cs.stale_resends++;
+    conn_connect(c);      /* a failure there counts against the request */
+    return true;
+}
 
 static int conn_connect(bench_conn *c)
 {
@@ -120,6 +150,7 @@ static int conn_connect(bench_conn *c)
         return -1;
     }
     c->gen++;
+    c->served = 0;
     c->state = BC_CONNECTING;
     c->sent_us = ev_monotonic_us();
     return 0;
@@ -144,6 +175,10 @@ static void conn_assign(bench_conn *c, uint64_t start_us)
     c->start_us = start_us;
     c->pending = true;
     c->head_only = rq->method[0] == 'H' && !strcmp(rq->method, "HEAD");
+    c->idempotent = !strcmp(rq->method, "GET") || c->head_only || !strcmp(rq->method, "OPTIONS")
+                    || !strcmp(rq->method, "PUT") || !strcmp(rq->method, "DELETE")
+                    || !strcmp(rq->method, "TRACE");
+    c->got = c->resent = false;
     bench_resp_reset(&c->resp);
     if (c->fd < 0) {
         conn_connect(c);
@@ -181,6 +216,7 @@ static void conn_done(bench_conn *c, uint64_t now)
     if (c->resp.status >= 400)
         w->fails++;
     c->pending = false;
+    c->served++;
     if (c->resp.close_after || w->plan->new_conn)
         conn_close(c);
     const bench_scenario *sc = &w->plan->sc;
@@ -205,8 +241,11 @@ static void conn_read(bench_conn *c)
                 continue;
             if (errno == EAGAIN)
                 return;
+            int e = errno;
+            if (c->state == BC_BUSY && e == ECONNRESET && conn_resend_stale(c))
+                return;
             if (c->state == BC_BUSY)
-                conn_fail(c, errno_kind(errno));
+                conn_fail(c, errno_kind(e));
             else
                 conn_close(c);
             return;
@@ -217,7 +256,8 @@ static void conn_read(bench_conn *c)
                 c->state = BC_BUSY;   /* conn_done decides what comes next */
                 conn_done(c, ev_monotonic_us());
             } else if (c->state == BC_BUSY && c->pending) {
-                conn_fail(c, BENCH_ERR_RESET);
+                if (!conn_resend_stale(c))
+                    conn_fail(c, BENCH_ERR_RESET);
             } else {
                 conn_close(c);   /* an idle keep-alive connection timed out: not an error */
             }
@@ -228,6 +268,7 @@ static void conn_read(bench_conn *c)
             return;
         }
         c->rlen += (size_t)n;
+        c->got = true;
         size_t used = 0;
         int rc = bench_resp_feed(&c->resp, c->rbuf, c->rlen, &used, c->head_only);
         if (rc < 0) {

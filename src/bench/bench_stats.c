@@ -54,6 +54,7 @@ void bench_conn_stats_init(bench_conn_stats *s)
 void bench_conn_stats_merge(bench_conn_stats *dst, const bench_conn_stats *src)
 {
     dst->connects += src->connects;
+    dst->stale_resends += src->stale_resends;
     dst->hs_full += src->hs_full;
     dst->hs_resumed += src->hs_resumed;
     dst->hs_failed += src->hs_failed;

@@ -1,11 +1,14 @@
 """A small HTTP/1.1 keep-alive test server for the `hscale bench` end-to-end tests.
 
-    python3 bench_server.py PORT [--stall-at S --stall-for S]
+    python3 bench_server.py PORT [--stall-at S --stall-for S] [--close-every N]
 
 Every request is answered at once, except that requests arriving inside the
 stall window [stall_at, stall_at + stall_for) (seconds after the first request)
 are held until the window ends: the whole server freezes for a while, as a
-GC pause or a failover would. Paths:
+GC pause or a failover would. With --close-every N, the Nth request on each
+connection is read and the connection closed unanswered, with no
+Connection: close before it: a kept-alive connection's idle timeout racing
+the client's next request, made certain. Paths:
     /status/NNN   answers with status NNN
     /chunked      a chunked body in three chunks
     anything else 200 with a small JSON body
@@ -22,9 +25,13 @@ class State:
 
 
 async def handle(reader, writer, args, st):
+    served = 0
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
+            served += 1
+            if args.close_every and served == args.close_every:
+                break
             lines = head.decode("latin-1").split("\r\n")
             method, target, _ = lines[0].split(" ", 2)
             length = 0
@@ -66,6 +73,7 @@ async def main():
     ap.add_argument("port", type=int)
     ap.add_argument("--stall-at", type=float, default=0.0)
     ap.add_argument("--stall-for", type=float, default=0.0)
+    ap.add_argument("--close-every", type=int, default=0)
     args = ap.parse_args()
     st = State()
     server = await asyncio.start_server(lambda r, w: handle(r, w, args, st), "127.0.0.1", args.port,

@@ -106,6 +106,26 @@ def test_scenario_weights_templates_and_per_name_thresholds(procs, tmp_path):
     assert (tmp_path / "out_status.csv").read_text().startswith("status,count\n200,")
 
 
+def test_a_kept_alive_connection_closed_unanswered_is_resent_once_for_idempotent_methods(procs, tmp_path):
+    """A server closing a kept-alive connection as the next request arrives
+    (an idle timeout racing it) fails no GET: the load tool sends it again on
+    a new connection, as browsers and HTTP libraries do, and says so. A POST
+    is not sent twice: it counts as a reset."""
+    port = start_server(procs, "--close-every", "3")
+    r, rep = bench_json(tmp_path, f"http://127.0.0.1:{port}/x", "-c", "4", "-d", "1s")
+    assert r.returncode == 0, r.stdout + r.stderr
+    n = rep["total"]["count"]
+    assert n > 50 and rep["total"]["failures"] == 0, rep["total"]
+    # every third request meets a closed connection; each is sent again once
+    assert n // 2 - 8 <= rep["stale_resends"] <= n // 2 + 8, (n, rep["stale_resends"])
+    r, rep = bench_json(tmp_path, f"http://127.0.0.1:{port}/x", "--method", "POST", "--body", "x=1",
+                        "-c", "2", "-d", "1s")
+    assert r.returncode == 0, r.stdout + r.stderr
+    n = rep["total"]["count"]
+    assert rep["stale_resends"] == 0, rep
+    assert abs(rep["total"]["errors"]["reset"] - n / 3) <= 4, rep["total"]
+
+
 def test_stages_ramp_connections(procs, tmp_path):
     port = start_server(procs)
     r, rep = bench_json(tmp_path, f"http://127.0.0.1:{port}/", "--stages", "700ms:4,700ms:4,600ms:0")
