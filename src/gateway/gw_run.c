@@ -27,6 +27,7 @@
 
 #include "core/log.h"
 #include "gateway/gw_proxy.h"
+#include "gateway/gw_cache.h"
 #include "gateway/gw_statefile.h"
 #include "http/server.h"
 
@@ -127,6 +128,9 @@ int gw_run(const gw_config *cfg, gw_reload_fn *reload_fn, void *arg)
     gw_metrics_init(rt);
     gw_retry_budget_init(&rt->budget, rt->cfg.retry_budget_percent / 100.0, 3);
     rt->rl = gw_rl_new((uint32_t)rt->cfg.rate_limit_entries);
+    /* Always there (a route may enable caching through the API later); its
+     * size is fixed at start. */
+    rt->cache = gw_cstore_new(rt->cfg.cache_size, rt->cfg.cache_max_object);
     unsigned nworkers = rt->cfg.workers > 0 ? (unsigned)rt->cfg.workers : core_count();
     if (nworkers > GW_MAX_WORKERS)
         nworkers = GW_MAX_WORKERS;
@@ -134,7 +138,7 @@ int gw_run(const gw_config *cfg, gw_reload_fn *reload_fn, void *arg)
     bool *restored = NULL;
     bool have_saved = load_state(rt, &saved, &restored);
     gw_snap *first = gw_snap_build(&rt->cfg, NULL, err, sizeof err);
-    if (!rt->rl || !first) {
+    if (!rt->rl || !rt->cache || !first) {
         fprintf(stderr, "hscale gateway: %s\n", first ? "out of memory" : err);
         gw_statefile_free(&saved);
         free(restored);
@@ -209,6 +213,7 @@ out_rcu:
     gw_rcu_destroy(&rt->rcu);
 out_free:
     gw_rl_free(rt->rl);
+    gw_cstore_free(rt->cache);
     cfg_free(&gw_config_schema, &rt->cfg);
     pthread_mutex_destroy(&rt->edit_lock);
     free(rt);

@@ -424,7 +424,14 @@ void gw_exchange_start(gw_conn *c)
     ex->retryable = gw_method_retryable(r, req->method)
                     && (req->h.body == HTTP_BODY_NONE
                         || (req->h.body == HTTP_BODY_LENGTH && req->h.content_length <= GW_BODY_RETRY_MAX));
-    gw_retry_request_begin(&rt->budget);
+    if (r->cache && gw_cache_request(ex, r->cache) != GW_CACHE_FORWARD)
+        return;                      /* answered from the cache, or parked behind a fetch */
+    gw_exchange_forward(ex);
+}
+
+void gw_exchange_forward(gw_exchange *ex)
+{
+    gw_retry_request_begin(&ex_worker(ex)->rt->budget);
     ex->counted = true;
     attempt(ex);
 }
@@ -498,6 +505,8 @@ void gw_attempt_failed(gw_exchange *ex, enum gw_fail_kind kind)
         ex->c->dead = true;      /* a response was cut short: nothing honest to add */
         return;
     }
+    if (gw_cache_on_fail(ex))
+        return;                  /* stale-if-error: the stored response instead */
     static const char *const msgs[] = {
         [GW_FAIL_CONNECT] = "{\"error\":\"backend connection failed\",\"status\":502}",
         [GW_FAIL_RESET] = "{\"error\":\"backend closed the connection\",\"status\":502}",

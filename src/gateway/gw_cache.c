@@ -1,0 +1,968 @@
+/* gw_cache.c -- the shared HTTP cache on the request path: a route with
+ * `cache.enabled` answers GET and HEAD from the store (gw_cache_store.c)
+ * by the rules of gw_cache_policy.c, and fills it from the backend.
+ *
+ * Where it sits: between routing and the backend on the way in
+ * (gw_cache_request, from gw_exchange_start), and between the backend and
+ * the transform chain on the way out (gw_cache_on_head / _on_body /
+ * _on_end, from gw_response.c). What is stored is the backend's response
+ * (end-to-end headers, identity-framed body, its own Content-Encoding and
+ * Vary kept); a hit goes through the same transform chain as a relayed
+ * response, so a client that needs compression gets it and the variants
+ * the backend's Vary names are kept apart.
+ *
+ * Each cached request has a gw_cx with a named phase (gw_cx_phase):
+ *
+ *   lookup: fresh hit -------------------------------------> SERVED
+ *           stale, swr ---> SERVED (+ a background refresh, a ghost exchange)
+ *           miss / must revalidate:
+ *             first for the key --> FILL (owns the key's fill; others park)
+ *             a fill is running --> WAIT --woken--> SERVED (hit) | FORWARD (miss)
+ *                                        \--lock_timeout--> FORWARD
+ *           HEAD miss, GET with a body, client no-store... --> BYPASS
+ *   unsafe method (POST, PUT, PATCH, DELETE) --> INVALIDATE
+ *
+ * Coalescing without polling: a waiter is parked on the key's object in the
+ * store (gw_cwait); the fill's end (stored, not storable, failed, or the
+ * filler's client gone) wakes every waiter at once through its own
+ * worker's loop (ev_post), whatever thread ends the fill. A woken waiter
+ * looks up again and goes to the backend itself on a miss, never parking
+ * twice: an uncacheable response releases the whole herd in one round
+ * (no serialisation behind one request at a time). */
+#include "gateway/gw_proxy.h"
+
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+#include "gateway/gw_cache.h"
+
+#define CX_KEY_MAX 8192
+
+typedef enum gw_cx_phase {
+    CX_BYPASS,      /* relayed, nothing looked up or stored */
+    CX_WAIT,        /* parked on another request's fill: cx->wait, cx->timer */
+    CX_FILL,        /* owns the key's fill (cx->ticket): must end it, whatever happens */
+    CX_FORWARD,     /* goes to the backend without owning the fill; may store */
+    CX_INVALIDATE,  /* unsafe method: a success purges its URIs */
+    CX_SERVED,      /* answered from the store */
+} gw_cx_phase;
+
+static const char *cx_phase_str(gw_cx_phase p)
+{
+    switch (p) {
+    case CX_BYPASS:     return "bypass";
+    case CX_WAIT:       return "wait";
+    case CX_FILL:       return "fill";
+    case CX_FORWARD:    return "forward";
+    case CX_INVALIDATE: return "invalidate";
+    case CX_SERVED:     return "served";
+    default:            return "unknown";
+    }
+}
+
+typedef struct gw_cx {
+    uint8_t      phase;          /* gw_cx_phase */
+    gw_exchange *ex;
+    char        *key;
+    size_t       klen;
+    uint64_t     ticket;         /* CX_FILL: the fill's purge ticket */
+    gw_cwait    *wait;           /* CX_WAIT */
+    ev_timer     timer;          /* CX_WAIT: lock_timeout */
+    gw_cvar     *stale;          /* the stored variant being revalidated (a reference) */
+    bool         had_key;        /* the lookup found the key (vary-miss, not uri-miss) */
+    bool         bg;             /* a background refresh: nobody reads the answer */
+    /* the request */
+    gw_cc        req_cc;
+    bool         pragma_no_cache, req_auth, req_no_store;
+    int64_t      override_ttl, swr, sie;
+    uint64_t     lock_timeout_us;
+    int64_t      req_time;
+    /* the capture of a storable response */
+    bool         capture;
+    buf          head, body;
+    uint64_t     max_object;
+    /* what the response to the client says */
+    int64_t      age_out;        /* -1: no Age */
+    char         status[192];    /* Cache-Status value */
+} gw_cx;
+
+/* --- small helpers -------------------------------------------------------- */
+
+static gw_cstore *store_of(const gw_exchange *ex) { return ex->c->w->rt->cache; }
+
+static int64_t wall_s(void) { return (int64_t)(ev_wall_us() / 1000000u); }
+
+static const http_header *req_header(const gw_exchange *ex, const char *name)
+{
+    return http_find_header(buf_head(&ex->c->in), &ex->req.h, name);
+}
+
+static void set_status(gw_cx *cx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_status(gw_cx *cx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = snprintf(cx->status, sizeof cx->status, "hscale; ");
+    vsnprintf(cx->status + n, sizeof cx->status - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+/* Vary values of this exchange's request. Accept-Encoding is reduced to
+ * the coding the gateway would choose, so the many spellings of "gzip,
+ * deflate, br" share one variant. */
+static const char *vary_get(void *arg, const char *name, size_t nl, size_t *len)
+{
+    gw_exchange *ex = arg;
+    char nm[64];
+    if (nl >= sizeof nm)
+        return NULL;
+    memcpy(nm, name, nl);
+    nm[nl] = '\0';
+    const char *head = buf_head(&ex->c->in);
+    const http_header *h = http_find_header(head, &ex->req.h, nm);
+    if (!h)
+        return NULL;
+    if (strcasecmp(nm, "accept-encoding") == 0) {
+        static const char *const codings[] = { "identity", "gzip", "br" };
+        const char *v = codings[gw_compress_accepts(head + h->value.off, h->value.len)];
+        *len = strlen(v);
+        return v;
+    }
+    *len = h->value.len;
+    return head + h->value.off;
+}
+
+/* http://host/target, host lower-cased (the scheme of the listener). */
+static bool build_key(gw_cx *cx, const gw_exchange *ex, const char *host, size_t hlen,
+                      const char *target, size_t tlen)
+{
+    size_t n = 7 + hlen + tlen;
+    if (n > CX_KEY_MAX || !(cx->key = malloc(n + 1)))
+        return false;
+    memcpy(cx->key, "http://", 7);
+    for (size_t i = 0; i < hlen; i++)
+        cx->key[7 + i] = (char)(host[i] >= 'A' && host[i] <= 'Z' ? host[i] + 32 : host[i]);
+    memcpy(cx->key + 7 + hlen, target, tlen);
+    cx->key[n] = '\0';
+    cx->klen = n;
+    (void)ex;
+    return true;
+}
+
+static int64_t route_ttl(const gw_route_cache_cfg *rc, const char *path, size_t plen)
+{
+    char p[2048];
+    if (plen >= sizeof p)
+        return -1;
+    memcpy(p, path, plen);
+    p[plen] = '\0';
+    for (size_t i = 0; i < rc->nttl; i++) {
+        const char *m = rc->ttl[i].match;
+        bool hit = strchr(m, '*') ? fnmatch(m, p, 0) == 0 : strncmp(p, m, strlen(m)) == 0;
+        if (hit)
+            return (int64_t)(rc->ttl[i].ttl_us / 1000000u);
+    }
+    return -1;
+}
+
+/* --- the exchange's cache state ------------------------------------------ */
+
+static gw_cx *cx_new(gw_exchange *ex, gw_cx_phase phase)
+{
+    gw_cx *cx = calloc(1, sizeof *cx);
+    if (!cx)
+        return NULL;
+    cx->phase = (uint8_t)phase;
+    cx->ex = ex;
+    cx->age_out = -1;
+    gw_cc_init(&cx->req_cc);
+    ex->cx = cx;
+    return cx;
+}
+
+static void capture_drop(gw_cx *cx)
+{
+    cx->capture = false;
+    buf_free(&cx->head);
+    buf_free(&cx->body);
+}
+
+/* The fill this exchange owns ends: every parked waiter is woken. */
+static void fill_end(gw_cx *cx)
+{
+    if (cx->phase != CX_FILL)
+        return;
+    cx->phase = CX_FORWARD;
+    gw_cstore_fill_end(store_of(cx->ex), cx->key, cx->klen);
+}
+
+void gw_cache_exchange_free(gw_exchange *ex)
+{
+    gw_cx *cx = ex->cx;
+    if (!cx)
+        return;
+    ex->cx = NULL;
+    gw_worker *w = ex->c->w;
+    ev_timer_stop(w->loop, &cx->timer);
+    if (cx->phase == CX_WAIT && cx->wait) {
+        if (gw_cstore_fill_leave(w->rt->cache, cx->key, cx->klen, cx->wait))
+            free(cx->wait);
+        else
+            cx->wait->arg = NULL;      /* the wake-up task frees it */
+    }
+    fill_end(cx);
+    gw_cvar_unref(cx->stale);
+    capture_drop(cx);
+    free(cx->key);
+    free(cx);
+}
+
+/* --- answering from the store -------------------------------------------- */
+
+static int64_t var_age(const gw_cvar *v, int64_t now)
+{
+    int64_t a = v->age0 + (now > v->resp_time ? now - v->resp_time : 0);
+    return a < 0 ? 0 : a;
+}
+
+static const char *const not_modified_fields[] = {
+    "cache-control", "content-location", "date", "etag", "expires", "last-modified", "vary", NULL };
+
+/* A 304 to a client whose conditional matched the stored response. */
+static void write_304(gw_exchange *ex, const gw_cvar *v)
+{
+    gw_conn *c = ex->c;
+    buf *out = &c->out;
+    buf_append_str(out, "HTTP/1.1 304 Not Modified\r\n");
+    for (const char *const *f = not_modified_fields; *f; f++)
+        for (unsigned i = 0; i < v->resp.h.nheaders; i++) {
+            const http_header *h = &v->resp.h.headers[i];
+            if (h->name.len == strlen(*f) && strncasecmp(v->head + h->name.off, *f, h->name.len) == 0) {
+                buf_append(out, v->head + h->name.off, h->value.off + h->value.len - h->name.off);
+                buf_append(out, "\r\n", 2);
+            }
+        }
+    gw_cache_response_headers(ex, out);
+    if (c->close_after)
+        buf_append_str(out, "Connection: close\r\n");
+    else if (ex->req.h.version_minor == 0)
+        buf_append_str(out, "Connection: keep-alive\r\n");
+    buf_append(out, "\r\n", 2);
+}
+
+static bool client_not_modified(const gw_exchange *ex, const gw_cvar *v)
+{
+    if (v->resp.status != 200)
+        return false;
+    const http_header *inm = req_header(ex, "if-none-match");
+    const http_header *ims = req_header(ex, "if-modified-since");
+    if (!inm && !ims)
+        return false;
+    const char *head = buf_head(&ex->c->in);
+    const http_header *et = http_find_header(v->head, &v->resp.h, "etag");
+    int64_t t_ims = ims ? gw_http_date(head + ims->value.off, ims->value.len) : -1;
+    return gw_cache_not_modified(inm ? head + inm->value.off : NULL, inm ? inm->value.len : 0, inm != NULL,
+                                 et ? v->head + et->value.off : "", et ? et->value.len : 0,
+                                 t_ims, v->last_modified);
+}
+
+/* Queues v as the whole answer and ends the request. */
+static void serve(gw_exchange *ex, gw_cvar *v)
+{
+    gw_conn *c = ex->c;
+    gw_worker *w = c->w;
+    gw_cx *cx = ex->cx;
+    cx->phase = CX_SERVED;
+    cx->age_out = var_age(v, wall_s());
+    gw_buf_acquire(w, &c->out);
+    if (!ex->req_body_done)
+        c->close_after = true;
+    if (client_not_modified(ex, v)) {
+        write_304(ex, v);
+        gw_conn_request_done(c, 3);
+        return;
+    }
+    memcpy(&ex->resp, &v->resp, sizeof ex->resp);
+    ex->status = v->resp.status;
+    ex->resp_body = (uint8_t)v->resp.h.body;
+    /* The transform chain runs on a hit as on a relayed response. */
+    gw_xform_begin(ex, v->head);
+    gw_rewrite_response(ex, v->head, gw_xform_whole(ex) ? gw_xform_head_buf(ex) : &c->out, NULL, 0);
+    ex->sent_to_client = true;
+    if (ex->req.method != HTTP_HEAD && v->body_len) {
+        if (ex->xf) {
+            if (gw_xform_body(ex, v->body, v->body_len) < 0)
+                c->dead = true;
+        } else {
+            buf_append(&c->out, v->body, v->body_len);
+        }
+    }
+    if (ex->xf && !c->dead && gw_xform_end(ex) < 0)
+        c->dead = true;
+    gw_conn_request_done(c, v->resp.status / 100);
+}
+
+void gw_cache_response_headers(gw_exchange *ex, buf *out)
+{
+    gw_cx *cx = ex->cx;
+    if (!cx || cx->phase == CX_INVALIDATE)
+        return;
+    char num[24];
+    if (cx->age_out >= 0) {
+        buf_append_str(out, "Age: ");
+        buf_append(out, num, fmt_u64(num, (uint64_t)cx->age_out));
+        buf_append(out, "\r\n", 2);
+    }
+    if (cx->status[0]) {
+        buf_append_str(out, "Cache-Status: ");
+        buf_append_str(out, cx->status);
+        buf_append(out, "\r\n", 2);
+    }
+}
+
+bool gw_cache_skip_request_header(const gw_exchange *ex, const char *head, const http_header *h)
+{
+    const gw_cx *cx = ex->cx;
+    if (!cx || (cx->phase != CX_FILL && cx->phase != CX_FORWARD))
+        return false;
+    /* A fill asks for the whole response (it answers the client's
+     * conditionals itself), with its own validators when revalidating. */
+    return (h->name.len == 13 && strncasecmp(head + h->name.off, "if-none-match", 13) == 0)
+           || (h->name.len == 17 && strncasecmp(head + h->name.off, "if-modified-since", 17) == 0);
+}
+
+void gw_cache_request_headers(gw_exchange *ex, buf *out)
+{
+    gw_cx *cx = ex->cx;
+    if (!cx || !cx->stale || (cx->phase != CX_FILL && cx->phase != CX_FORWARD))
+        return;
+    const gw_cvar *v = cx->stale;
+    const http_header *et = http_find_header(v->head, &v->resp.h, "etag");
+    const http_header *lm = http_find_header(v->head, &v->resp.h, "last-modified");
+    if (et) {
+        buf_append_str(out, "If-None-Match: ");
+        buf_append(out, v->head + et->value.off, et->value.len);
+        buf_append(out, "\r\n", 2);
+    }
+    if (lm) {
+        buf_append_str(out, "If-Modified-Since: ");
+        buf_append(out, v->head + lm->value.off, lm->value.len);
+        buf_append(out, "\r\n", 2);
+    }
+    atomic_fetch_add_explicit(&gw_cstore_stats(store_of(ex))->revalidations, 1, memory_order_relaxed);
+}
+
+/* --- background refresh (stale-while-revalidate) ------------------------- */
+
+/* What a ghost connection carries into its request: the fill it owns. */
+typedef struct gw_cghost {
+    uint64_t ticket;
+    gw_cvar *stale;
+    char    *key;
+    size_t   klen;
+} gw_cghost;
+
+void gw_cache_ghost_free(gw_conn *c)
+{
+    gw_cghost *g = c->ghost;
+    c->ghost = NULL;
+    if (!g)
+        return;
+    gw_cstore_fill_end(c->w->rt->cache, g->key, g->klen);    /* never started: release it */
+    gw_cvar_unref(g->stale);
+    free(g->key);
+    free(g);
+}
+
+void gw_cache_refresh(gw_exchange *ex, gw_cvar *v)
+{
+    gw_conn *c = ex->c;
+    gw_cx *cx = ex->cx;
+    uint64_t ticket;
+    if (c->ghost || c->fd < 0)
+        return;
+    /* One refresh per key: when a fetch runs already, it is the refresh. */
+    if (!gw_cstore_fill_begin(c->w->rt->cache, cx->key, cx->klen, NULL, &ticket) || !ticket)
+        return;
+    gw_cghost *g = calloc(1, sizeof *g);
+    if (g && (g->key = malloc(cx->klen))) {
+        memcpy(g->key, cx->key, cx->klen);
+        g->klen = cx->klen;
+        g->ticket = ticket;
+        g->stale = v;
+        gw_cvar_ref(v);
+        if (gw_conn_ghost(c->w, buf_head(&c->in), ex->head_len, c, g))
+            return;
+        gw_cvar_unref(v);
+        free(g->key);
+    }
+    free(g);
+    gw_cstore_fill_end(c->w->rt->cache, cx->key, cx->klen);
+}
+
+/* --- waiting for another request's fill ----------------------------------- */
+
+static gw_cache_use use_of(const gw_cx *cx, const gw_cvar *v, int64_t age)
+{
+    gw_use_in in = { .lifetime = v->lifetime, .age = age, .resp_cc = &v->cc, .req_cc = &cx->req_cc,
+                     .req_pragma_no_cache = cx->pragma_no_cache, .route_swr = cx->swr,
+                     .route_sie = cx->sie };
+    return gw_cache_decide(&in);
+}
+
+static bool sie_ok(const gw_cx *cx, const gw_cvar *v)
+{
+    gw_use_in in = { .lifetime = v->lifetime, .age = var_age(v, wall_s()), .resp_cc = &v->cc,
+                     .req_cc = &cx->req_cc, .route_swr = cx->swr, .route_sie = cx->sie };
+    return gw_cache_sie_ok(&in);
+}
+
+static void go_upstream(gw_exchange *ex, const char *why)
+{
+    gw_cx *cx = ex->cx;
+    cx->phase = CX_FORWARD;
+    set_status(cx, "fwd=%s%s%s", cx->stale ? "stale" : cx->had_key ? "vary-miss" : "uri-miss",
+               why ? "; detail=" : "", why ? why : "");
+    gw_ex_set_phase(ex, GX_ROUTE);
+    gw_exchange_forward(ex);
+}
+
+/* A parked request resumes: the fill it waited for is over (or its wait
+ * is). A hit is served; anything else goes to the backend, never parking
+ * again. */
+static void resume(gw_exchange *ex, const char *why)
+{
+    gw_cx *cx = ex->cx;
+    gw_cstore *s = store_of(ex);
+    bool had;
+    gw_cvar *v = gw_cstore_lookup(s, cx->key, cx->klen, vary_get, ex, &had);
+    cx->had_key = had;
+    if (v) {
+        int64_t age = var_age(v, wall_s());
+        if (use_of(cx, v, age) != GW_USE_REVALIDATE) {
+            atomic_fetch_add_explicit(&gw_cstore_stats(s)->hits, 1, memory_order_relaxed);
+            set_status(cx, "hit; ttl=%lld; collapsed", (long long)(v->lifetime - age));
+            serve(ex, v);
+            gw_cvar_unref(v);
+            return;
+        }
+        gw_cvar_unref(cx->stale);
+        cx->stale = v;
+    }
+    atomic_fetch_add_explicit(&gw_cstore_stats(s)->misses, 1, memory_order_relaxed);
+    go_upstream(ex, why);
+}
+
+static void wake_task(ev_loop *loop, void *arg)
+{
+    gw_cwait *cw = arg;
+    gw_exchange *ex = cw->arg;
+    free(cw);
+    if (!ex)
+        return;                        /* its request went away meanwhile */
+    gw_cx *cx = ex->cx;
+    cx->wait = NULL;
+    ev_timer_stop(loop, &cx->timer);
+    gw_conn *c = ex->c;
+    resume(ex, NULL);
+    gw_conn_process(c);
+}
+
+/* Runs on the thread that ends the fill: only posts to the waiter's loop. */
+static void wake(gw_cwait *cw)
+{
+    gw_worker *w = cw->ctx;
+    if (ev_post(w->loop, wake_task, cw) < 0)
+        log_warn("cache: a coalesced request could not be woken (out of memory); its lock_timeout will");
+}
+
+static void lock_timeout(ev_loop *loop, ev_timer *t)
+{
+    gw_exchange *ex = t->arg;
+    gw_cx *cx = ex->cx;
+    gw_conn *c = ex->c;
+    (void)loop;
+    if (!cx->wait || !gw_cstore_fill_leave(store_of(ex), cx->key, cx->klen, cx->wait))
+        return;                        /* the wake-up is already on its way */
+    free(cx->wait);
+    cx->wait = NULL;
+    resume(ex, "lock-timeout");
+    gw_conn_process(c);
+}
+
+/* --- the request ---------------------------------------------------------- */
+
+static bool is_unsafe(http_method m)
+{
+    return m == HTTP_POST || m == HTTP_PUT || m == HTTP_PATCH || m == HTTP_DELETE;
+}
+
+static void read_request(gw_cx *cx, const gw_exchange *ex, const gw_route_cache_cfg *rc)
+{
+    const char *head = buf_head(&ex->c->in);
+    const http_request *req = &ex->req;
+    for (unsigned i = 0; i < req->h.nheaders; i++) {
+        const http_header *h = &req->h.headers[i];
+        if (http_slice_ieq(head, h->name, "cache-control"))
+            gw_cc_parse(&cx->req_cc, head + h->value.off, h->value.len);
+        else if (http_slice_ieq(head, h->name, "pragma") && h->value.len >= 8
+                 && strncasecmp(head + h->value.off, "no-cache", 8) == 0)
+            cx->pragma_no_cache = true;
+        else if (http_slice_ieq(head, h->name, "authorization"))
+            cx->req_auth = true;
+    }
+    /* Pragma only counts without Cache-Control (RFC 9111 5.4). */
+    if (req_header(ex, "cache-control"))
+        cx->pragma_no_cache = false;
+    cx->req_no_store = (cx->req_cc.f & GW_CC_NO_STORE) != 0;
+    cx->override_ttl = route_ttl(rc, head + req->path.off, req->path.len);
+    cx->swr = (int64_t)(rc->swr_us / 1000000u);
+    cx->sie = (int64_t)(rc->sie_us / 1000000u);
+    cx->lock_timeout_us = rc->lock_timeout_us;
+    cx->req_time = wall_s();
+    cx->max_object = gw_cstore_max_object(store_of(ex));
+}
+
+gw_cache_step gw_cache_request(gw_exchange *ex, const gw_route_cache_cfg *rc)
+{
+    gw_conn *c = ex->c;
+    gw_worker *w = c->w;
+    gw_cstore *s = w->rt->cache;
+    const http_request *req = &ex->req;
+    const char *head = buf_head(&c->in);
+    if (!rc || !rc->enabled || !s || ex->upgrade)
+        return GW_CACHE_FORWARD;
+    bool unsafe = is_unsafe(req->method);
+    if (!unsafe && req->method != HTTP_GET && req->method != HTTP_HEAD)
+        return GW_CACHE_FORWARD;
+    gw_cx *cx = cx_new(ex, unsafe ? CX_INVALIDATE : CX_BYPASS);
+    if (!cx || !build_key(cx, ex, head + req->host.off, req->host.len, head + req->target.off,
+                          req->target.len))
+        return GW_CACHE_FORWARD;
+    if (unsafe)
+        return GW_CACHE_FORWARD;
+    read_request(cx, ex, rc);
+    if (c->ghost) {
+        /* A background refresh: it owns the key's fill already. */
+        gw_cghost *g = c->ghost;
+        c->ghost = NULL;
+        cx->phase = CX_FILL;
+        cx->ticket = g->ticket;
+        cx->stale = g->stale;
+        cx->bg = true;
+        set_status(cx, "fwd=stale; detail=background");
+        free(g->key);
+        free(g);
+        return GW_CACHE_FORWARD;
+    }
+    if (req->h.body != HTTP_BODY_NONE) {
+        set_status(cx, "fwd=bypass; detail=request-body");
+        return GW_CACHE_FORWARD;
+    }
+    gw_cache_stats *st = gw_cstore_stats(s);
+    bool had;
+    gw_cvar *v = gw_cstore_lookup(s, cx->key, cx->klen, vary_get, ex, &had);
+    cx->had_key = had;
+    if (v) {
+        int64_t age = var_age(v, wall_s());
+        gw_cache_use use = use_of(cx, v, age);
+        if (use != GW_USE_REVALIDATE) {
+            atomic_fetch_add_explicit(&st->hits, 1, memory_order_relaxed);
+            if (use == GW_USE_FRESH) {
+                set_status(cx, "hit; ttl=%lld", (long long)(v->lifetime - age));
+            } else {
+                atomic_fetch_add_explicit(&st->stale, 1, memory_order_relaxed);
+                set_status(cx, "hit; ttl=%lld; detail=%s", (long long)(v->lifetime - age),
+                           gw_cache_use_str(use));
+                if (use == GW_USE_SWR)
+                    gw_cache_refresh(ex, v);
+            }
+            serve(ex, v);
+            gw_cvar_unref(v);
+            return GW_CACHE_DONE;
+        }
+        cx->stale = v;                 /* revalidate it (and keep it for stale-if-error) */
+    }
+    atomic_fetch_add_explicit(&st->misses, 1, memory_order_relaxed);
+    if (cx->req_cc.f & GW_CC_ONLY_IF_CACHED) {
+        gw_conn_reply(c, 504, "Cache-Status: hscale; fwd=miss; detail=only-if-cached\r\n",
+                      "{\"error\":\"not in the cache (only-if-cached)\",\"status\":504}");
+        gw_conn_request_done(c, 5);
+        return GW_CACHE_DONE;
+    }
+    bool req_nocache = cx->pragma_no_cache || (cx->req_cc.f & GW_CC_NO_CACHE);
+    if (req->method == HTTP_HEAD) {
+        set_status(cx, "fwd=%s", v ? "stale" : had ? "vary-miss" : "uri-miss");
+        cx->phase = CX_BYPASS;
+        return GW_CACHE_FORWARD;
+    }
+    if (req_nocache && !cx->stale) {
+        /* The client insists on the origin: no waiting behind others. */
+        cx->phase = CX_FORWARD;
+        set_status(cx, "fwd=request");
+        return GW_CACHE_FORWARD;
+    }
+    gw_cwait *cw = calloc(1, sizeof *cw);
+    if (!cw) {
+        cx->phase = CX_FORWARD;
+        return GW_CACHE_FORWARD;
+    }
+    cw->fn = wake;
+    cw->ctx = w;
+    cw->arg = ex;
+    if (gw_cstore_fill_begin(s, cx->key, cx->klen, cw, &cx->ticket)) {
+        free(cw);
+        cx->phase = cx->ticket ? CX_FILL : CX_FORWARD;
+        set_status(cx, "fwd=%s", v ? "stale" : had ? "vary-miss" : "uri-miss");
+        return GW_CACHE_FORWARD;
+    }
+    /* Parked: woken by the fill's end, or by lock_timeout. */
+    cx->phase = CX_WAIT;
+    cx->wait = cw;
+    ev_timer_init(&cx->timer, lock_timeout, ex);
+    ev_timer_start(w->loop, &cx->timer, cx->lock_timeout_us);
+    gw_ex_set_phase(ex, GX_CACHE_WAIT);
+    return GW_CACHE_PARKED;
+}
+
+/* --- the response --------------------------------------------------------- */
+
+/* Freshness facts of a response head. */
+typedef struct resp_facts {
+    gw_cc   cc;
+    int64_t lifetime, age0, last_modified;
+    bool    set_cookie, vary_star;
+    const http_header *vary[8];
+    int     nvary;
+} resp_facts;
+
+static void read_response(const gw_cx *cx, const char *head, const http_response *r, int64_t now,
+                          resp_facts *f)
+{
+    memset(f, 0, sizeof *f);
+    gw_cc_init(&f->cc);
+    int64_t date = GW_CC_ABSENT, expires = GW_CC_ABSENT, age = GW_CC_ABSENT;
+    f->last_modified = -1;
+    for (unsigned i = 0; i < r->h.nheaders; i++) {
+        const http_header *h = &r->h.headers[i];
+        const char *v = head + h->value.off;
+        size_t vl = h->value.len;
+        if (http_slice_ieq(head, h->name, "cache-control"))
+            gw_cc_parse(&f->cc, v, vl);
+        else if (http_slice_ieq(head, h->name, "date"))
+            date = gw_http_date(v, vl);
+        else if (http_slice_ieq(head, h->name, "expires")) {
+            int64_t e = gw_http_date(v, vl);
+            expires = e < 0 ? 0 : e;       /* invalid: in the past */
+        } else if (http_slice_ieq(head, h->name, "age"))
+            age = gw_delta_seconds(v, vl);
+        else if (http_slice_ieq(head, h->name, "last-modified"))
+            f->last_modified = gw_http_date(v, vl);
+        else if (http_slice_ieq(head, h->name, "set-cookie"))
+            f->set_cookie = true;
+        else if (http_slice_ieq(head, h->name, "vary")) {
+            for (size_t k = 0; k < vl; k++)
+                if (v[k] == '*')
+                    f->vary_star = true;
+            if (f->nvary < 8)
+                f->vary[f->nvary++] = h;
+            else
+                f->vary_star = true;       /* too many to key on: never stored */
+        }
+    }
+    f->lifetime = gw_cache_lifetime(&f->cc, date, expires, now, cx->override_ttl);
+    f->age0 = gw_cache_initial_age(age, date, cx->req_time, now);
+}
+
+/* The Vary selector of the request against the response's Vary lines. */
+static long vary_selector(gw_exchange *ex, const char *head, const resp_facts *f, char *out, size_t cap)
+{
+    char names[1024];
+    size_t n = 0;
+    for (int i = 0; i < f->nvary; i++) {
+        const http_header *h = f->vary[i];
+        if (n + h->value.len + 1 >= sizeof names)
+            return -1;
+        memcpy(names + n, head + h->value.off, h->value.len);
+        n += h->value.len;
+        names[n++] = ',';
+    }
+    return gw_cvary_build(names, n, vary_get, ex, out, cap);
+}
+
+static bool name_in(const char *head, http_slice n, const char *const *list)
+{
+    for (; *list; list++)
+        if (n.len == strlen(*list) && strncasecmp(head + n.off, *list, n.len) == 0)
+            return true;
+    return false;
+}
+
+/* Never stored: framing, hop-by-hop, and the age the cache computes. */
+static const char *const unstored[] = { "connection", "keep-alive", "proxy-connection", "te", "trailer",
+                                        "transfer-encoding", "upgrade", "content-length", "age", NULL };
+
+static void append_hdr(buf *out, const char *head, const http_header *h)
+{
+    buf_append(out, head + h->name.off, h->value.off + h->value.len - h->name.off);
+    buf_append(out, "\r\n", 2);
+}
+
+/* A stored head: status line, the end-to-end fields of `r` (minus those
+ * `over` also has, when merging a 304), then `over`'s, then the length. */
+static int normal_head(buf *out, const char *head, const http_response *r, const char *ohead,
+                       const http_response *over, size_t body_len)
+{
+    char num[24];
+    buf_append_str(out, "HTTP/1.1 ");
+    buf_append(out, num, fmt_u64(num, r->status));
+    buf_append(out, " ", 1);
+    buf_append_str(out, http_status_reason(r->status));
+    buf_append(out, "\r\n", 2);
+    for (unsigned i = 0; i < r->h.nheaders; i++) {
+        const http_header *h = &r->h.headers[i];
+        if (name_in(head, h->name, unstored))
+            continue;
+        bool replaced = false;
+        for (unsigned k = 0; over && k < over->h.nheaders && !replaced; k++) {
+            http_slice on = over->h.headers[k].name;
+            replaced = on.len == h->name.len
+                       && strncasecmp(ohead + on.off, head + h->name.off, on.len) == 0;
+        }
+        if (!replaced)
+            append_hdr(out, head, h);
+    }
+    for (unsigned k = 0; over && k < over->h.nheaders; k++)
+        if (!name_in(ohead, over->h.headers[k].name, unstored))
+            append_hdr(out, ohead, &over->h.headers[k]);
+    buf_append_str(out, "Content-Length: ");
+    buf_append(out, num, fmt_u64(num, body_len));
+    return buf_append(out, "\r\n\r\n", 4);
+}
+
+/* Cache-Tag / Surrogate-Key tokens as "a\0b\0\0". */
+static size_t collect_tags(const char *head, const http_response *r, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < r->h.nheaders; i++) {
+        const http_header *h = &r->h.headers[i];
+        if (!http_slice_ieq(head, h->name, "cache-tag") && !http_slice_ieq(head, h->name, "surrogate-key"))
+            continue;
+        const char *v = head + h->value.off;
+        size_t k = 0;
+        while (k < h->value.len) {
+            while (k < h->value.len && (v[k] == ' ' || v[k] == ',' || v[k] == '\t'))
+                k++;
+            size_t s = k;
+            while (k < h->value.len && v[k] != ' ' && v[k] != ',' && v[k] != '\t')
+                k++;
+            if (k > s && n + (k - s) + 2 < cap) {
+                memcpy(out + n, v + s, k - s);
+                n += k - s;
+                out[n++] = '\0';
+            }
+        }
+    }
+    if (n)
+        out[n++] = '\0';
+    return n;
+}
+
+/* Builds and inserts a variant; 0 when stored. */
+static int store(gw_exchange *ex, const char *head, size_t head_len, const char *body, size_t body_len,
+                 const resp_facts *f, int64_t now, const char *tags_head, const http_response *tags_resp)
+{
+    gw_cx *cx = ex->cx;
+    char sel[1024], tags[1024];
+    long sl = vary_selector(ex, head, f, sel, sizeof sel);
+    if (sl < 0)
+        return -1;
+    size_t tl = collect_tags(tags_head, tags_resp, tags, sizeof tags);
+    gw_cvar *v = gw_cvar_new(head, head_len, body, body_len, sel, (size_t)sl, tags, tl);
+    if (!v)
+        return -1;
+    v->cc = f->cc;
+    v->lifetime = f->lifetime < 0 ? 0 : f->lifetime;
+    v->age0 = f->age0;
+    v->resp_time = now;
+    v->last_modified = f->last_modified;
+    return gw_cstore_insert(store_of(ex), cx->key, cx->klen, v, cx->phase == CX_FILL ? cx->ticket : 0);
+}
+
+/* Same-origin Location / Content-Location: purge them too (RFC 9111 4.4). */
+static void purge_location(gw_exchange *ex, const char *head, const http_header *h)
+{
+    gw_cx *cx = ex->cx;
+    const char *v = head + h->value.off;
+    size_t vl = h->value.len;
+    char key[CX_KEY_MAX];
+    size_t hostlen = 0;
+    const char *slash = memchr(cx->key + 7, '/', cx->klen - 7);
+    hostlen = slash ? (size_t)(slash - cx->key) : cx->klen;    /* "http://host" */
+    if (vl && v[0] == '/' && (vl < 2 || v[1] != '/') && hostlen + vl < sizeof key) {
+        memcpy(key, cx->key, hostlen);
+        memcpy(key + hostlen, v, vl);
+        gw_cstore_purge(store_of(ex), key, hostlen + vl);
+    } else if (vl >= hostlen && strncasecmp(v, cx->key, hostlen) == 0
+               && (vl == hostlen || v[hostlen] == '/')) {
+        gw_cstore_purge(store_of(ex), v, vl);
+    }
+}
+
+gw_cache_head gw_cache_on_head(gw_exchange *ex, const char *head, size_t head_len)
+{
+    gw_cx *cx = ex->cx;
+    if (!cx)
+        return GW_CH_RELAY;
+    const http_response *r = &ex->resp;
+    gw_cstore *s = store_of(ex);
+    int64_t now = wall_s();
+    if (cx->phase == CX_INVALIDATE) {
+        if (r->status < 400) {
+            gw_cstore_purge(s, cx->key, cx->klen);
+            const http_header *loc = http_find_header(head, &r->h, "location");
+            const http_header *cl = http_find_header(head, &r->h, "content-location");
+            if (loc)
+                purge_location(ex, head, loc);
+            if (cl)
+                purge_location(ex, head, cl);
+        }
+        return GW_CH_RELAY;
+    }
+    if (cx->phase != CX_FILL && cx->phase != CX_FORWARD)
+        return GW_CH_RELAY;
+    if (cx->stale && r->status == 304) {
+        /* Revalidated: the stored response with the 304's fields. */
+        const gw_cvar *old = cx->stale;
+        buf nh;
+        buf_init(&nh);
+        normal_head(&nh, old->head, &old->resp, head, r, old->body_len);
+        http_response merged;
+        http_limits lim;
+        http_limits_default(&lim);
+        lim.max_head = (uint32_t)nh.len + 1;
+        int rc = http_parse_response(buf_head(&nh), nh.len, &merged, HTTP_GET, &lim);
+        resp_facts f;
+        if (rc > 0) {
+            read_response(cx, buf_head(&nh), &merged, now, &f);
+            rc = store(ex, buf_head(&nh), nh.len, old->body, old->body_len, &f, now, buf_head(&nh), &merged);
+        }
+        buf_free(&nh);
+        fill_end(cx);
+        bool had;
+        gw_cvar *v = rc == 0 ? gw_cstore_lookup(s, cx->key, cx->klen, vary_get, ex, &had) : NULL;
+        set_status(cx, "fwd=stale; fwd-status=304%s", v ? "; stored" : "");
+        if (v) {
+            gw_cvar_unref(cx->stale);
+            cx->stale = v;           /* answered by gw_cache_answer */
+        }
+        return GW_CH_TAKEN;
+    }
+    if (cx->stale && r->status >= 500 && r->status <= 504 && r->status != 501 && sie_ok(cx, cx->stale)) {
+        atomic_fetch_add_explicit(&gw_cstore_stats(s)->stale, 1, memory_order_relaxed);
+        set_status(cx, "fwd=stale; fwd-status=%u; detail=stale-if-error", r->status);
+        fill_end(cx);
+        return GW_CH_TAKEN;
+    }
+    resp_facts f;
+    read_response(cx, head, r, now, &f);
+    gw_store_check chk = { .status = r->status, .method = ex->req.method, .resp_cc = &f.cc,
+                           .req_cc = &cx->req_cc, .req_auth = cx->req_auth,
+                           .set_cookie = f.set_cookie, .vary_star = f.vary_star,
+                           .lifetime = f.lifetime };
+    const char *why = gw_cache_unstorable(&chk);
+    if (!why && r->h.body == HTTP_BODY_LENGTH && r->h.content_length > cx->max_object)
+        why = "too big";
+    char fwd[64];
+    snprintf(fwd, sizeof fwd, "%s", cx->status[0] ? cx->status + 8 : "fwd=uri-miss");
+    if (why) {
+        /* Waiters are released now, not after a body that will not be kept. */
+        atomic_fetch_add_explicit(&gw_cstore_stats(s)->uncacheable, 1, memory_order_relaxed);
+        fill_end(cx);
+        set_status(cx, "%s; fwd-status=%u; detail=%s", fwd, r->status, why);
+        for (char *p = cx->status; *p; p++)
+            if (*p == ' ' && p > cx->status && p[-1] != ';')
+                *p = '-';              /* "no freshness" -> a token */
+        return GW_CH_RELAY;
+    }
+    cx->capture = true;
+    buf_init(&cx->head);
+    buf_init(&cx->body);
+    if (buf_append(&cx->head, head, head_len) < 0)
+        capture_drop(cx);
+    set_status(cx, "%s; fwd-status=%u; stored; ttl=%lld", fwd, r->status,
+               (long long)(f.lifetime - f.age0));
+    return GW_CH_RELAY;
+}
+
+void gw_cache_on_body(gw_exchange *ex, const char *p, size_t n)
+{
+    gw_cx *cx = ex->cx;
+    if (!cx || !cx->capture || !n)
+        return;
+    if (cx->body.len + n > cx->max_object || buf_append(&cx->body, p, n) < 0) {
+        atomic_fetch_add_explicit(&gw_cstore_stats(store_of(ex))->too_big, 1, memory_order_relaxed);
+        capture_drop(cx);
+        fill_end(cx);
+    }
+}
+
+void gw_cache_on_end(gw_exchange *ex, bool complete)
+{
+    gw_cx *cx = ex->cx;
+    if (!cx)
+        return;
+    if (cx->capture && complete) {
+        http_response r;
+        http_limits lim;
+        http_limits_default(&lim);
+        lim.max_head = (uint32_t)cx->head.len + 1;
+        if (http_parse_response(buf_head(&cx->head), cx->head.len, &r, HTTP_GET, &lim) > 0) {
+            buf nh;
+            buf_init(&nh);
+            normal_head(&nh, buf_head(&cx->head), &r, NULL, NULL, cx->body.len);
+            resp_facts f;
+            int64_t now = wall_s();
+            read_response(cx, buf_head(&cx->head), &r, now, &f);
+            store(ex, buf_head(&nh), nh.len, buf_head(&cx->body), cx->body.len, &f, now,
+                  buf_head(&cx->head), &r);
+            buf_free(&nh);
+        }
+    }
+    capture_drop(cx);
+    fill_end(cx);
+}
+
+bool gw_cache_answer(gw_exchange *ex)
+{
+    gw_cx *cx = ex->cx;
+    if (!cx || !cx->stale)
+        return false;
+    gw_cvar *v = cx->stale;
+    gw_cvar_ref(v);
+    serve(ex, v);
+    gw_cvar_unref(v);
+    return true;
+}
+
+bool gw_cache_on_fail(gw_exchange *ex)
+{
+    gw_cx *cx = ex->cx;
+    if (!cx || !cx->stale || (cx->phase != CX_FILL && cx->phase != CX_FORWARD) || ex->sent_to_client
+        || !sie_ok(cx, cx->stale))
+        return false;
+    atomic_fetch_add_explicit(&gw_cstore_stats(store_of(ex))->stale, 1, memory_order_relaxed);
+    set_status(cx, "fwd=stale; detail=stale-if-error");
+    fill_end(cx);
+    return gw_cache_answer(ex);
+}
+
+const char *gw_cache_phase_str(const gw_exchange *ex)
+{
+    return ex->cx ? cx_phase_str((gw_cx_phase)ex->cx->phase) : "none";
+}
