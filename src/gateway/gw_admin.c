@@ -455,8 +455,9 @@ static void h_cache_purge(http_ctx *c, void *arg)
     else
         purged = gw_cstore_purge_tag(rt->cache, val, n);
     http_audit(c, NULL, "cache purge by %s %s: %zu responses", kind, val, purged);
-    json_decref(j);
-    reply_json(c, 200, json_pack("{s:s,s:s,s:I}", "by", kind, "value", val, "purged", (json_int_t)purged));
+    json_t *out = json_pack("{s:s,s:s,s:I}", "by", kind, "value", val, "purged", (json_int_t)purged);
+    json_decref(j);                  /* val lives in j */
+    reply_json(c, 200, out);
 }
 
 static const char *const open_paths[] = { "/health", "/metrics", NULL };

@@ -774,15 +774,17 @@ static size_t collect_tags(const char *head, const http_response *r, char *out, 
 }
 
 /* Builds and inserts a variant; 0 when stored. */
+/* head: the normalised head to store; fhead/fresp: the head f was read
+ * from (its Vary and tag fields). */
 static int store(gw_exchange *ex, const char *head, size_t head_len, const char *body, size_t body_len,
-                 const resp_facts *f, int64_t now, const char *tags_head, const http_response *tags_resp)
+                 const resp_facts *f, int64_t now, const char *fhead, const http_response *fresp)
 {
     gw_cx *cx = ex->cx;
     char sel[1024], tags[1024];
-    long sl = vary_selector(ex, head, f, sel, sizeof sel);
+    long sl = vary_selector(ex, fhead, f, sel, sizeof sel);
     if (sl < 0)
         return -1;
-    size_t tl = collect_tags(tags_head, tags_resp, tags, sizeof tags);
+    size_t tl = collect_tags(fhead, fresp, tags, sizeof tags);
     gw_cvar *v = gw_cvar_new(head, head_len, body, body_len, sel, (size_t)sl, tags, tl);
     if (!v)
         return -1;

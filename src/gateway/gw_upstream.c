@@ -47,6 +47,8 @@ gw_pool *gw_exchange_pool(gw_exchange *ex, const gw_snap *s, const gw_pool_cfg *
 static void local_reply(gw_exchange *ex, int status, const char *headers, const char *json)
 {
     gw_conn *c = ex->c;
+    if (status >= 500 && ex->cx && gw_cache_on_fail(ex))
+        return;                  /* stale-if-error: the stored response instead */
     /* An unread request body leaves no trusted boundary: close after. */
     if (!ex->req_body_done)
         c->close_after = true;
