@@ -588,7 +588,6 @@ gw_cache_step gw_cache_request(gw_exchange *ex, const gw_route_cache_cfg *rc)
         }
         cx->stale = v;                 /* revalidate it (and keep it for stale-if-error) */
     }
-    atomic_fetch_add_explicit(&st->misses, 1, memory_order_relaxed);
     if (cx->req_cc.f & GW_CC_ONLY_IF_CACHED) {
         gw_conn_reply(c, 504, "Cache-Status: hscale; fwd=miss; detail=only-if-cached\r\n",
                       "{\"error\":\"not in the cache (only-if-cached)\",\"status\":504}");
@@ -596,6 +595,8 @@ gw_cache_step gw_cache_request(gw_exchange *ex, const gw_route_cache_cfg *rc)
         return GW_CACHE_DONE;
     }
     bool req_nocache = cx->pragma_no_cache || (cx->req_cc.f & GW_CC_NO_CACHE);
+    if (req->method == HTTP_HEAD || (req_nocache && !cx->stale))
+        atomic_fetch_add_explicit(&st->misses, 1, memory_order_relaxed);   /* (parked ones count when woken) */
     if (req->method == HTTP_HEAD) {
         set_status(cx, "fwd=%s", v ? "stale" : had ? "vary-miss" : "uri-miss");
         cx->phase = CX_BYPASS;
@@ -609,6 +610,7 @@ gw_cache_step gw_cache_request(gw_exchange *ex, const gw_route_cache_cfg *rc)
     }
     gw_cwait *cw = calloc(1, sizeof *cw);
     if (!cw) {
+        atomic_fetch_add_explicit(&st->misses, 1, memory_order_relaxed);
         cx->phase = CX_FORWARD;
         return GW_CACHE_FORWARD;
     }
@@ -617,11 +619,13 @@ gw_cache_step gw_cache_request(gw_exchange *ex, const gw_route_cache_cfg *rc)
     cw->arg = ex;
     if (gw_cstore_fill_begin(s, cx->key, cx->klen, cw, &cx->ticket)) {
         free(cw);
+        atomic_fetch_add_explicit(&st->misses, 1, memory_order_relaxed);
         cx->phase = cx->ticket ? CX_FILL : CX_FORWARD;
         set_status(cx, "fwd=%s", v ? "stale" : had ? "vary-miss" : "uri-miss");
         return GW_CACHE_FORWARD;
     }
-    /* Parked: woken by the fill's end, or by lock_timeout. */
+    /* Parked: woken by the fill's end, or by lock_timeout (then counted as
+     * a hit or a miss). */
     cx->phase = CX_WAIT;
     cx->wait = cw;
     ev_timer_init(&cx->timer, lock_timeout, ex);
