@@ -541,9 +541,12 @@ gw_cache_step gw_cache_request(gw_exchange *ex, const gw_route_cache_cfg *rc)
     if (!unsafe && req->method != HTTP_GET && req->method != HTTP_HEAD)
         return GW_CACHE_FORWARD;
     gw_cx *cx = cx_new(ex, unsafe ? CX_INVALIDATE : CX_BYPASS);
-    if (!cx || !build_key(cx, ex, head + req->host.off, req->host.len, head + req->target.off,
-                          req->target.len))
+    if (!cx)
         return GW_CACHE_FORWARD;
+    if (!build_key(cx, ex, head + req->host.off, req->host.len, head + req->target.off, req->target.len)) {
+        gw_cache_exchange_free(ex);    /* too long a key (or no memory): plainly relayed */
+        return GW_CACHE_FORWARD;
+    }
     if (unsafe)
         return GW_CACHE_FORWARD;
     read_request(cx, ex, rc);
