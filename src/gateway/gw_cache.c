@@ -33,6 +33,7 @@
 
 #include <fnmatch.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,8 @@
 #include "gateway/gw_cache.h"
 
 #define CX_KEY_MAX 8192
+#define CX_FREE    256        /* request states a worker keeps for reuse */
+#define CX_KEYBUF  240        /* keys up to this long need no allocation */
 
 typedef enum gw_cx_phase {
     CX_BYPASS,      /* relayed, nothing looked up or stored */
@@ -89,6 +92,8 @@ typedef struct gw_cx {
     /* what the response to the client says */
     int64_t      age_out;        /* -1: no Age */
     char         status[192];    /* Cache-Status value */
+    struct gw_cx *next_free;
+    char         keybuf[CX_KEYBUF];
 } gw_cx;
 
 /* --- small helpers -------------------------------------------------------- */
@@ -142,7 +147,10 @@ static bool build_key(gw_cx *cx, const gw_exchange *ex, const char *host, size_t
                       const char *target, size_t tlen)
 {
     size_t n = 7 + hlen + tlen;
-    if (n > CX_KEY_MAX || !(cx->key = malloc(n + 1)))
+    if (n > CX_KEY_MAX)
+        return false;
+    cx->key = n < CX_KEYBUF ? cx->keybuf : malloc(n + 1);
+    if (!cx->key)
         return false;
     memcpy(cx->key, "http://", 7);
     for (size_t i = 0; i < hlen; i++)
@@ -174,9 +182,15 @@ static int64_t route_ttl(const gw_route_cache_cfg *rc, const char *path, size_t 
 
 static gw_cx *cx_new(gw_exchange *ex, gw_cx_phase phase)
 {
-    gw_cx *cx = calloc(1, sizeof *cx);
-    if (!cx)
+    gw_worker *w = ex->c->w;
+    gw_cx *cx = w->free_cx;
+    if (cx) {
+        w->free_cx = cx->next_free;
+        w->nfree_cx--;
+        memset(cx, 0, offsetof(gw_cx, keybuf));
+    } else if (!(cx = calloc(1, sizeof *cx))) {
         return NULL;
+    }
     cx->phase = (uint8_t)phase;
     cx->ex = ex;
     cx->age_out = -1;
@@ -218,8 +232,25 @@ void gw_cache_exchange_free(gw_exchange *ex)
     fill_end(cx);
     gw_cvar_unref(cx->stale);
     capture_drop(cx);
-    free(cx->key);
-    free(cx);
+    if (cx->key != cx->keybuf)
+        free(cx->key);
+    if (w->nfree_cx >= CX_FREE) {
+        free(cx);
+        return;
+    }
+    cx->next_free = w->free_cx;
+    w->free_cx = cx;
+    w->nfree_cx++;
+}
+
+void gw_cache_worker_free(gw_worker *w)
+{
+    while (w->free_cx) {
+        gw_cx *cx = w->free_cx;
+        w->free_cx = cx->next_free;
+        free(cx);
+    }
+    w->nfree_cx = 0;
 }
 
 /* --- answering from the store -------------------------------------------- */

@@ -312,6 +312,8 @@ struct gw_worker {
     bool          draining;      /* SIGTERM: listener closed */
     _Atomic uint32_t nphase[GC_NPHASES];   /* open connections by phase (read by the admin thread) */
     _Atomic uint32_t nxphase[GX_NPHASES];  /* live exchanges by phase (likewise) */
+    struct gw_cx *free_cx;       /* cache request states for reuse (gw_cache.c) */
+    unsigned      nfree_cx;
     struct gw_xf *free_xf;       /* compressor states for reuse (gw_compress.c) */
     unsigned      nfree_xf, low_free_xf;   /* low_free_xf: low-water mark this gc interval */
     bool          stopping_xf;
@@ -517,6 +519,7 @@ struct gw_cvar;
 void  gw_cache_refresh(gw_exchange *ex, struct gw_cvar *v);
 void  gw_cache_exchange_free(gw_exchange *ex);
 void  gw_cache_ghost_free(gw_conn *c);
+void  gw_cache_worker_free(gw_worker *w);
 const char *gw_cache_phase_str(const gw_exchange *ex);
 
 /* gw_rewrite.c */
