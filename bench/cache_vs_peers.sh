@@ -12,10 +12,10 @@
 #     rounds (drift hits every target alike); median req/s and p99, the
 #     origin served directly as a reference, and the ratios hscale/peer.
 #  2. cold-key stampede: STAMPEDE connections open at once and each asks
-#     for the same key that no cache holds yet (under /slow/, which the
-#     origin sends at 40 KB/s, so the first fetch takes ~0.5 s and every
-#     other request arrives while it runs); the origin's access log says
-#     how many reached it (target for hscale: exactly 1).
+#     for the same key that no cache holds yet (under /slow/, whose
+#     response head the origin sends after 500 ms, so every other request
+#     arrives while the first fetch waits); the origin's access log says how
+#     many reached it (target for hscale: exactly 1).
 #
 # Every process is started with its own config under a temp dir and stopped
 # by PID; each run is bounded by its duration. Env: HSCALE_BIN (default
@@ -30,7 +30,7 @@ STAMPEDE=${STAMPEDE:-1000}
 DIR=$(mktemp -d /tmp/cachebench.XXXXXX)
 chmod 755 "$DIR"
 PIDS=()
-ORIGIN=19201; P_HS=19210; P_NG=19211; P_HA=19212; P_VA=19213
+ORIGIN=19201; SLOW=19202; P_HS=19210; P_NG=19211; P_HA=19212; P_VA=19213
 
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
@@ -42,7 +42,7 @@ trap cleanup EXIT
 
 fill() {  # template port -> config path
     local out="$DIR/$(basename "$1")"
-    sed -e "s|@DIR@|$DIR|g" -e "s|@PORT@|$2|g" -e "s|@BACKEND@|$ORIGIN|g" "$1" > "$out"
+    sed -e "s|@DIR@|$DIR|g" -e "s|@PORT@|$2|g" -e "s|@BACKEND@|$ORIGIN|g" -e "s|@SLOW@|$SLOW|g" "$1" > "$out"
     echo "$out"
 }
 
@@ -59,6 +59,8 @@ mkdir -p "$DIR/www"
 /usr/bin/python3 -c 'import json; print(json.dumps({"items": [{"id": i, "name": "item %05d" % i, "ok": True} for i in range(500)]})[:20479])' > "$DIR/www/obj.json"
 echo "object: $(stat -c %s "$DIR/www/obj.json") bytes, Cache-Control: max-age=60"
 
+/usr/bin/python3 tests/e2e/cache_origin.py $SLOW > "$DIR/slow.log" 2>&1 &
+PIDS+=($!)
 nginx -c "$(fill bench/peers/cache_origin.conf $ORIGIN)" -p "$DIR" || exit 1
 wait_port $ORIGIN || { echo "origin did not start"; exit 1; }
 nginx -c "$(fill bench/peers/cache_nginx.conf $P_NG)" -p "$DIR" && wait_port $P_NG
@@ -93,7 +95,7 @@ wrk_run() {
          END { printf "%d %.2f %d\n", rps, p99, bad }' "$DIR/wrk.out"
 }
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
-origin_hits() { grep -c " $1 " "$DIR/origin.access.log" 2>/dev/null || echo 0; }
+origin_hits() { grep -cF " $1 " "$DIR/origin.access.log" 2>/dev/null || echo 0; }
 
 echo "== cache hits: wrk -t1 -c$CONNS, ${DURATION}s x $ROUNDS interleaved rounds, 1 worker each"
 for t in $TARGETS; do curl -s -o /dev/null "http://127.0.0.1:${t#*:}/obj.json"; done
@@ -122,11 +124,12 @@ if [ -n "$HS" ]; then
                  printf "p99 ms: hscale %.2f  haproxy %.2f  nginx %.2f  varnish %.2f\n", hp, ap, np, vp }'
 fi
 
-echo "== cold-key stampede: $STAMPEDE connections at once, one GET each, origin sends the object in ~0.5 s"
+wait_port $SLOW || echo "slow origin helper did not start"
+echo "== cold-key stampede: $STAMPEDE connections at once, one GET each, the origin's head after 500 ms"
 printf "%-8s %8s %8s %9s %16s\n" target ok failed seconds origin_requests
 for t in $TARGETS; do
     n=${t%%:*}; [ "$n" = origin ] && continue
-    key="/slow/$n-$RANDOM$RANDOM"
+    key="/slow/$n-$RANDOM$RANDOM?cc=max-age%3D60&ms=500&size=20000"
     out=$(timeout 60 /usr/bin/python3 bench/peers/cache_stampede.py "${t#*:}" "$key" "$STAMPEDE")
     sleep 0.5
     read -r ok bad secs <<< "$out"
