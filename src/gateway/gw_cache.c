@@ -518,9 +518,12 @@ static void lock_timeout(ev_loop *loop, ev_timer *t)
     gw_cx *cx = ex->cx;
     gw_conn *c = ex->c;
     (void)loop;
-    if (!cx->wait || !gw_cstore_fill_leave(store_of(ex), cx->key, cx->klen, cx->wait))
-        return;                        /* the wake-up is already on its way */
-    free(cx->wait);
+    if (!cx->wait)
+        return;
+    if (gw_cstore_fill_leave(store_of(ex), cx->key, cx->klen, cx->wait))
+        free(cx->wait);
+    else
+        cx->wait->arg = NULL;          /* woken, but the task is late (or was lost): it frees this */
     cx->wait = NULL;
     resume(ex, "lock-timeout");
     gw_conn_process(c);
