@@ -84,7 +84,7 @@ typedef struct gw_cx {
     bool         pragma_no_cache, req_auth, req_no_store;
     int64_t      override_ttl, swr, sie;
     uint64_t     lock_timeout_us;
-    int64_t      req_time;
+    int64_t      req_us;         /* wall clock when the request came */
     /* the capture of a storable response */
     bool         capture;
     buf          head, body;
@@ -100,7 +100,9 @@ typedef struct gw_cx {
 
 static gw_cstore *store_of(const gw_exchange *ex) { return ex->c->w->rt->cache; }
 
-static int64_t wall_s(void) { return (int64_t)(ev_wall_us() / 1000000u); }
+/* Wall clock in microseconds: ages are whole seconds (RFC 9111), but a
+ * response delay or a residence of 2 ms must not round up to one. */
+static int64_t wall_us(void) { return (int64_t)ev_wall_us(); }
 
 static const http_header *req_header(const gw_exchange *ex, const char *name)
 {
@@ -255,9 +257,9 @@ void gw_cache_worker_free(gw_worker *w)
 
 /* --- answering from the store -------------------------------------------- */
 
-static int64_t var_age(const gw_cvar *v, int64_t now)
+static int64_t var_age(const gw_cvar *v, int64_t now)   /* now: wall_us() */
 {
-    int64_t a = v->age0 + (now > v->resp_time ? now - v->resp_time : 0);
+    int64_t a = v->age0 + (now > v->resp_us ? (now - v->resp_us) / 1000000 : 0);
     return a < 0 ? 0 : a;
 }
 
@@ -309,7 +311,7 @@ static void serve(gw_exchange *ex, gw_cvar *v)
     gw_worker *w = c->w;
     gw_cx *cx = ex->cx;
     cx->phase = CX_SERVED;
-    cx->age_out = var_age(v, wall_s());
+    cx->age_out = var_age(v, wall_us());
     gw_buf_acquire(w, &c->out);
     if (!ex->req_body_done)
         c->close_after = true;
@@ -448,7 +450,7 @@ static gw_cache_use use_of(const gw_cx *cx, const gw_cvar *v, int64_t age)
 
 static bool sie_ok(const gw_cx *cx, const gw_cvar *v)
 {
-    gw_use_in in = { .lifetime = v->lifetime, .age = var_age(v, wall_s()), .resp_cc = &v->cc,
+    gw_use_in in = { .lifetime = v->lifetime, .age = var_age(v, wall_us()), .resp_cc = &v->cc,
                      .req_cc = &cx->req_cc, .route_swr = cx->swr, .route_sie = cx->sie };
     return gw_cache_sie_ok(&in);
 }
@@ -474,7 +476,7 @@ static void resume(gw_exchange *ex, const char *why)
     gw_cvar *v = gw_cstore_lookup(s, cx->key, cx->klen, vary_get, ex, &had);
     cx->had_key = had;
     if (v) {
-        int64_t age = var_age(v, wall_s());
+        int64_t age = var_age(v, wall_us());
         if (use_of(cx, v, age) != GW_USE_REVALIDATE) {
             atomic_fetch_add_explicit(&gw_cstore_stats(s)->hits, 1, memory_order_relaxed);
             set_status(cx, "hit; ttl=%lld; collapsed", (long long)(v->lifetime - age));
@@ -558,7 +560,7 @@ static void read_request(gw_cx *cx, const gw_exchange *ex, const gw_route_cache_
     cx->swr = (int64_t)(rc->swr_us / 1000000u);
     cx->sie = (int64_t)(rc->sie_us / 1000000u);
     cx->lock_timeout_us = rc->lock_timeout_us;
-    cx->req_time = wall_s();
+    cx->req_us = wall_us();
     cx->max_object = gw_cstore_max_object(store_of(ex));
 }
 
@@ -606,7 +608,7 @@ gw_cache_step gw_cache_request(gw_exchange *ex, const gw_route_cache_cfg *rc)
     gw_cvar *v = gw_cstore_lookup(s, cx->key, cx->klen, vary_get, ex, &had);
     cx->had_key = had;
     if (v) {
-        int64_t age = var_age(v, wall_s());
+        int64_t age = var_age(v, wall_us());
         gw_cache_use use = use_of(cx, v, age);
         if (use != GW_USE_REVALIDATE) {
             atomic_fetch_add_explicit(&st->hits, 1, memory_order_relaxed);
@@ -682,7 +684,7 @@ typedef struct resp_facts {
     int     nvary;
 } resp_facts;
 
-static void read_response(const gw_cx *cx, const char *head, const http_response *r, int64_t now,
+static void read_response(const gw_cx *cx, const char *head, const http_response *r, int64_t now,   /* wall_us() */
                           resp_facts *f)
 {
     memset(f, 0, sizeof *f);
@@ -716,8 +718,9 @@ static void read_response(const gw_cx *cx, const char *head, const http_response
                 f->vary_star = true;       /* too many to key on: never stored */
         }
     }
-    f->lifetime = gw_cache_lifetime(&f->cc, date, expires, now, cx->override_ttl);
-    f->age0 = gw_cache_initial_age(age, date, cx->req_time, now);
+    int64_t now_s = now / 1000000, delay_s = now > cx->req_us ? (now - cx->req_us) / 1000000 : 0;
+    f->lifetime = gw_cache_lifetime(&f->cc, date, expires, now_s, cx->override_ttl);
+    f->age0 = gw_cache_initial_age(age, date, now_s - delay_s, now_s);
 }
 
 /* The Vary selector of the request against the response's Vary lines. */
@@ -832,7 +835,7 @@ static int store(gw_exchange *ex, const char *head, size_t head_len, const char 
     v->cc = f->cc;
     v->lifetime = f->lifetime < 0 ? 0 : f->lifetime;
     v->age0 = f->age0;
-    v->resp_time = now;
+    v->resp_us = now;
     v->last_modified = f->last_modified;
     return gw_cstore_insert(store_of(ex), cx->key, cx->klen, v, cx->phase == CX_FILL ? cx->ticket : 0);
 }
@@ -864,7 +867,7 @@ gw_cache_head gw_cache_on_head(gw_exchange *ex, const char *head, size_t head_le
         return GW_CH_RELAY;
     const http_response *r = &ex->resp;
     gw_cstore *s = store_of(ex);
-    int64_t now = wall_s();
+    int64_t now = wall_us();
     if (cx->phase == CX_INVALIDATE) {
         if (r->status < 400) {
             gw_cstore_purge(s, cx->key, cx->klen);
@@ -970,7 +973,7 @@ void gw_cache_on_end(gw_exchange *ex, bool complete)
             buf_init(&nh);
             normal_head(&nh, buf_head(&cx->head), &r, NULL, NULL, cx->body.len);
             resp_facts f;
-            int64_t now = wall_s();
+            int64_t now = wall_us();
             read_response(cx, buf_head(&cx->head), &r, now, &f);
             store(ex, buf_head(&nh), nh.len, buf_head(&cx->body), cx->body.len, &f, now,
                   buf_head(&cx->head), &r);

@@ -139,7 +139,7 @@ typedef struct gw_cvar {
     gw_cc            cc;
     int64_t          lifetime;    /* seconds, after any override */
     int64_t          age0;        /* corrected initial age */
-    int64_t          resp_time;   /* wall seconds the response arrived */
+    int64_t          resp_us;     /* wall clock (microseconds) when the response arrived */
     int64_t          last_modified;   /* -1 unknown */
     size_t           bytes;       /* what the budget counts */
 } gw_cvar;

@@ -14,11 +14,10 @@ import time
 import urllib.parse
 
 import pytest
-import requests
+from gw_util import http as requests  # noqa: E402 (default timeouts)
 
-from conftest import HERE, free_port, wait_port
+from conftest import HERE, free_port, wait_port, wait_until
 from gw_util import Gateway, write_yaml
-from up_util import wait_until
 
 
 class Origin:
