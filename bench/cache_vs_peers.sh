@@ -83,45 +83,63 @@ else
     echo "hscale binary $HSCALE_BIN not found"
 fi
 
-TARGETS="origin:$ORIGIN nginx:$P_NG haproxy:$P_HA"
-[ -n "$VA" ] && TARGETS="$TARGETS varnish:$P_VA"
-[ -n "$HS" ] && TARGETS="hscale:$P_HS $TARGETS"
+# target:port:pid of the process that serves (nginx and Varnish: the child)
+TARGETS="origin:$ORIGIN:$(pgrep -P "$(cat "$DIR/origin.pid")" | head -1)"
+TARGETS="$TARGETS nginx:$P_NG:$(pgrep -P "$(cat "$DIR/nginx.pid")" -f 'worker process' | head -1)"
+TARGETS="$TARGETS haproxy:$P_HA:$(cat "$DIR/haproxy.pid")"
+[ -n "$VA" ] && TARGETS="$TARGETS varnish:$P_VA:$(pgrep -P "$VA" | head -1)"
+[ -n "$HS" ] && TARGETS="hscale:$P_HS:$HS $TARGETS"
+port_of() { local x=${1#*:}; echo "${x%%:*}"; }
 
-# wrk_run PORT -> "rps p99_ms"
+# Each target's own CPU time per request (utime+stime of its serving
+# process over the run, from /proc): on a shared 2-core machine req/s is
+# the whole box, this is what the cache itself costs.
+ticks() { [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ=$(getconf CLK_TCK)
+
+# wrk_run PORT PID -> "rps p99_ms non2xx cpu_us_per_request"
 wrk_run() {
+    local t0 t1
+    t0=$(ticks "$2")
     wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$1/obj.json" 2>/dev/null > "$DIR/wrk.out"
-    awk 'function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
-         /Requests\/sec/ { rps = $2 } /^ +99%/ { p99 = ms($2) } / Non-2xx/ { bad = $NF }
-         END { printf "%d %.2f %d\n", rps, p99, bad }' "$DIR/wrk.out"
+    t1=$(ticks "$2")
+    awk -v dt=$((t1 - t0)) -v hz="$HZ" '
+         function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+         /requests in/ { n = $1 } /Requests\/sec/ { rps = $2 } /^ +99%/ { p99 = ms($2) } / Non-2xx/ { bad = $NF }
+         END { printf "%d %.2f %d %.2f\n", rps, p99, bad, n ? dt * 1e6 / hz / n : 0 }' "$DIR/wrk.out"
 }
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
 origin_hits() { grep -cF " $1 " "$DIR/origin.access.log" 2>/dev/null || echo 0; }
 
 echo "== cache hits: wrk -t1 -c$CONNS, ${DURATION}s x $ROUNDS interleaved rounds, 1 worker each"
-for t in $TARGETS; do curl -s -o /dev/null "http://127.0.0.1:${t#*:}/obj.json"; done
-for t in $TARGETS; do curl -s -o /dev/null "http://127.0.0.1:${t#*:}/obj.json"; done
+for t in $TARGETS; do curl -s -o /dev/null "http://127.0.0.1:$(port_of "$t")/obj.json"; done
+for t in $TARGETS; do curl -s -o /dev/null "http://127.0.0.1:$(port_of "$t")/obj.json"; done
 before=$(origin_hits /obj.json)
 for r in $(seq "$ROUNDS"); do
     for t in $TARGETS; do
-        echo "$(wrk_run "${t#*:}")" >> "$DIR/res.${t%%:*}"
+        echo "$(wrk_run "$(port_of "$t")" "${t##*:}")" >> "$DIR/res.${t%%:*}"
     done
 done
-printf "%-8s %10s %9s %9s\n" target req/s p99_ms non2xx
+printf "%-8s %10s %9s %9s %11s\n" target req/s p99_ms non2xx cpu_us/req
 for t in $TARGETS; do
     n=${t%%:*}; f="$DIR/res.$n"
     rps=$(cut -d' ' -f1 "$f" | median); p99=$(cut -d' ' -f2 "$f" | median); bad=$(cut -d' ' -f3 "$f" | median)
-    printf "%-8s %10s %9s %9s\n" "$n" "$rps" "$p99" "$bad"
-    eval "RPS_$n=$rps; P99_$n=$p99"
+    cpu=$(cut -d' ' -f4 "$f" | median)
+    printf "%-8s %10s %9s %9s %11s\n" "$n" "$rps" "$p99" "$bad" "$cpu"
+    eval "RPS_$n=$rps; P99_$n=$p99; CPU_$n=$cpu"
 done
 echo "origin requests during the hit runs (all caches): $(( $(origin_hits /obj.json) - before ))"
 if [ -n "$HS" ]; then
-    per=$(paste -d' ' "$DIR/res.hscale" "$DIR/res.haproxy" | awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $4 }')
+    per=$(paste -d' ' "$DIR/res.hscale" "$DIR/res.haproxy" | awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $5 }')
     echo "per-round hscale/haproxy: $per"
     awk -v h="$RPS_hscale" -v a="$RPS_haproxy" -v n="$RPS_nginx" -v v="${RPS_varnish:-0}" -v o="$RPS_origin" \
         -v hp="$P99_hscale" -v ap="$P99_haproxy" -v np="$P99_nginx" -v vp="${P99_varnish:-0}" \
+        -v hc="$CPU_hscale" -v ac="$CPU_haproxy" -v nc="$CPU_nginx" -v vc="${CPU_varnish:-0}" \
         'BEGIN { printf "ratio hscale/haproxy %.2f (target >= 1.2)  hscale/varnish %s (target >= 1.5)  hscale/nginx %.2f  hscale/origin-direct %.2f\n",
                         h/a, v ? sprintf("%.2f", h/v) : "n/a", h/n, h/o
-                 printf "p99 ms: hscale %.2f  haproxy %.2f  nginx %.2f  varnish %.2f\n", hp, ap, np, vp }'
+                 printf "p99 ms: hscale %.2f  haproxy %.2f  nginx %.2f  varnish %.2f\n", hp, ap, np, vp
+                 printf "CPU per hit: hscale %.2f us  haproxy %.2f  nginx %.2f  varnish %.2f: haproxy/hscale %.2f  varnish/hscale %.2f\n",
+                        hc, ac, nc, vc, hc ? ac/hc : 0, hc ? vc/hc : 0 }'
 fi
 
 wait_port $SLOW || echo "slow origin helper did not start"
@@ -129,8 +147,9 @@ echo "== cold-key stampede: $STAMPEDE connections at once, one GET each, the ori
 printf "%-8s %8s %8s %9s %16s\n" target ok failed seconds origin_requests
 for t in $TARGETS; do
     n=${t%%:*}; [ "$n" = origin ] && continue
+    port=$(port_of "$t")
     key="/slow/$n-$RANDOM$RANDOM?cc=max-age%3D60&ms=500&size=20000"
-    out=$(timeout 60 /usr/bin/python3 bench/peers/cache_stampede.py "${t#*:}" "$key" "$STAMPEDE")
+    out=$(timeout 60 /usr/bin/python3 bench/peers/cache_stampede.py "$port" "$key" "$STAMPEDE")
     sleep 0.5
     read -r ok bad secs <<< "$out"
     printf "%-8s %8s %8s %9s %16s\n" "$n" "${ok:-?}" "${bad:-?}" "${secs:-?}" "$(origin_hits "$key")"
