@@ -157,6 +157,12 @@ def test_request_directives_and_authorization(procs, tmp_path, origin):
     assert "hit" in status(requests.get(gw.url(t)))
     r = requests.get(gw.url(t), headers={"Cache-Control": "no-cache"})
     assert "hit" not in status(r) and origin.count(t)["n"] == 3
+    t = q("/imm", cc="max-age=60, immutable")
+    requests.get(gw.url(t))
+    r = requests.get(gw.url(t), headers={"Cache-Control": "no-cache"})   # a reload: not re-asked
+    assert "hit" in status(r) and origin.count(t)["n"] == 1
+    r = requests.get(gw.url(t), headers={"Cache-Control": "max-stale=0, min-fresh=3600"})
+    assert "hit" not in status(r) and origin.count(t)["n"] == 2           # not fresh enough for it
 
 
 def test_route_ttl_table(procs, tmp_path, origin):
@@ -346,6 +352,10 @@ def test_compression_keeps_variants_apart(procs, tmp_path, origin):
     again = requests.get(gw.url(t), headers={"Accept-Encoding": "identity"})
     assert "Content-Encoding" not in again.headers and again.content == plain.content
     assert origin.count(t)["n"] == 1
+    nt = q("/znt", cc="max-age=60, no-transform", size="4000")
+    requests.get(gw.url(nt))
+    r = requests.get(gw.url(nt), headers={"Accept-Encoding": "gzip"})
+    assert "hit" in status(r) and "Content-Encoding" not in r.headers      # no-transform holds on a hit
 
 
 async def _one(port, target):
