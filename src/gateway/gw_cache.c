@@ -45,6 +45,7 @@
 #define CX_KEY_MAX 8192
 #define CX_FREE    256        /* request states a worker keeps for reuse */
 #define CX_KEYBUF  240        /* keys up to this long need no allocation */
+#define CX_PASS_S  10         /* life of a hit-for-miss marker, seconds */
 
 typedef enum gw_cx_phase {
     CX_BYPASS,      /* relayed, nothing looked up or stored */
@@ -263,6 +264,23 @@ static int64_t var_age(const gw_cvar *v, int64_t now)   /* now: wall_us() */
     return a < 0 ? 0 : a;
 }
 
+/* The stored response for this request, or NULL; *pass: a live
+ * hit-for-miss marker stands for the key (go to the backend, no waiting). */
+static gw_cvar *lookup(gw_exchange *ex, bool *pass)
+{
+    gw_cx *cx = ex->cx;
+    bool had;
+    gw_cvar *v = gw_cstore_lookup(store_of(ex), cx->key, cx->klen, vary_get, ex, &had);
+    cx->had_key = had;
+    *pass = false;
+    if (v && v->pass) {
+        *pass = var_age(v, wall_us()) < v->lifetime;
+        gw_cvar_unref(v);
+        v = NULL;
+    }
+    return v;
+}
+
 static const char *const not_modified_fields[] = {
     "cache-control", "content-location", "date", "etag", "expires", "last-modified", "vary", NULL };
 
@@ -472,9 +490,8 @@ static void resume(gw_exchange *ex, const char *why)
 {
     gw_cx *cx = ex->cx;
     gw_cstore *s = store_of(ex);
-    bool had;
-    gw_cvar *v = gw_cstore_lookup(s, cx->key, cx->klen, vary_get, ex, &had);
-    cx->had_key = had;
+    bool pass;
+    gw_cvar *v = lookup(ex, &pass);
     if (v) {
         int64_t age = var_age(v, wall_us());
         if (use_of(cx, v, age) != GW_USE_REVALIDATE) {
@@ -604,9 +621,16 @@ gw_cache_step gw_cache_request(gw_exchange *ex, const gw_route_cache_cfg *rc)
         return GW_CACHE_FORWARD;
     }
     gw_cache_stats *st = gw_cstore_stats(s);
-    bool had;
-    gw_cvar *v = gw_cstore_lookup(s, cx->key, cx->klen, vary_get, ex, &had);
-    cx->had_key = had;
+    bool pass;
+    gw_cvar *v = lookup(ex, &pass);
+    bool had = cx->had_key;
+    if (pass && !(cx->req_cc.f & GW_CC_ONLY_IF_CACHED)) {
+        /* Its last fetch was not storable: no waiting behind each other. */
+        atomic_fetch_add_explicit(&st->misses, 1, memory_order_relaxed);
+        cx->phase = CX_FORWARD;
+        set_status(cx, "fwd=uri-miss; detail=uncacheable");
+        return GW_CACHE_FORWARD;
+    }
     if (v) {
         int64_t age = var_age(v, wall_us());
         gw_cache_use use = use_of(cx, v, age);
@@ -840,6 +864,19 @@ static int store(gw_exchange *ex, const char *head, size_t head_len, const char 
     return gw_cstore_insert(store_of(ex), cx->key, cx->klen, v, cx->phase == CX_FILL ? cx->ticket : 0);
 }
 
+/* A hit-for-miss marker for the key (any Vary: it matches every request). */
+static void store_pass(gw_exchange *ex, int64_t now)
+{
+    static const char head[] = "HTTP/1.1 204 No Content\r\n\r\n";
+    gw_cvar *v = gw_cvar_new(head, sizeof head - 1, "", 0, NULL, 0, NULL, 0);
+    if (!v)
+        return;
+    v->pass = true;
+    v->lifetime = CX_PASS_S;
+    v->resp_us = now;
+    gw_cstore_insert(store_of(ex), ex->cx->key, ex->cx->klen, v, ex->cx->ticket);
+}
+
 /* Same-origin Location / Content-Location: purge them too (RFC 9111 4.4). */
 static void purge_location(gw_exchange *ex, const char *head, const http_header *h)
 {
@@ -900,8 +937,8 @@ gw_cache_head gw_cache_on_head(gw_exchange *ex, const char *head, size_t head_le
         }
         buf_free(&nh);
         fill_end(cx);
-        bool had;
-        gw_cvar *v = rc == 0 ? gw_cstore_lookup(s, cx->key, cx->klen, vary_get, ex, &had) : NULL;
+        bool pass;
+        gw_cvar *v = rc == 0 ? lookup(ex, &pass) : NULL;
         set_status(cx, "fwd=stale; fwd-status=304%s", v ? "; stored" : "");
         if (v) {
             gw_cvar_unref(cx->stale);
@@ -927,8 +964,11 @@ gw_cache_head gw_cache_on_head(gw_exchange *ex, const char *head, size_t head_le
     char fwd[64];
     snprintf(fwd, sizeof fwd, "%s", cx->status[0] ? cx->status + 8 : "fwd=uri-miss");
     if (why) {
-        /* Waiters are released now, not after a body that will not be kept. */
+        /* Waiters are released now, not after a body that will not be kept,
+         * and a marker keeps the next misses from waiting at all. */
         atomic_fetch_add_explicit(&gw_cstore_stats(s)->uncacheable, 1, memory_order_relaxed);
+        if (cx->phase == CX_FILL && strcmp(why, "request no-store") != 0 && strcmp(why, "authorization") != 0)
+            store_pass(ex, now);       /* (not for what only this request made unstorable) */
         fill_end(cx);
         set_status(cx, "%s; fwd-status=%u; detail=%s", fwd, r->status, why);
         for (char *p = cx->status; *p; p++)

@@ -142,6 +142,10 @@ typedef struct gw_cvar {
     int64_t          resp_us;     /* wall clock (microseconds) when the response arrived */
     int64_t          last_modified;   /* -1 unknown */
     size_t           bytes;       /* what the budget counts */
+    /* A hit-for-miss marker, not a response: the key's last fetch was not
+     * storable, so until it expires misses go to the backend at once
+     * instead of queueing behind each other's fetches (gw_cache.c). */
+    bool             pass;
 } gw_cvar;
 
 /* A waiter parked on a fill: woken (through its own worker's loop) when

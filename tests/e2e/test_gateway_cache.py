@@ -358,6 +358,23 @@ def test_compression_keeps_variants_apart(procs, tmp_path, origin):
     assert "hit" in status(r) and "Content-Encoding" not in r.headers      # no-transform holds on a hit
 
 
+def test_uncacheable_key_is_not_serialised_behind_one_fetch(procs, tmp_path, origin):
+    """After a fetch that could not be stored, concurrent misses for the key go
+    to the backend together (a hit-for-miss marker), not one round behind
+    another's fetch."""
+    gw = start(procs, tmp_path, origin, workers=2)
+    t = q("/unc", cc="no-store", ms="400")
+    r = requests.get(gw.url(t))
+    assert "detail=no-store" in status(r)
+    t0 = time.monotonic()
+    outs = asyncio.run(_stampede(gw.port, t, 20))
+    took = time.monotonic() - t0
+    assert all(o.startswith(b"HTTP/1.1 200") for o in outs)
+    assert all(b"detail=uncacheable" in o for o in outs)
+    assert origin.count(t)["n"] == 21
+    assert took < 0.75, f"{took:.2f}s: the misses waited for each other"
+
+
 async def _one(port, target):
     r, w = await asyncio.open_connection("127.0.0.1", port)
     w.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
