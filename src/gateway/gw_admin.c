@@ -406,7 +406,7 @@ static void h_cache(http_ctx *c, void *arg)
     gw_cache_stats *st = gw_cstore_stats(rt->cache);
     uint64_t bytes, objects;
     gw_cstore_usage(rt->cache, &bytes, &objects);
-    reply_json(c, 200, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+    reply_json(c, 200, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
                                  "bytes", (json_int_t)bytes, "objects", (json_int_t)objects,
                                  "size", (json_int_t)rt->cfg.cache_size,
                                  "hits", (json_int_t)atomic_load(&st->hits),
@@ -418,7 +418,8 @@ static void h_cache(http_ctx *c, void *arg)
                                  "evictions", (json_int_t)atomic_load(&st->evictions),
                                  "purged", (json_int_t)atomic_load(&st->purged),
                                  "too_big", (json_int_t)atomic_load(&st->too_big),
-                                 "uncacheable", (json_int_t)atomic_load(&st->uncacheable)));
+                                 "uncacheable", (json_int_t)atomic_load(&st->uncacheable),
+                                 "renditions", (json_int_t)atomic_load(&st->renditions)));
 }
 
 /* {"url": "http://host/path?q"} (every variant of that key), {"prefix":

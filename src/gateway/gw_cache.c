@@ -345,16 +345,29 @@ static void serve(gw_exchange *ex, gw_cvar *v)
     gw_xform_begin(ex, v->head);
     gw_rewrite_response(ex, v->head, gw_xform_whole(ex) ? gw_xform_head_buf(ex) : &c->out, NULL, 0);
     ex->sent_to_client = true;
-    if (ex->req.method != HTTP_HEAD && v->body_len) {
-        if (ex->xf) {
-            if (gw_xform_body(ex, v->body, v->body_len) < 0)
-                c->dead = true;
-        } else {
-            buf_append(&c->out, v->body, v->body_len);
+    uint8_t coding = gw_xform_coding(ex);
+    gw_crend *rend = coding && gw_xform_whole(ex)
+                     ? atomic_load_explicit(&v->rend[coding], memory_order_acquire) : NULL;
+    if (rend) {
+        /* Compressed once before: the kept rendition, no compressing. */
+        if (gw_xform_end_given(ex, rend->data, rend->len) < 0)
+            c->dead = true;
+    } else {
+        if (ex->req.method != HTTP_HEAD && v->body_len) {
+            if (ex->xf) {
+                if (gw_xform_body(ex, v->body, v->body_len) < 0)
+                    c->dead = true;
+            } else {
+                buf_append(&c->out, v->body, v->body_len);
+            }
         }
+        if (ex->xf && !c->dead && gw_xform_end(ex) < 0)
+            c->dead = true;
+        size_t zn;
+        const char *z = coding && !c->dead ? gw_xform_output(ex, &zn) : NULL;
+        if (z)
+            gw_cstore_attach(store_of(ex), v, coding, z, zn);
     }
-    if (ex->xf && !c->dead && gw_xform_end(ex) < 0)
-        c->dead = true;
     gw_conn_request_done(c, v->resp.status / 100);
 }
 

@@ -146,7 +146,16 @@ typedef struct gw_cvar {
      * storable, so until it expires misses go to the backend at once
      * instead of queueing behind each other's fetches (gw_cache.c). */
     bool             pass;
+    /* Compressed renditions of the body, by GW_CODING_* (gzip 1, br 2),
+     * made by the first hit that needed one and kept with the variant
+     * (gw_cstore_attach): a hit pays for compression once. */
+    struct gw_crend *_Atomic rend[3];
 } gw_cvar;
+
+typedef struct gw_crend {
+    size_t len;
+    char   data[];
+} gw_crend;
 
 /* A waiter parked on a fill: woken (through its own worker's loop) when
  * the fill ends, whatever the outcome. `fn` runs on the thread that ends
@@ -161,7 +170,7 @@ typedef struct gw_cwait {
 
 typedef struct gw_cache_stats {
     _Atomic uint64_t hits, misses, stale, revalidations, coalesced, stores, evictions,
-                     purged, too_big, uncacheable;
+                     purged, too_big, uncacheable, renditions;
 } gw_cache_stats;
 
 typedef struct gw_cstore gw_cstore;
@@ -208,6 +217,9 @@ long       gw_cvary_build(const char *vary, size_t vary_len, gw_vary_get_fn *get
 
 /* Invalidation. By exact key (every variant), by key prefix, by tag.
  * Returns the number of variants removed. */
+/* Keeps a compressed rendition (coding 1 or 2) of a linked variant,
+ * counted in the budget; a no-op when one is there or v was removed. */
+void       gw_cstore_attach(gw_cstore *s, gw_cvar *v, uint8_t coding, const char *z, size_t n);
 size_t     gw_cstore_purge(gw_cstore *s, const char *key, size_t klen);
 size_t     gw_cstore_purge_prefix(gw_cstore *s, const char *prefix, size_t plen);
 size_t     gw_cstore_purge_tag(gw_cstore *s, const char *tag, size_t tlen);

@@ -74,6 +74,8 @@ gw_cstore *gw_cstore_new(uint64_t budget_bytes, uint64_t max_object)
 
 static void var_free(gw_cvar *v)
 {
+    for (int i = 0; i < 3; i++)
+        free(atomic_load_explicit(&v->rend[i], memory_order_relaxed));
     free(v->vary);
     free(v->tags);
     free(v->head);
@@ -383,6 +385,36 @@ int gw_cstore_insert(gw_cstore *s, const char *key, size_t klen, gw_cvar *v, uin
     pthread_mutex_unlock(&s->lock);
     atomic_fetch_add_explicit(&s->st.stores, 1, memory_order_relaxed);
     return 0;
+}
+
+void gw_cstore_attach(gw_cstore *s, gw_cvar *v, uint8_t coding, const char *z, size_t n)
+{
+    if (coding < 1 || coding > 2 || atomic_load_explicit(&v->rend[coding], memory_order_acquire))
+        return;
+    gw_crend *r = malloc(sizeof *r + n);
+    if (!r)
+        return;
+    r->len = n;
+    memcpy(r->data, z, n);
+    pthread_mutex_lock(&s->lock);
+    if (!v->obj || atomic_load_explicit(&v->rend[coding], memory_order_relaxed)) {
+        pthread_mutex_unlock(&s->lock);
+        free(r);
+        return;
+    }
+    atomic_store_explicit(&v->rend[coding], r, memory_order_release);
+    v->bytes += n;
+    s->bytes += n;
+    while (s->bytes > s->budget && s->lru_tail && s->lru_tail != v) {
+        gw_cvar *t = s->lru_tail;
+        gw_cobj *to = t->obj;
+        var_remove(s, t);
+        if (to != v->obj)
+            obj_maybe_free(s, to);
+        atomic_fetch_add_explicit(&s->st.evictions, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&s->lock);
+    atomic_fetch_add_explicit(&s->st.renditions, 1, memory_order_relaxed);
 }
 
 /* --- purge -------------------------------------------------------------- */

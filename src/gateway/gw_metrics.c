@@ -229,6 +229,8 @@ static void cache_render(gw_rt *rt, buf *out)
         { "purged", "Stored responses removed by a purge or an unsafe method.", offsetof(gw_cache_stats, purged) },
         { "too_big", "Responses not stored for exceeding cache_max_object.", offsetof(gw_cache_stats, too_big) },
         { "uncacheable", "Responses the backend marked, or left, unstorable.", offsetof(gw_cache_stats, uncacheable) },
+        { "renditions", "Compressed renditions kept with stored responses (made once, by the first hit that needed one).",
+          offsetof(gw_cache_stats, renditions) },
     };
     for (size_t i = 0; i < sizeof ctr / sizeof ctr[0]; i++) {
         const _Atomic uint64_t *v = (const _Atomic uint64_t *)((const char *)st + ctr[i].off);

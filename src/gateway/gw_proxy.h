@@ -484,6 +484,14 @@ const char *gw_xform_coding_str(const gw_exchange *ex);
 /* Body bytes in order, then the end; -1 on an encoder failure. */
 int   gw_xform_body(gw_exchange *ex, const char *p, size_t n);
 int   gw_xform_end(gw_exchange *ex);
+/* The coding of the active transform (GW_CODING_NONE: none). */
+uint8_t gw_xform_coding(const gw_exchange *ex);
+/* Whole mode, right after gw_xform_end: the compressed body it wrote (the
+ * tail of c->out), for the cache to keep; NULL otherwise. */
+const char *gw_xform_output(const gw_exchange *ex, size_t *n);
+/* Whole mode: ends with a body compressed before (a cached rendition)
+ * instead of what gw_xform_body gathered. */
+int   gw_xform_end_given(gw_exchange *ex, const char *z, size_t n);
 void  gw_xform_free(gw_worker *w, gw_exchange *ex);
 void  gw_xform_worker_free(gw_worker *w);
 /* gc_tick: gives back a compressor state unused for a whole interval. */

@@ -352,6 +352,11 @@ def test_compression_keeps_variants_apart(procs, tmp_path, origin):
     again = requests.get(gw.url(t), headers={"Accept-Encoding": "identity"})
     assert "Content-Encoding" not in again.headers and again.content == plain.content
     assert origin.count(t)["n"] == 1
+    for _ in range(2):                     # the gzip rendition is made once, then kept
+        r = requests.get(gw.url(t), headers={"Accept-Encoding": "gzip"}, stream=True)
+        assert r.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in r.headers["Vary"]
+        assert gzip.decompress(r.raw.read()) == plain.content
+    assert requests.get(gw.admin_url("/api/v1/cache")).json()["renditions"] == 1
     nt = q("/znt", cc="max-age=60, no-transform", size="4000")
     requests.get(gw.url(nt))
     r = requests.get(gw.url(nt), headers={"Accept-Encoding": "gzip"})

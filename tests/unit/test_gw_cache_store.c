@@ -176,3 +176,25 @@ Test(gw_cache_store, purge_during_fill_voids_its_store)
     cr_assert_null(get(s, "k", NULL));
     gw_cstore_free(s);
 }
+
+Test(gw_cache_store, renditions_count_in_the_budget_and_go_with_their_variant)
+{
+    gw_cstore *s = gw_cstore_new(1 << 20, 1 << 20);
+    cr_assert_eq(gw_cstore_insert(s, "k", 1, mk("plain", NULL, NULL, NULL, 0), 0), 0);
+    uint64_t before, after, objs;
+    gw_cstore_usage(s, &before, &objs);
+    gw_cvar *v = get(s, "k", NULL);
+    gw_cstore_attach(s, v, 1, "zz", 2);
+    gw_cstore_attach(s, v, 1, "yyyy", 4);                  /* one per coding: the first stays */
+    gw_cstore_usage(s, &after, &objs);
+    cr_assert_eq(after, before + 2);
+    cr_assert_eq(atomic_load(&v->rend[1])->len, 2);
+    cr_assert_eq(atomic_load(&gw_cstore_stats(s)->renditions), 1);
+    cr_assert_eq(gw_cstore_purge(s, "k", 1), 1);
+    gw_cstore_attach(s, v, 2, "xx", 2);                    /* removed meanwhile: not kept */
+    cr_assert_null(atomic_load(&v->rend[2]));
+    gw_cstore_usage(s, &after, &objs);
+    cr_assert_eq(after, 0);
+    gw_cvar_unref(v);                                      /* frees it with its rendition */
+    gw_cstore_free(s);
+}
