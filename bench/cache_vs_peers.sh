@@ -114,23 +114,24 @@ origin_hits() { grep -cF " $1 " "$DIR/origin.access.log" 2>/dev/null || echo 0; 
 echo "== cache hits: wrk -t1 -c$CONNS, ${DURATION}s x $ROUNDS interleaved rounds, 1 worker each"
 for t in $TARGETS; do curl -s -o /dev/null "http://127.0.0.1:$(port_of "$t")/obj.json"; done
 for t in $TARGETS; do curl -s -o /dev/null "http://127.0.0.1:$(port_of "$t")/obj.json"; done
-before=$(origin_hits /obj.json)
+# Origin requests while each target ran (a cache should send a handful:
+# the object expires after 60 s, and the whole run is longer).
 for r in $(seq "$ROUNDS"); do
     for t in $TARGETS; do
-        echo "$(wrk_run "$(port_of "$t")" "${t##*:}")" >> "$DIR/res.${t%%:*}"
+        b=$(origin_hits /obj.json)
+        echo "$(wrk_run "$(port_of "$t")" "${t##*:}") $(( $(origin_hits /obj.json) - b ))" >> "$DIR/res.${t%%:*}"
     done
 done
-printf "%-8s %10s %9s %9s %11s\n" target req/s p99_ms non2xx cpu_us/req
+printf "%-8s %10s %9s %9s %11s %12s\n" target req/s p99_ms non2xx cpu_us/req origin_reqs
 for t in $TARGETS; do
     n=${t%%:*}; f="$DIR/res.$n"
     rps=$(cut -d' ' -f1 "$f" | median); p99=$(cut -d' ' -f2 "$f" | median); bad=$(cut -d' ' -f3 "$f" | median)
-    cpu=$(cut -d' ' -f4 "$f" | median)
-    printf "%-8s %10s %9s %9s %11s\n" "$n" "$rps" "$p99" "$bad" "$cpu"
+    cpu=$(cut -d' ' -f4 "$f" | median); up=$(awk '{ s += $5 } END { print s }' "$f")
+    printf "%-8s %10s %9s %9s %11s %12s\n" "$n" "$rps" "$p99" "$bad" "$cpu" "$up"
     eval "RPS_$n=$rps; P99_$n=$p99; CPU_$n=$cpu"
 done
-echo "origin requests during the hit runs (all caches): $(( $(origin_hits /obj.json) - before ))"
 if [ -n "$HS" ]; then
-    per=$(paste -d' ' "$DIR/res.hscale" "$DIR/res.haproxy" | awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $5 }')
+    per=$(paste -d' ' "$DIR/res.hscale" "$DIR/res.haproxy" | awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $6 }')
     echo "per-round hscale/haproxy: $per"
     awk -v h="$RPS_hscale" -v a="$RPS_haproxy" -v n="$RPS_nginx" -v v="${RPS_varnish:-0}" -v o="$RPS_origin" \
         -v hp="$P99_hscale" -v ap="$P99_haproxy" -v np="$P99_nginx" -v vp="${P99_varnish:-0}" \
