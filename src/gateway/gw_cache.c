@@ -5,11 +5,14 @@
  * Where it sits: between routing and the backend on the way in
  * (gw_cache_request, from gw_exchange_start), and between the backend and
  * the transform chain on the way out (gw_cache_on_head / _on_body /
- * _on_end, from gw_response.c). What is stored is the backend's response
- * (end-to-end headers, identity-framed body, its own Content-Encoding and
- * Vary kept); a hit goes through the same transform chain as a relayed
- * response, so a client that needs compression gets it and the variants
- * the backend's Vary names are kept apart.
+ * _on_end, from gw_response.c: gw_cache_fill.c). This file is the request
+ * side: lookup, answers from the store, waiters, background refresh.
+ *
+ * What is stored is the backend's response (end-to-end headers,
+ * identity-framed body, its own Content-Encoding and Vary kept); a hit
+ * goes through the same transform chain as a relayed response, so a client
+ * that needs compression gets it and the variants the backend's Vary names
+ * are kept apart.
  *
  * Each cached request has a gw_cx with a named phase (gw_cx_phase):
  *
@@ -29,7 +32,7 @@
  * looks up again and goes to the backend itself on a miss, never parking
  * twice: an uncacheable response releases the whole herd in one round
  * (no serialisation behind one request at a time). */
-#include "gateway/gw_proxy.h"
+#include "gateway/gw_cache_int.h"
 
 #include <fnmatch.h>
 #include <stdarg.h>
@@ -40,21 +43,6 @@
 #include <strings.h>
 
 #include "core/log.h"
-#include "gateway/gw_cache.h"
-
-#define CX_KEY_MAX 8192
-#define CX_FREE    256        /* request states a worker keeps for reuse */
-#define CX_KEYBUF  240        /* keys up to this long need no allocation */
-#define CX_PASS_S  10         /* life of a hit-for-miss marker, seconds */
-
-typedef enum gw_cx_phase {
-    CX_BYPASS,      /* relayed, nothing looked up or stored */
-    CX_WAIT,        /* parked on another request's fill: cx->wait, cx->timer */
-    CX_FILL,        /* owns the key's fill (cx->ticket): must end it, whatever happens */
-    CX_FORWARD,     /* goes to the backend without owning the fill; may store */
-    CX_INVALIDATE,  /* unsafe method: a success purges its URIs */
-    CX_SERVED,      /* answered from the store */
-} gw_cx_phase;
 
 static const char *cx_phase_str(gw_cx_phase p)
 {
@@ -69,49 +57,16 @@ static const char *cx_phase_str(gw_cx_phase p)
     }
 }
 
-typedef struct gw_cx {
-    uint8_t      phase;          /* gw_cx_phase */
-    gw_exchange *ex;
-    char        *key;
-    size_t       klen;
-    uint64_t     ticket;         /* CX_FILL: the fill's purge ticket */
-    gw_cwait    *wait;           /* CX_WAIT */
-    ev_timer     timer;          /* CX_WAIT: lock_timeout */
-    gw_cvar     *stale;          /* the stored variant being revalidated (a reference) */
-    bool         had_key;        /* the lookup found the key (vary-miss, not uri-miss) */
-    bool         bg;             /* a background refresh: nobody reads the answer */
-    /* the request */
-    gw_cc        req_cc;
-    bool         pragma_no_cache, req_auth, req_no_store;
-    int64_t      override_ttl, swr, sie;
-    uint64_t     lock_timeout_us;
-    int64_t      req_us;         /* wall clock when the request came */
-    /* the capture of a storable response */
-    bool         capture;
-    buf          head, body;
-    uint64_t     max_object;
-    /* what the response to the client says */
-    int64_t      age_out;        /* -1: no Age */
-    char         status[192];    /* Cache-Status value */
-    struct gw_cx *next_free;
-    char         keybuf[CX_KEYBUF];
-} gw_cx;
-
 /* --- small helpers -------------------------------------------------------- */
 
-static gw_cstore *store_of(const gw_exchange *ex) { return ex->c->w->rt->cache; }
 
-/* Wall clock in microseconds: ages are whole seconds (RFC 9111), but a
- * response delay or a residence of 2 ms must not round up to one. */
-static int64_t wall_us(void) { return (int64_t)ev_wall_us(); }
 
 static const http_header *req_header(const gw_exchange *ex, const char *name)
 {
     return http_find_header(buf_head(&ex->c->in), &ex->req.h, name);
 }
 
-static void set_status(gw_cx *cx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_status(gw_cx *cx, const char *fmt, ...)
+void gw_cx_set_status(gw_cx *cx, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -123,7 +78,7 @@ static void set_status(gw_cx *cx, const char *fmt, ...)
 /* Vary values of this exchange's request. Accept-Encoding is reduced to
  * the coding the gateway would choose, so the many spellings of "gzip,
  * deflate, br" share one variant. */
-static const char *vary_get(void *arg, const char *name, size_t nl, size_t *len)
+const char *gw_cx_vary_get(void *arg, const char *name, size_t nl, size_t *len)
 {
     gw_exchange *ex = arg;
     char nm[64];
@@ -202,7 +157,7 @@ static gw_cx *cx_new(gw_exchange *ex, gw_cx_phase phase)
     return cx;
 }
 
-static void capture_drop(gw_cx *cx)
+void gw_cx_capture_drop(gw_cx *cx)
 {
     cx->capture = false;
     buf_free(&cx->head);
@@ -210,12 +165,12 @@ static void capture_drop(gw_cx *cx)
 }
 
 /* The fill this exchange owns ends: every parked waiter is woken. */
-static void fill_end(gw_cx *cx)
+void gw_cx_fill_end(gw_cx *cx)
 {
     if (cx->phase != CX_FILL)
         return;
     cx->phase = CX_FORWARD;
-    gw_cstore_fill_end(store_of(cx->ex), cx->key, cx->klen);
+    gw_cstore_fill_end(gw_cx_store_of(cx->ex), cx->key, cx->klen);
 }
 
 void gw_cache_exchange_free(gw_exchange *ex)
@@ -232,9 +187,9 @@ void gw_cache_exchange_free(gw_exchange *ex)
         else
             cx->wait->arg = NULL;      /* the wake-up task frees it */
     }
-    fill_end(cx);
+    gw_cx_fill_end(cx);
     gw_cvar_unref(cx->stale);
-    capture_drop(cx);
+    gw_cx_capture_drop(cx);
     if (cx->key != cx->keybuf)
         free(cx->key);
     if (w->nfree_cx >= CX_FREE) {
@@ -258,23 +213,17 @@ void gw_cache_worker_free(gw_worker *w)
 
 /* --- answering from the store -------------------------------------------- */
 
-static int64_t var_age(const gw_cvar *v, int64_t now)   /* now: wall_us() */
-{
-    int64_t a = v->age0 + (now > v->resp_us ? (now - v->resp_us) / 1000000 : 0);
-    return a < 0 ? 0 : a;
-}
-
 /* The stored response for this request, or NULL; *pass: a live
  * hit-for-miss marker stands for the key (go to the backend, no waiting). */
-static gw_cvar *lookup(gw_exchange *ex, bool *pass)
+gw_cvar *gw_cx_lookup(gw_exchange *ex, bool *pass)
 {
     gw_cx *cx = ex->cx;
     bool had;
-    gw_cvar *v = gw_cstore_lookup(store_of(ex), cx->key, cx->klen, vary_get, ex, &had);
+    gw_cvar *v = gw_cstore_lookup(gw_cx_store_of(ex), cx->key, cx->klen, gw_cx_vary_get, ex, &had);
     cx->had_key = had;
     *pass = false;
     if (v && v->pass) {
-        *pass = var_age(v, wall_us()) < v->lifetime;
+        *pass = gw_cx_var_age(v, gw_cx_wall_us()) < v->lifetime;
         gw_cvar_unref(v);
         v = NULL;
     }
@@ -323,13 +272,13 @@ static bool client_not_modified(const gw_exchange *ex, const gw_cvar *v)
 }
 
 /* Queues v as the whole answer and ends the request. */
-static void serve(gw_exchange *ex, gw_cvar *v)
+void gw_cx_serve(gw_exchange *ex, gw_cvar *v)
 {
     gw_conn *c = ex->c;
     gw_worker *w = c->w;
     gw_cx *cx = ex->cx;
     cx->phase = CX_SERVED;
-    cx->age_out = var_age(v, wall_us());
+    cx->age_out = gw_cx_var_age(v, gw_cx_wall_us());
     gw_buf_acquire(w, &c->out);
     if (!ex->req_body_done)
         c->close_after = true;
@@ -366,7 +315,7 @@ static void serve(gw_exchange *ex, gw_cvar *v)
         size_t zn;
         const char *z = coding && !c->dead ? gw_xform_output(ex, &zn) : NULL;
         if (z)
-            gw_cstore_attach(store_of(ex), v, coding, z, zn);
+            gw_cstore_attach(gw_cx_store_of(ex), v, coding, z, zn);
     }
     gw_conn_request_done(c, v->resp.status / 100);
 }
@@ -418,7 +367,7 @@ void gw_cache_request_headers(gw_exchange *ex, buf *out)
         buf_append(out, v->head + lm->value.off, lm->value.len);
         buf_append(out, "\r\n", 2);
     }
-    atomic_fetch_add_explicit(&gw_cstore_stats(store_of(ex))->revalidations, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&gw_cstore_stats(gw_cx_store_of(ex))->revalidations, 1, memory_order_relaxed);
 }
 
 /* --- background refresh (stale-while-revalidate) ------------------------- */
@@ -479,9 +428,9 @@ static gw_cache_use use_of(const gw_cx *cx, const gw_cvar *v, int64_t age)
     return gw_cache_decide(&in);
 }
 
-static bool sie_ok(const gw_cx *cx, const gw_cvar *v)
+bool gw_cx_sie_ok(const gw_cx *cx, const gw_cvar *v)
 {
-    gw_use_in in = { .lifetime = v->lifetime, .age = var_age(v, wall_us()), .resp_cc = &v->cc,
+    gw_use_in in = { .lifetime = v->lifetime, .age = gw_cx_var_age(v, gw_cx_wall_us()), .resp_cc = &v->cc,
                      .req_cc = &cx->req_cc, .route_swr = cx->swr, .route_sie = cx->sie };
     return gw_cache_sie_ok(&in);
 }
@@ -490,7 +439,7 @@ static void go_upstream(gw_exchange *ex, const char *why)
 {
     gw_cx *cx = ex->cx;
     cx->phase = CX_FORWARD;
-    set_status(cx, "fwd=%s%s%s", cx->stale ? "stale" : cx->had_key ? "vary-miss" : "uri-miss",
+    gw_cx_set_status(cx, "fwd=%s%s%s", cx->stale ? "stale" : cx->had_key ? "vary-miss" : "uri-miss",
                why ? "; detail=" : "", why ? why : "");
     gw_ex_set_phase(ex, GX_ROUTE);
     gw_exchange_forward(ex);
@@ -502,15 +451,15 @@ static void go_upstream(gw_exchange *ex, const char *why)
 static void resume(gw_exchange *ex, const char *why)
 {
     gw_cx *cx = ex->cx;
-    gw_cstore *s = store_of(ex);
+    gw_cstore *s = gw_cx_store_of(ex);
     bool pass;
-    gw_cvar *v = lookup(ex, &pass);
+    gw_cvar *v = gw_cx_lookup(ex, &pass);
     if (v) {
-        int64_t age = var_age(v, wall_us());
+        int64_t age = gw_cx_var_age(v, gw_cx_wall_us());
         if (use_of(cx, v, age) != GW_USE_REVALIDATE) {
             atomic_fetch_add_explicit(&gw_cstore_stats(s)->hits, 1, memory_order_relaxed);
-            set_status(cx, "hit; ttl=%lld; collapsed", (long long)(v->lifetime - age));
-            serve(ex, v);
+            gw_cx_set_status(cx, "hit; ttl=%lld; collapsed", (long long)(v->lifetime - age));
+            gw_cx_serve(ex, v);
             gw_cvar_unref(v);
             return;
         }
@@ -552,7 +501,7 @@ static void lock_timeout(ev_loop *loop, ev_timer *t)
     (void)loop;
     if (!cx->wait)
         return;
-    if (gw_cstore_fill_leave(store_of(ex), cx->key, cx->klen, cx->wait))
+    if (gw_cstore_fill_leave(gw_cx_store_of(ex), cx->key, cx->klen, cx->wait))
         free(cx->wait);
     else
         cx->wait->arg = NULL;          /* woken, but the task is late (or was lost): it frees this */
@@ -590,8 +539,8 @@ static void read_request(gw_cx *cx, const gw_exchange *ex, const gw_route_cache_
     cx->swr = (int64_t)(rc->swr_us / 1000000u);
     cx->sie = (int64_t)(rc->sie_us / 1000000u);
     cx->lock_timeout_us = rc->lock_timeout_us;
-    cx->req_us = wall_us();
-    cx->max_object = gw_cstore_max_object(store_of(ex));
+    cx->req_us = gw_cx_wall_us();
+    cx->max_object = gw_cstore_max_object(gw_cx_store_of(ex));
 }
 
 gw_cache_step gw_cache_request(gw_exchange *ex, const gw_route_cache_cfg *rc)
@@ -624,41 +573,41 @@ gw_cache_step gw_cache_request(gw_exchange *ex, const gw_route_cache_cfg *rc)
         cx->ticket = g->ticket;
         cx->stale = g->stale;
         cx->bg = true;
-        set_status(cx, "fwd=stale; detail=background");
+        gw_cx_set_status(cx, "fwd=stale; detail=background");
         free(g->key);
         free(g);
         return GW_CACHE_FORWARD;
     }
     if (req->h.body != HTTP_BODY_NONE) {
-        set_status(cx, "fwd=bypass; detail=request-body");
+        gw_cx_set_status(cx, "fwd=bypass; detail=request-body");
         return GW_CACHE_FORWARD;
     }
     gw_cache_stats *st = gw_cstore_stats(s);
     bool pass;
-    gw_cvar *v = lookup(ex, &pass);
+    gw_cvar *v = gw_cx_lookup(ex, &pass);
     bool had = cx->had_key;
     if (pass && !(cx->req_cc.f & GW_CC_ONLY_IF_CACHED)) {
         /* Its last fetch was not storable: no waiting behind each other. */
         atomic_fetch_add_explicit(&st->misses, 1, memory_order_relaxed);
         cx->phase = CX_FORWARD;
-        set_status(cx, "fwd=uri-miss; detail=uncacheable");
+        gw_cx_set_status(cx, "fwd=uri-miss; detail=uncacheable");
         return GW_CACHE_FORWARD;
     }
     if (v) {
-        int64_t age = var_age(v, wall_us());
+        int64_t age = gw_cx_var_age(v, gw_cx_wall_us());
         gw_cache_use use = use_of(cx, v, age);
         if (use != GW_USE_REVALIDATE) {
             atomic_fetch_add_explicit(&st->hits, 1, memory_order_relaxed);
             if (use == GW_USE_FRESH) {
-                set_status(cx, "hit; ttl=%lld", (long long)(v->lifetime - age));
+                gw_cx_set_status(cx, "hit; ttl=%lld", (long long)(v->lifetime - age));
             } else {
                 atomic_fetch_add_explicit(&st->stale, 1, memory_order_relaxed);
-                set_status(cx, "hit; ttl=%lld; detail=%s", (long long)(v->lifetime - age),
+                gw_cx_set_status(cx, "hit; ttl=%lld; detail=%s", (long long)(v->lifetime - age),
                            gw_cache_use_str(use));
                 if (use == GW_USE_SWR)
                     gw_cache_refresh(ex, v);
             }
-            serve(ex, v);
+            gw_cx_serve(ex, v);
             gw_cvar_unref(v);
             return GW_CACHE_DONE;
         }
@@ -674,14 +623,14 @@ gw_cache_step gw_cache_request(gw_exchange *ex, const gw_route_cache_cfg *rc)
     if (req->method == HTTP_HEAD || (req_nocache && !cx->stale))
         atomic_fetch_add_explicit(&st->misses, 1, memory_order_relaxed);   /* (parked ones count when woken) */
     if (req->method == HTTP_HEAD) {
-        set_status(cx, "fwd=%s", v ? "stale" : had ? "vary-miss" : "uri-miss");
+        gw_cx_set_status(cx, "fwd=%s", v ? "stale" : had ? "vary-miss" : "uri-miss");
         cx->phase = CX_BYPASS;
         return GW_CACHE_FORWARD;
     }
     if (req_nocache && !cx->stale) {
         /* The client insists on the origin: no waiting behind others. */
         cx->phase = CX_FORWARD;
-        set_status(cx, "fwd=request");
+        gw_cx_set_status(cx, "fwd=request");
         return GW_CACHE_FORWARD;
     }
     gw_cwait *cw = calloc(1, sizeof *cw);
@@ -697,7 +646,7 @@ gw_cache_step gw_cache_request(gw_exchange *ex, const gw_route_cache_cfg *rc)
         free(cw);
         atomic_fetch_add_explicit(&st->misses, 1, memory_order_relaxed);
         cx->phase = cx->ticket ? CX_FILL : CX_FORWARD;
-        set_status(cx, "fwd=%s", v ? "stale" : had ? "vary-miss" : "uri-miss");
+        gw_cx_set_status(cx, "fwd=%s", v ? "stale" : had ? "vary-miss" : "uri-miss");
         return GW_CACHE_FORWARD;
     }
     /* Parked: woken by the fill's end, or by lock_timeout (then counted as
@@ -708,357 +657,6 @@ gw_cache_step gw_cache_request(gw_exchange *ex, const gw_route_cache_cfg *rc)
     ev_timer_start(w->loop, &cx->timer, cx->lock_timeout_us);
     gw_ex_set_phase(ex, GX_CACHE_WAIT);
     return GW_CACHE_PARKED;
-}
-
-/* --- the response --------------------------------------------------------- */
-
-/* Freshness facts of a response head. */
-typedef struct resp_facts {
-    gw_cc   cc;
-    int64_t lifetime, age0, last_modified;
-    bool    set_cookie, vary_star;
-    const http_header *vary[8];
-    int     nvary;
-} resp_facts;
-
-static void read_response(const gw_cx *cx, const char *head, const http_response *r, int64_t now,   /* wall_us() */
-                          resp_facts *f)
-{
-    memset(f, 0, sizeof *f);
-    gw_cc_init(&f->cc);
-    int64_t date = GW_CC_ABSENT, expires = GW_CC_ABSENT, age = GW_CC_ABSENT;
-    f->last_modified = -1;
-    for (unsigned i = 0; i < r->h.nheaders; i++) {
-        const http_header *h = &r->h.headers[i];
-        const char *v = head + h->value.off;
-        size_t vl = h->value.len;
-        if (http_slice_ieq(head, h->name, "cache-control"))
-            gw_cc_parse(&f->cc, v, vl);
-        else if (http_slice_ieq(head, h->name, "date"))
-            date = gw_http_date(v, vl);
-        else if (http_slice_ieq(head, h->name, "expires")) {
-            int64_t e = gw_http_date(v, vl);
-            expires = e < 0 ? 0 : e;       /* invalid: in the past */
-        } else if (http_slice_ieq(head, h->name, "age"))
-            age = gw_delta_seconds(v, vl);
-        else if (http_slice_ieq(head, h->name, "last-modified"))
-            f->last_modified = gw_http_date(v, vl);
-        else if (http_slice_ieq(head, h->name, "set-cookie"))
-            f->set_cookie = true;
-        else if (http_slice_ieq(head, h->name, "vary")) {
-            for (size_t k = 0; k < vl; k++)
-                if (v[k] == '*')
-                    f->vary_star = true;
-            if (f->nvary < 8)
-                f->vary[f->nvary++] = h;
-            else
-                f->vary_star = true;       /* too many to key on: never stored */
-        }
-    }
-    int64_t now_s = now / 1000000, delay_s = now > cx->req_us ? (now - cx->req_us) / 1000000 : 0;
-    f->lifetime = gw_cache_lifetime(&f->cc, date, expires, now_s, cx->override_ttl);
-    f->age0 = gw_cache_initial_age(age, date, now_s - delay_s, now_s);
-}
-
-/* The Vary selector of the request against the response's Vary lines. */
-static long vary_selector(gw_exchange *ex, const char *head, const resp_facts *f, char *out, size_t cap)
-{
-    char names[1024];
-    size_t n = 0;
-    for (int i = 0; i < f->nvary; i++) {
-        const http_header *h = f->vary[i];
-        if (n + h->value.len + 1 >= sizeof names)
-            return -1;
-        memcpy(names + n, head + h->value.off, h->value.len);
-        n += h->value.len;
-        names[n++] = ',';
-    }
-    return gw_cvary_build(names, n, vary_get, ex, out, cap);
-}
-
-static bool name_in(const char *head, http_slice n, const char *const *list)
-{
-    for (; *list; list++)
-        if (n.len == strlen(*list) && strncasecmp(head + n.off, *list, n.len) == 0)
-            return true;
-    return false;
-}
-
-/* Never stored: framing, hop-by-hop, and the age the cache computes. */
-static const char *const unstored[] = { "connection", "keep-alive", "proxy-connection", "te", "trailer",
-                                        "transfer-encoding", "upgrade", "content-length", "age", NULL };
-
-static void append_hdr(buf *out, const char *head, const http_header *h)
-{
-    buf_append(out, head + h->name.off, h->value.off + h->value.len - h->name.off);
-    buf_append(out, "\r\n", 2);
-}
-
-/* A stored head: status line, the end-to-end fields of `r` (minus those
- * `over` also has, when merging a 304), then `over`'s, then the length. */
-static int normal_head(buf *out, const char *head, const http_response *r, const char *ohead,
-                       const http_response *over, size_t body_len)
-{
-    char num[24];
-    buf_append_str(out, "HTTP/1.1 ");
-    buf_append(out, num, fmt_u64(num, r->status));
-    buf_append(out, " ", 1);
-    buf_append_str(out, http_status_reason(r->status));
-    buf_append(out, "\r\n", 2);
-    for (unsigned i = 0; i < r->h.nheaders; i++) {
-        const http_header *h = &r->h.headers[i];
-        if (name_in(head, h->name, unstored))
-            continue;
-        bool replaced = false;
-        for (unsigned k = 0; over && k < over->h.nheaders && !replaced; k++) {
-            http_slice on = over->h.headers[k].name;
-            replaced = on.len == h->name.len
-                       && strncasecmp(ohead + on.off, head + h->name.off, on.len) == 0;
-        }
-        if (!replaced)
-            append_hdr(out, head, h);
-    }
-    for (unsigned k = 0; over && k < over->h.nheaders; k++)
-        if (!name_in(ohead, over->h.headers[k].name, unstored))
-            append_hdr(out, ohead, &over->h.headers[k]);
-    buf_append_str(out, "Content-Length: ");
-    buf_append(out, num, fmt_u64(num, body_len));
-    return buf_append(out, "\r\n\r\n", 4);
-}
-
-/* Cache-Tag / Surrogate-Key tokens as "a\0b\0\0". */
-static size_t collect_tags(const char *head, const http_response *r, char *out, size_t cap)
-{
-    size_t n = 0;
-    for (unsigned i = 0; i < r->h.nheaders; i++) {
-        const http_header *h = &r->h.headers[i];
-        if (!http_slice_ieq(head, h->name, "cache-tag") && !http_slice_ieq(head, h->name, "surrogate-key"))
-            continue;
-        const char *v = head + h->value.off;
-        size_t k = 0;
-        while (k < h->value.len) {
-            while (k < h->value.len && (v[k] == ' ' || v[k] == ',' || v[k] == '\t'))
-                k++;
-            size_t s = k;
-            while (k < h->value.len && v[k] != ' ' && v[k] != ',' && v[k] != '\t')
-                k++;
-            if (k > s && n + (k - s) + 2 < cap) {
-                memcpy(out + n, v + s, k - s);
-                n += k - s;
-                out[n++] = '\0';
-            }
-        }
-    }
-    if (n)
-        out[n++] = '\0';
-    return n;
-}
-
-/* Builds and inserts a variant; 0 when stored. */
-/* head: the normalised head to store; fhead/fresp: the head f was read
- * from (its Vary and tag fields). */
-static int store(gw_exchange *ex, const char *head, size_t head_len, const char *body, size_t body_len,
-                 const resp_facts *f, int64_t now, const char *fhead, const http_response *fresp)
-{
-    gw_cx *cx = ex->cx;
-    char sel[1024], tags[1024];
-    long sl = vary_selector(ex, fhead, f, sel, sizeof sel);
-    if (sl < 0)
-        return -1;
-    size_t tl = collect_tags(fhead, fresp, tags, sizeof tags);
-    gw_cvar *v = gw_cvar_new(head, head_len, body, body_len, sel, (size_t)sl, tags, tl);
-    if (!v)
-        return -1;
-    v->cc = f->cc;
-    v->lifetime = f->lifetime < 0 ? 0 : f->lifetime;
-    v->age0 = f->age0;
-    v->resp_us = now;
-    v->last_modified = f->last_modified;
-    return gw_cstore_insert(store_of(ex), cx->key, cx->klen, v, cx->phase == CX_FILL ? cx->ticket : 0);
-}
-
-/* A hit-for-miss marker for the key (any Vary: it matches every request). */
-static void store_pass(gw_exchange *ex, int64_t now)
-{
-    static const char head[] = "HTTP/1.1 204 No Content\r\n\r\n";
-    gw_cvar *v = gw_cvar_new(head, sizeof head - 1, "", 0, NULL, 0, NULL, 0);
-    if (!v)
-        return;
-    v->pass = true;
-    v->lifetime = CX_PASS_S;
-    v->resp_us = now;
-    gw_cstore_insert(store_of(ex), ex->cx->key, ex->cx->klen, v, ex->cx->ticket);
-}
-
-/* Same-origin Location / Content-Location: purge them too (RFC 9111 4.4). */
-static void purge_location(gw_exchange *ex, const char *head, const http_header *h)
-{
-    gw_cx *cx = ex->cx;
-    const char *v = head + h->value.off;
-    size_t vl = h->value.len;
-    char key[CX_KEY_MAX];
-    size_t hostlen = 0;
-    const char *slash = memchr(cx->key + 7, '/', cx->klen - 7);
-    hostlen = slash ? (size_t)(slash - cx->key) : cx->klen;    /* "http://host" */
-    if (vl && v[0] == '/' && (vl < 2 || v[1] != '/') && hostlen + vl < sizeof key) {
-        memcpy(key, cx->key, hostlen);
-        memcpy(key + hostlen, v, vl);
-        gw_cstore_purge(store_of(ex), key, hostlen + vl);
-    } else if (vl >= hostlen && strncasecmp(v, cx->key, hostlen) == 0
-               && (vl == hostlen || v[hostlen] == '/')) {
-        gw_cstore_purge(store_of(ex), v, vl);
-    }
-}
-
-gw_cache_head gw_cache_on_head(gw_exchange *ex, const char *head, size_t head_len)
-{
-    gw_cx *cx = ex->cx;
-    if (!cx)
-        return GW_CH_RELAY;
-    const http_response *r = &ex->resp;
-    gw_cstore *s = store_of(ex);
-    int64_t now = wall_us();
-    if (cx->phase == CX_INVALIDATE) {
-        if (r->status < 400) {
-            gw_cstore_purge(s, cx->key, cx->klen);
-            const http_header *loc = http_find_header(head, &r->h, "location");
-            const http_header *cl = http_find_header(head, &r->h, "content-location");
-            if (loc)
-                purge_location(ex, head, loc);
-            if (cl)
-                purge_location(ex, head, cl);
-        }
-        return GW_CH_RELAY;
-    }
-    if (cx->phase != CX_FILL && cx->phase != CX_FORWARD)
-        return GW_CH_RELAY;
-    if (cx->stale && r->status == 304) {
-        /* Revalidated: the stored response with the 304's fields. */
-        const gw_cvar *old = cx->stale;
-        buf nh;
-        buf_init(&nh);
-        normal_head(&nh, old->head, &old->resp, head, r, old->body_len);
-        http_response merged;
-        http_limits lim;
-        http_limits_default(&lim);
-        lim.max_head = (uint32_t)nh.len + 1;
-        int rc = http_parse_response(buf_head(&nh), nh.len, &merged, HTTP_GET, &lim);
-        resp_facts f;
-        if (rc > 0) {
-            read_response(cx, buf_head(&nh), &merged, now, &f);
-            rc = store(ex, buf_head(&nh), nh.len, old->body, old->body_len, &f, now, buf_head(&nh), &merged);
-        }
-        buf_free(&nh);
-        fill_end(cx);
-        bool pass;
-        gw_cvar *v = rc == 0 ? lookup(ex, &pass) : NULL;
-        set_status(cx, "fwd=stale; fwd-status=304%s", v ? "; stored" : "");
-        if (v) {
-            gw_cvar_unref(cx->stale);
-            cx->stale = v;           /* answered by gw_cache_answer */
-        }
-        return GW_CH_TAKEN;
-    }
-    if (cx->stale && r->status >= 500 && r->status <= 504 && r->status != 501 && sie_ok(cx, cx->stale)) {
-        atomic_fetch_add_explicit(&gw_cstore_stats(s)->stale, 1, memory_order_relaxed);
-        set_status(cx, "fwd=stale; fwd-status=%u; detail=stale-if-error", r->status);
-        fill_end(cx);
-        return GW_CH_TAKEN;
-    }
-    resp_facts f;
-    read_response(cx, head, r, now, &f);
-    gw_store_check chk = { .status = r->status, .method = ex->req.method, .resp_cc = &f.cc,
-                           .req_cc = &cx->req_cc, .req_auth = cx->req_auth,
-                           .set_cookie = f.set_cookie, .vary_star = f.vary_star,
-                           .lifetime = f.lifetime };
-    const char *why = gw_cache_unstorable(&chk);
-    if (!why && r->h.body == HTTP_BODY_LENGTH && r->h.content_length > cx->max_object)
-        why = "too big";
-    char fwd[64];
-    snprintf(fwd, sizeof fwd, "%s", cx->status[0] ? cx->status + 8 : "fwd=uri-miss");
-    if (why) {
-        /* Waiters are released now, not after a body that will not be kept,
-         * and a marker keeps the next misses from waiting at all. */
-        atomic_fetch_add_explicit(&gw_cstore_stats(s)->uncacheable, 1, memory_order_relaxed);
-        if (cx->phase == CX_FILL && strcmp(why, "request no-store") != 0 && strcmp(why, "authorization") != 0)
-            store_pass(ex, now);       /* (not for what only this request made unstorable) */
-        fill_end(cx);
-        set_status(cx, "%s; fwd-status=%u; detail=%s", fwd, r->status, why);
-        for (char *p = cx->status; *p; p++)
-            if (*p == ' ' && p > cx->status && p[-1] != ';')
-                *p = '-';              /* "no freshness" -> a token */
-        return GW_CH_RELAY;
-    }
-    cx->capture = true;
-    buf_init(&cx->head);
-    buf_init(&cx->body);
-    if (buf_append(&cx->head, head, head_len) < 0)
-        capture_drop(cx);
-    set_status(cx, "%s; fwd-status=%u; stored; ttl=%lld", fwd, r->status,
-               (long long)(f.lifetime - f.age0));
-    return GW_CH_RELAY;
-}
-
-void gw_cache_on_body(gw_exchange *ex, const char *p, size_t n)
-{
-    gw_cx *cx = ex->cx;
-    if (!cx || !cx->capture || !n)
-        return;
-    if (cx->body.len + n > cx->max_object || buf_append(&cx->body, p, n) < 0) {
-        atomic_fetch_add_explicit(&gw_cstore_stats(store_of(ex))->too_big, 1, memory_order_relaxed);
-        capture_drop(cx);
-        fill_end(cx);
-    }
-}
-
-void gw_cache_on_end(gw_exchange *ex, bool complete)
-{
-    gw_cx *cx = ex->cx;
-    if (!cx)
-        return;
-    if (cx->capture && complete) {
-        http_response r;
-        http_limits lim;
-        http_limits_default(&lim);
-        lim.max_head = (uint32_t)cx->head.len + 1;
-        if (http_parse_response(buf_head(&cx->head), cx->head.len, &r, HTTP_GET, &lim) > 0) {
-            buf nh;
-            buf_init(&nh);
-            normal_head(&nh, buf_head(&cx->head), &r, NULL, NULL, cx->body.len);
-            resp_facts f;
-            int64_t now = wall_us();
-            read_response(cx, buf_head(&cx->head), &r, now, &f);
-            store(ex, buf_head(&nh), nh.len, buf_head(&cx->body), cx->body.len, &f, now,
-                  buf_head(&cx->head), &r);
-            buf_free(&nh);
-        }
-    }
-    capture_drop(cx);
-    fill_end(cx);
-}
-
-bool gw_cache_answer(gw_exchange *ex)
-{
-    gw_cx *cx = ex->cx;
-    if (!cx || !cx->stale)
-        return false;
-    gw_cvar *v = cx->stale;
-    gw_cvar_ref(v);
-    serve(ex, v);
-    gw_cvar_unref(v);
-    return true;
-}
-
-bool gw_cache_on_fail(gw_exchange *ex)
-{
-    gw_cx *cx = ex->cx;
-    if (!cx || !cx->stale || (cx->phase != CX_FILL && cx->phase != CX_FORWARD) || ex->sent_to_client
-        || !sie_ok(cx, cx->stale))
-        return false;
-    atomic_fetch_add_explicit(&gw_cstore_stats(store_of(ex))->stale, 1, memory_order_relaxed);
-    set_status(cx, "fwd=stale; detail=stale-if-error");
-    fill_end(cx);
-    return gw_cache_answer(ex);
 }
 
 const char *gw_cache_phase_str(const gw_exchange *ex)
