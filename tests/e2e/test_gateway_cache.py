@@ -221,12 +221,12 @@ def test_client_conditionals_answered_from_cache(procs, tmp_path, origin):
 
 def test_stale_while_revalidate(procs, tmp_path, origin):
     gw = start(procs, tmp_path, origin)
-    t = q("/swr", cc="max-age=1, stale-while-revalidate=30", ms="300")
+    t = q("/swr", cc="max-age=1, stale-while-revalidate=30", ms="1000")
     requests.get(gw.url(t))
     time.sleep(1.2)
     t0 = time.monotonic()
     r = requests.get(gw.url(t))
-    assert time.monotonic() - t0 < 0.25                   # not waiting for the 300 ms origin
+    assert time.monotonic() - t0 < 0.6                    # not waiting for the 1 s origin
     assert r.headers["X-Gen"] == "1" and "stale-while-revalidate" in status(r)
     wait_until(lambda: origin.count(t)["n"] == 2, 5, "the background refresh reached the origin")
     wait_until(lambda: requests.get(gw.url(t)).headers["X-Gen"] == "2", 5, "the refreshed response is served")
@@ -368,7 +368,7 @@ def test_uncacheable_key_is_not_serialised_behind_one_fetch(procs, tmp_path, ori
     to the backend together (a hit-for-miss marker), not one round behind
     another's fetch."""
     gw = start(procs, tmp_path, origin, workers=2)
-    t = q("/unc", cc="no-store", ms="400")
+    t = q("/unc", cc="no-store", ms="700")
     r = requests.get(gw.url(t))
     assert "detail=no-store" in status(r)
     t0 = time.monotonic()
@@ -377,7 +377,7 @@ def test_uncacheable_key_is_not_serialised_behind_one_fetch(procs, tmp_path, ori
     assert all(o.startswith(b"HTTP/1.1 200") for o in outs)
     assert all(b"detail=uncacheable" in o for o in outs)
     assert origin.count(t)["n"] == 21
-    assert took < 0.75, f"{took:.2f}s: the misses waited for each other"
+    assert took < 1.3, f"{took:.2f}s: the misses waited for each other (one round: 0.7 s)"
 
 
 async def _one(port, target):
