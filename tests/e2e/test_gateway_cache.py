@@ -221,12 +221,14 @@ def test_client_conditionals_answered_from_cache(procs, tmp_path, origin):
 
 def test_stale_while_revalidate(procs, tmp_path, origin):
     gw = start(procs, tmp_path, origin)
-    t = q("/swr", cc="max-age=1, stale-while-revalidate=30", ms="1000")
+    # (a response delay counts in its age: an origin slower than max-age
+    # would make the refreshed copy stale at once)
+    t = q("/swr", cc="max-age=2, stale-while-revalidate=30", ms="600")
     requests.get(gw.url(t))
-    time.sleep(1.2)
+    time.sleep(2.2)
     t0 = time.monotonic()
     r = requests.get(gw.url(t))
-    assert time.monotonic() - t0 < 0.6                    # not waiting for the 1 s origin
+    assert time.monotonic() - t0 < 0.45                   # not waiting for the 600 ms origin
     assert r.headers["X-Gen"] == "1" and "stale-while-revalidate" in status(r)
     wait_until(lambda: origin.count(t)["n"] == 2, 5, "the background refresh reached the origin")
     wait_until(lambda: requests.get(gw.url(t)).headers["X-Gen"] == "2", 5, "the refreshed response is served")
