@@ -3,7 +3,7 @@
 # hscale needs. Does nothing when all are present. Without root it prints the
 # one apt-get line to run instead.
 #
-# Daemons in these packages (nginx, redis, postgresql, haproxy, prometheus)
+# Daemons in these packages (nginx, redis, postgresql, haproxy, prometheus, varnish)
 # are never started by the install: the tests start their own copies on
 # loopback ports and stop them by PID, so a policy-rc.d blocks service starts
 # for the duration of the install.
@@ -19,6 +19,7 @@ PACKAGES=(
   # end-to-end tests: real peers
   python3 python3-pytest python3-requests python3-yaml
   postgresql redis-server redis-sentinel prometheus nginx haproxy wrk   # redis-sentinel: the cache failover tests
+  varnish                   # bench/cache_vs_peers.sh: the cache peers (with nginx proxy_cache, HAProxy cache)
   chromium openssl          # openssl: test_security.py makes its certificates
   # the seeds' stacks (examples/, end-to-end tests and benchmarks; Celery on a Redis broker)
   python3-fastapi python3-uvicorn python3-locust nodejs python3-celery python3-redis

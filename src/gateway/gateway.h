@@ -74,6 +74,23 @@ typedef struct gw_split_cfg {
     int   weight;                   /* share of the route's traffic */
 } gw_split_cfg;
 
+/* A route's TTL for responses that carry no freshness information: the
+ * seeds' TTL tables (static assets a week, *.js a day, API 30 s). */
+typedef struct gw_cache_ttl_cfg {
+    char    *match;                 /* path prefix, or a pattern with * (fnmatch) */
+    uint64_t ttl_us;
+} gw_cache_ttl_cfg;
+
+/* The shared HTTP cache on a route (gw_cache.c); off unless enabled. */
+typedef struct gw_route_cache_cfg {
+    bool              enabled;
+    gw_cache_ttl_cfg *ttl;          /* first match wins */
+    size_t            nttl;
+    uint64_t          swr_us;       /* stale-while-revalidate when the response names none */
+    uint64_t          sie_us;       /* stale-if-error when the response names none */
+    uint64_t          lock_timeout_us;   /* a coalesced request waits this long, then goes itself */
+} gw_route_cache_cfg;
+
 typedef struct gw_route_cfg {
     char         *prefix;           /* path prefix, "/" matches all */
     char        **methods;          /* empty: any method */
@@ -87,6 +104,7 @@ typedef struct gw_route_cfg {
     char         *rate_limit;       /* name of a rate_limits entry */
     bool          security_headers; /* HSTS, nosniff, frame DENY, referrer */
     bool          retry_unsafe;     /* also retry PUT/DELETE */
+    gw_route_cache_cfg cache;
 } gw_route_cfg;
 
 typedef struct gw_ratelimit_cfg {
@@ -125,6 +143,9 @@ typedef struct gw_config {
     int      compression_level;     /* gzip 1-9, brotli quality (capped at 11) */
     char   **compression_types;     /* media types; a trailing star matches a prefix */
     size_t   ncompression_types;
+    /* the shared HTTP cache (gw_cache.c), enabled per route */
+    uint64_t cache_size;            /* byte budget of every route's entries together */
+    uint64_t cache_max_object;      /* a larger response is relayed, not stored */
     char    *state_file;            /* runtime state kept across restarts; NULL: none */
     /* limits */
     int      max_clients;           /* global client connections */

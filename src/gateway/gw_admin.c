@@ -26,6 +26,7 @@
 
 #include "core/log.h"
 #include "gateway/gw_api.h"
+#include "gateway/gw_cache.h"
 #include "gateway/gw_statefile.h"
 #include "http/server.h"
 
@@ -395,6 +396,71 @@ static void h_audit(http_ctx *c, void *arg)
         http_reply_audit(c);
 }
 
+/* --- the cache: usage and purges (gw_cache_store.c) ------------------- */
+
+static void h_cache(http_ctx *c, void *arg)
+{
+    gw_rt *rt = arg;
+    if (!authorized(c, rt))
+        return;
+    gw_cache_stats *st = gw_cstore_stats(rt->cache);
+    uint64_t bytes, objects;
+    gw_cstore_usage(rt->cache, &bytes, &objects);
+    reply_json(c, 200, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+                                 "bytes", (json_int_t)bytes, "objects", (json_int_t)objects,
+                                 "size", (json_int_t)rt->cfg.cache_size,
+                                 "hits", (json_int_t)atomic_load(&st->hits),
+                                 "misses", (json_int_t)atomic_load(&st->misses),
+                                 "stale", (json_int_t)atomic_load(&st->stale),
+                                 "revalidations", (json_int_t)atomic_load(&st->revalidations),
+                                 "coalesced", (json_int_t)atomic_load(&st->coalesced),
+                                 "stores", (json_int_t)atomic_load(&st->stores),
+                                 "evictions", (json_int_t)atomic_load(&st->evictions),
+                                 "purged", (json_int_t)atomic_load(&st->purged),
+                                 "too_big", (json_int_t)atomic_load(&st->too_big),
+                                 "uncacheable", (json_int_t)atomic_load(&st->uncacheable),
+                                 "renditions", (json_int_t)atomic_load(&st->renditions)));
+}
+
+/* {"url": "http://host/path?q"} (every variant of that key), {"prefix":
+ * "http://host/static/"} or {"tag": "t"} (Cache-Tag / Surrogate-Key). A
+ * key is scheme, Host as the client sent it (lower-cased) and the target. */
+static void h_cache_purge(http_ctx *c, void *arg)
+{
+    gw_rt *rt = arg;
+    if (!admin_ok(c, rt))
+        return;
+    size_t len;
+    const char *body = http_ctx_body(c, &len);
+    json_error_t je;
+    json_t *j = json_loadb(body ? body : "", len, 0, &je);
+    static const char *const kinds[] = { "url", "prefix", "tag" };
+    const char *kind = NULL, *val = NULL;
+    for (size_t i = 0; j && json_is_object(j) && i < 3; i++) {
+        json_t *v = json_object_get(j, kinds[i]);
+        if (v && !kind) {
+            kind = kinds[i];
+            val = json_string_value(v);
+        }
+    }
+    if (!kind || !val || !*val || json_object_size(j) != 1) {
+        json_decref(j);
+        http_reply_error(c, 400, kind ? kind : "url", "expected one of url, prefix or tag, a non-empty string");
+        return;
+    }
+    size_t n = strlen(val), purged;
+    if (kind[0] == 'u')
+        purged = gw_cstore_purge(rt->cache, val, n);
+    else if (kind[0] == 'p')
+        purged = gw_cstore_purge_prefix(rt->cache, val, n);
+    else
+        purged = gw_cstore_purge_tag(rt->cache, val, n);
+    http_audit(c, NULL, "cache purge by %s %s: %zu responses", kind, val, purged);
+    json_t *out = json_pack("{s:s,s:s,s:I}", "by", kind, "value", val, "purged", (json_int_t)purged);
+    json_decref(j);                  /* val lives in j */
+    reply_json(c, 200, out);
+}
+
 static const char *const open_paths[] = { "/health", "/metrics", NULL };
 
 static http_router *admin_router;
@@ -425,6 +491,8 @@ int gw_admin_start(gw_rt *rt, char *err, size_t errlen)
     http_route(r, "GET", "/api/v1/routes", h_routes, rt);
     http_route(r, "PUT", "/api/v1/routes", h_put_routes, rt);
     http_route(r, "GET", "/api/v1/audit", h_audit, rt);
+    http_route(r, "GET", "/api/v1/cache", h_cache, rt);
+    http_route(r, "POST", "/api/v1/cache/purge", h_cache_purge, rt);
     o.name = "gateway-admin";
     o.workers = 1;
     o.router = r;

@@ -47,6 +47,7 @@ typedef struct gw_xf {
     int      z_level;
     buf      head;        /* whole mode: the head, less Content-Length and its CRLF */
     buf      body;        /* whole mode: the identity body */
+    size_t   out_len;     /* whole mode, after the end: compressed bytes at c->out's tail */
     z_stream z;
     BrotliEncoderState *br;
     struct gw_xf *next_free;
@@ -455,5 +456,35 @@ int gw_xform_end(gw_exchange *ex)
     memmove(cl + line, cl + room_cl, got);
     out->len -= room_cl - line;
     buf_commit(out, got);
+    x->out_len = got;
     return 0;
+}
+
+uint8_t gw_xform_coding(const gw_exchange *ex)
+{
+    return ex->xf ? ex->xf->coding : GW_CODING_NONE;
+}
+
+const char *gw_xform_output(const gw_exchange *ex, size_t *n)
+{
+    const gw_xf *x = ex->xf;
+    const buf *out = &ex->c->out;
+    if (!x || !x->whole || !x->out_len || x->out_len > out->len)
+        return NULL;
+    *n = x->out_len;
+    return buf_tail(out) - x->out_len;
+}
+
+int gw_xform_end_given(gw_exchange *ex, const char *z, size_t n)
+{
+    gw_xf *x = ex->xf;
+    buf *out = &ex->c->out;
+    char num[24];
+    if (!x || !x->whole || buf_reserve(out, x->head.len + 48 + n) < 0)
+        return -1;
+    buf_append(out, buf_head(&x->head), x->head.len);
+    buf_append(out, "Content-Length: ", 16);
+    buf_append(out, num, fmt_u64(num, n));
+    buf_append(out, "\r\n\r\n", 4);
+    return buf_append(out, z, n);
 }

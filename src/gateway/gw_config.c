@@ -172,6 +172,40 @@ static const cfg_field split_fields[] = {
 };
 static const cfg_schema split_schema = { "split", split_fields, N(split_fields), NULL };
 
+static const cfg_field cache_ttl_fields[] = {
+    { .key = "match", .type = CFG_STRING, .offset = offsetof(gw_cache_ttl_cfg, match),
+      .help = "path prefix (/static/) or pattern with * (*.js, /api/*/list)" },
+    { .key = "ttl", .type = CFG_DURATION, .offset = offsetof(gw_cache_ttl_cfg, ttl_us), .def = "60s",
+      .min = 0, .max = 31536000, .help = "freshness lifetime given to a matching response that names none" },
+};
+static int cache_ttl_validate(void *obj, cfg_error *err)
+{
+    const gw_cache_ttl_cfg *t = obj;
+    if (!t->match || !t->match[0]) {
+        snprintf(err->key, sizeof err->key, "match");
+        snprintf(err->msg, sizeof err->msg, "expected a path prefix or a pattern such as *.js, got nothing");
+        return -1;
+    }
+    return 0;
+}
+static const cfg_schema cache_ttl_schema = { "cache_ttl", cache_ttl_fields, N(cache_ttl_fields),
+                                             cache_ttl_validate };
+
+static const cfg_field route_cache_fields[] = {
+    { .key = "enabled", .type = CFG_BOOL, .offset = offsetof(gw_route_cache_cfg, enabled), .def = "false",
+      .help = "serve this route's GET and HEAD responses from the shared cache (RFC 9111)" },
+    { .key = "ttl", .type = CFG_LIST, .offset = offsetof(gw_route_cache_cfg, ttl), .sub = &cache_ttl_schema,
+      .elem_size = sizeof(gw_cache_ttl_cfg), .count_offset = offsetof(gw_route_cache_cfg, nttl),
+      .help = "TTL table for responses without Cache-Control max-age/s-maxage or Expires (otherwise not cached)" },
+    { .key = "stale_while_revalidate", .type = CFG_DURATION, .offset = offsetof(gw_route_cache_cfg, swr_us),
+      .def = "0s", .max = 86400, .help = "serve a stale response this long past its lifetime while it is refreshed in the background (when the response names none)" },
+    { .key = "stale_if_error", .type = CFG_DURATION, .offset = offsetof(gw_route_cache_cfg, sie_us),
+      .def = "0s", .max = 604800, .help = "serve a stale response this long past its lifetime when the backend fails or is down (when the response names none)" },
+    { .key = "lock_timeout", .type = CFG_DURATION, .offset = offsetof(gw_route_cache_cfg, lock_timeout_us),
+      .def = "5s", .min = 0.001, .max = 600, .help = "a request coalesced behind another one's fetch of the same key waits at most this long, then goes to the backend itself" },
+};
+static const cfg_schema route_cache_schema = { "cache", route_cache_fields, N(route_cache_fields), NULL };
+
 static const cfg_field route_fields[] = {
     { .key = "prefix", .type = CFG_STRING, .offset = offsetof(gw_route_cfg, prefix), .def = "/",
       .help = "path prefix the route matches" },
@@ -192,6 +226,8 @@ static const cfg_field route_fields[] = {
       .def = "false", .help = "add HSTS, X-Content-Type-Options, X-Frame-Options, Referrer-Policy" },
     { .key = "retry_unsafe", .type = CFG_BOOL, .offset = offsetof(gw_route_cfg, retry_unsafe),
       .def = "false", .help = "also retry PUT and DELETE" },
+    { .key = "cache", .type = CFG_OBJECT, .offset = offsetof(gw_route_cfg, cache), .sub = &route_cache_schema,
+      .help = "the shared HTTP cache on this route" },
 };
 static const cfg_schema route_schema = { "route", route_fields, N(route_fields), NULL };
 
@@ -275,6 +311,12 @@ static const cfg_field gw_fields[] = {
       .def = "text/*,application/json,application/javascript,application/xml,application/problem+json,image/svg+xml",
       .env = "HSCALE_GATEWAY_COMPRESSION_TYPES",
       .help = "media types compressed (a trailing * matches a prefix)" },
+    { .key = "cache_size", .type = CFG_SIZE, .offset = offsetof(gw_config, cache_size), .def = "64MiB",
+      .env = "HSCALE_GATEWAY_CACHE_SIZE", .min = 4096, .max = 1099511627776.0,
+      .help = "memory for cached responses, all routes together (least recently used go first)" },
+    { .key = "cache_max_object", .type = CFG_SIZE, .offset = offsetof(gw_config, cache_max_object),
+      .def = "1MiB", .env = "HSCALE_GATEWAY_CACHE_MAX_OBJECT", .min = 1, .max = 1099511627776.0,
+      .help = "a response larger than this is relayed but not stored" },
     { .key = "max_clients", .type = CFG_INT, .offset = offsetof(gw_config, max_clients), .def = "20000",
       .min = 1, .max = 10000000, .help = "client connections, all workers" },
     { .key = "max_body", .type = CFG_SIZE, .offset = offsetof(gw_config, max_body), .def = "10MiB",
@@ -342,6 +384,8 @@ static int gw_validate(void *obj, cfg_error *err)
             snprintf(key, sizeof key, "rate_limits[%zu].name", i);
             return bad(err, key, "expected a class name, got %s", "nothing");
         }
+    if (c->cache_max_object > c->cache_size)
+        return bad(err, "cache_max_object", "expected at most cache_size, got %s", "more");
     for (size_t i = 0; i < c->nroutes; i++) {
         const gw_route_cfg *r = &c->routes[i];
         if (!r->prefix || r->prefix[0] != '/') {

@@ -63,6 +63,7 @@ const char *gw_ex_phase_str(gw_ex_phase p)
     case GX_HEAD:       return "head";
     case GX_ROUTE:      return "route";
     case GX_QUEUED:     return "queued";
+    case GX_CACHE_WAIT: return "cache_wait";
     case GX_CONNECTING: return "connecting";
     case GX_REQUEST:    return "request";
     case GX_RESPONSE:   return "response";
@@ -159,9 +160,50 @@ void gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer)
     ev_timer_start(w->loop, &c->timer, w->rt->cfg.client_idle_timeout_us);
 }
 
+static void ghost_start(ev_loop *loop, void *arg)
+{
+    (void)loop;
+    gw_conn_process(arg);
+}
+
+gw_conn *gw_conn_ghost(gw_worker *w, const char *head, size_t len, const gw_conn *like,
+                       struct gw_cghost *g)
+{
+    gw_conn *c = gw_conn_alloc(w);
+    if (!c)
+        return NULL;
+    c->w = w;
+    c->fd = -1;
+    c->state = GC_WAIT;
+    c->close_after = true;           /* one request */
+    c->ghost = g;
+    memcpy(c->ip, like->ip, sizeof c->ip);
+    c->ip_len = like->ip_len;
+    memcpy(c->ip_raw, like->ip_raw, sizeof c->ip_raw);
+    c->ip_raw_len = like->ip_raw_len;
+    ev_timer_init(&c->timer, conn_timeout, c);
+    gw_buf_acquire(w, &c->in);
+    if (buf_append(&c->in, head, len) < 0 || ev_post(w->loop, ghost_start, c) < 0) {
+        c->ghost = NULL;
+        gw_buf_release(w, &c->in);
+        gw_conn_free(w, c);
+        return NULL;
+    }
+    atomic_fetch_add_explicit(&w->nphase[GC_WAIT], 1, memory_order_relaxed);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    atomic_fetch_add_explicit(&w->rt->clients, 1, memory_order_relaxed);
+    metrics_add(w->rt->m_clients, 1);
+    return c;
+}
+
 static void exchange_free(gw_worker *w, gw_exchange *ex)
 {
     gw_exchange_abort(ex);
+    gw_cache_exchange_free(ex);
     atomic_fetch_sub_explicit(&w->nxphase[ex->phase], 1, memory_order_relaxed);
     gw_xform_free(w, ex);
     gw_buf_release(w, &ex->uout);
@@ -186,8 +228,12 @@ void gw_conn_close(gw_conn *c)
     if (c->pend_idx)
         w->pend[c->pend_idx - 1] = NULL;
     ev_timer_stop(w->loop, &c->timer);
-    ev_io_del(w->loop, c->fd);
-    close(c->fd);
+    if (c->fd >= 0) {
+        ev_io_del(w->loop, c->fd);
+        close(c->fd);
+    }
+    if (c->ghost)
+        gw_cache_ghost_free(c);
     gw_buf_release(w, &c->in);
     gw_buf_release(w, &c->out);
     if (c->prev)
@@ -234,7 +280,7 @@ void gw_conn_reply(gw_conn *c, int status, const char *extra_headers, const char
 bool gw_conn_defer(gw_conn *c)
 {
     gw_worker *w = c->w;
-    if (!w->defer)
+    if (!w->defer || c->fd < 0)
         return false;
     if (c->pend_idx)
         return true;
@@ -277,6 +323,10 @@ void gw_worker_flush(gw_worker *w)
 /* Writes until done or EAGAIN. Returns -1 when the connection closed. */
 int gw_conn_flush(gw_conn *c)
 {
+    if (c->fd < 0) {
+        buf_reset(&c->out);       /* a ghost (background refresh): nobody reads */
+        return 0;
+    }
     if (c->out.len && gw_conn_defer(c))
         return 0;
     while (c->out.len) {

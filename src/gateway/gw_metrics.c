@@ -10,7 +10,9 @@
  * members' own atomics at render time, from the current snapshot, so a
  * removed backend simply stops appearing. */
 #include "gateway/gw_proxy.h"
+#include "gateway/gw_cache.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,7 +115,8 @@ void gw_metrics_init(gw_rt *rt)
     /* Requests in the gateway by exchange phase (gw_ex_phase): where they
      * wait (queued, connecting, request = for the head, response). */
     metric_family *fx = metrics_family(reg, "hscale_gateway_exchanges_by_phase",
-        "Requests in the gateway by phase: head, route, queued, connecting, request, response, "
+        "Requests in the gateway by phase: head, route, queued, cache_wait, connecting, request, "
+        "response, "
         "tunnel.", METRIC_GAUGE, phase);
     static gw_phase_gauge xgauges[GX_NPHASES];
     for (int p = 0; p < GX_NPHASES; p++) {
@@ -213,9 +216,50 @@ static double m_slow(const gw_member *m, uint64_t now)
     return atomic_load(&m->slow) ? 1 : 0;
 }
 
+/* The cache's counters live in the store (shared by every worker). */
+static void cache_render(gw_rt *rt, buf *out)
+{
+    if (!rt->cache)
+        return;
+    gw_cache_stats *st = gw_cstore_stats(rt->cache);
+    uint64_t bytes, objects;
+    gw_cstore_usage(rt->cache, &bytes, &objects);
+    static const struct { const char *name, *help; size_t off; } ctr[] = {
+        { "hits", "Requests answered from the cache (fresh, or stale where allowed).",
+          offsetof(gw_cache_stats, hits) },
+        { "misses", "Cacheable requests that went to the backend (uri or vary miss, or stale to revalidate).",
+          offsetof(gw_cache_stats, misses) },
+        { "stale", "Stale responses served (stale-while-revalidate, max-stale, stale-if-error).",
+          offsetof(gw_cache_stats, stale) },
+        { "revalidations", "Conditional requests sent to revalidate a stored response.",
+          offsetof(gw_cache_stats, revalidations) },
+        { "coalesced", "Requests parked behind another request's fetch of the same key.",
+          offsetof(gw_cache_stats, coalesced) },
+        { "stores", "Responses stored.", offsetof(gw_cache_stats, stores) },
+        { "evictions", "Stored responses evicted to stay within cache_size.", offsetof(gw_cache_stats, evictions) },
+        { "purged", "Stored responses removed by a purge or an unsafe method.", offsetof(gw_cache_stats, purged) },
+        { "too_big", "Responses not stored for exceeding cache_max_object.", offsetof(gw_cache_stats, too_big) },
+        { "uncacheable", "Responses the backend marked, or left, unstorable.", offsetof(gw_cache_stats, uncacheable) },
+        { "renditions", "Compressed renditions kept with stored responses (made once, by the first hit that needed one).",
+          offsetof(gw_cache_stats, renditions) },
+    };
+    for (size_t i = 0; i < sizeof ctr / sizeof ctr[0]; i++) {
+        const _Atomic uint64_t *v = (const _Atomic uint64_t *)((const char *)st + ctr[i].off);
+        buf_printf(out, "# HELP hscale_gateway_cache_%s_total %s\n# TYPE hscale_gateway_cache_%s_total counter\n"
+                   "hscale_gateway_cache_%s_total %llu\n", ctr[i].name, ctr[i].help, ctr[i].name,
+                   ctr[i].name, (unsigned long long)atomic_load(v));
+    }
+    buf_printf(out, "# HELP hscale_gateway_cache_bytes Bytes held by stored responses (cache_size bounds it).\n"
+               "# TYPE hscale_gateway_cache_bytes gauge\nhscale_gateway_cache_bytes %llu\n"
+               "# HELP hscale_gateway_cache_objects Stored responses (variants counted apart).\n"
+               "# TYPE hscale_gateway_cache_objects gauge\nhscale_gateway_cache_objects %llu\n",
+               (unsigned long long)bytes, (unsigned long long)objects);
+}
+
 void gw_metrics_render(gw_rt *rt, buf *out)
 {
     metrics_render(rt->reg, out, true);
+    cache_render(rt, out);
     /* Readers outside the workers hold the snapshot under the edit lock so
      * no publish retires it while it is being read. */
     pthread_mutex_lock(&rt->edit_lock);

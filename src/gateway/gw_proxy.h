@@ -58,6 +58,7 @@ typedef struct gw_drain {
 } gw_drain;
 
 typedef struct http_server http_server;
+typedef struct gw_cstore gw_cstore;
 
 typedef struct gw_rt {
     gw_rcu            rcu;
@@ -80,6 +81,7 @@ typedef struct gw_rt {
     sock_addr         listen;
     gw_drain         *drains;         /* under edit_lock */
     http_server      *admin;
+    gw_cstore        *cache;          /* the shared HTTP cache (gw_cache.c); NULL: no route caches */
     pthread_t         health_th;
     _Atomic bool      health_stop;
     bool              health_started;
@@ -116,6 +118,12 @@ typedef enum gw_ex_phase {
      * queue (qprev/qnext); ex->timer is the queue deadline. No member, no
      * upstream. */
     GX_QUEUED,
+    /* Parked on another request's fetch of the same cache key (gw_cache.c):
+     * ex->cx->wait is linked on the key's object in the store and
+     * ex->cx->timer is the lock_timeout. No member, no upstream. Woken
+     * through this worker's loop when the fetch ends: served from the cache
+     * or routed (ROUTE). */
+    GX_CACHE_WAIT,
     /* ex->m pinned and counted in m->inflight; ex->ufd is connecting (and,
      * for an https pool, then handshaking: ex->utls); uout holds the
      * rewritten head; ex->timer is the connect timeout. */
@@ -178,6 +186,7 @@ typedef struct gw_exchange {
     uint8_t      ae;             /* best coding the request accepts (GW_CODING_*) */
     bool         vary;           /* the response varies by Accept-Encoding */
     struct gw_xf *xf;            /* compressing this response; NULL: relayed as is */
+    struct gw_cx *cx;            /* the cache's state of this request (gw_cache.c); NULL: none */
     uint8_t      attempts;
     uint8_t      last_fail;      /* 1 + gw_fail_kind of the last failed attempt; 0: none */
     gw_member   *tried[4];       /* not pinned: compared by address only */
@@ -273,6 +282,9 @@ struct gw_conn {
     gw_exchange *ex;
     unsigned     pend_idx;       /* 1 + slot in w->pend while output waits; 0 if none */
     gw_conn     *prev, *next;    /* worker's connection list */
+    /* A background refresh of the cache (gw_cache_refresh): no socket
+     * (fd -1), output discarded, one request then closed. */
+    struct gw_cghost *ghost;
 };
 
 struct gw_worker {
@@ -318,6 +330,8 @@ struct gw_worker {
     bool          draining;      /* SIGTERM: listener closed */
     _Atomic uint32_t nphase[GC_NPHASES];   /* open connections by phase (read by the admin thread) */
     _Atomic uint32_t nxphase[GX_NPHASES];  /* live exchanges by phase (likewise) */
+    struct gw_cx *free_cx;       /* cache request states for reuse (gw_cache.c) */
+    unsigned      nfree_cx;
     struct gw_xf *free_xf;       /* compressor states for reuse (gw_compress.c) */
     unsigned      nfree_xf, low_free_xf;   /* low_free_xf: low-water mark this gc interval */
     bool          stopping_xf;
@@ -359,6 +373,10 @@ uint32_t gw_rt_ex_phase_count(gw_rt *rt, gw_ex_phase p);
 /* Open client connections in phase p, all workers (any thread). */
 uint32_t gw_rt_phase_count(gw_rt *rt, gw_conn_phase p);
 void  gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer);
+/* A connection without a socket that runs `head` (a GET) once and discards
+ * the answer (gw_cache_refresh); processed at the loop's next iteration. */
+gw_conn *gw_conn_ghost(gw_worker *w, const char *head, size_t len, const gw_conn *like,
+                       struct gw_cghost *g);
 /* Frees the connection. Only the top of an event (conn or upstream
  * callback, timer) closes: everything below sets c->dead or GC_CLOSING and
  * returns, so no frame ever holds a freed connection. */
@@ -390,6 +408,9 @@ void  gw_conn_rx_done(gw_conn *c, int res, size_t room);
 /* Routes, picks and starts the first attempt for c->ex. Answers locally
  * (404, 429, 503) when it cannot. */
 void  gw_exchange_start(gw_conn *c);
+/* Past routing and the cache: takes the retry budget and starts the first
+ * attempt (also for a request the cache parked, once it resumes). */
+void  gw_exchange_forward(gw_exchange *ex);
 /* More request body bytes may be in c->in. */
 void  gw_exchange_pump_body(gw_exchange *ex);
 /* Writes the request bytes waiting for the upstream. */
@@ -482,10 +503,51 @@ const char *gw_xform_coding_str(const gw_exchange *ex);
 /* Body bytes in order, then the end; -1 on an encoder failure. */
 int   gw_xform_body(gw_exchange *ex, const char *p, size_t n);
 int   gw_xform_end(gw_exchange *ex);
+/* The coding of the active transform (GW_CODING_NONE: none). */
+uint8_t gw_xform_coding(const gw_exchange *ex);
+/* Whole mode, right after gw_xform_end: the compressed body it wrote (the
+ * tail of c->out), for the cache to keep; NULL otherwise. */
+const char *gw_xform_output(const gw_exchange *ex, size_t *n);
+/* Whole mode: ends with a body compressed before (a cached rendition)
+ * instead of what gw_xform_body gathered. */
+int   gw_xform_end_given(gw_exchange *ex, const char *z, size_t n);
 void  gw_xform_free(gw_worker *w, gw_exchange *ex);
 void  gw_xform_worker_free(gw_worker *w);
 /* gc_tick: gives back a compressor state unused for a whole interval. */
 void  gw_xform_gc(gw_worker *w);
+
+/* gw_cache.c: the shared HTTP cache (RFC 9111) on the request path. */
+typedef enum { GW_CACHE_FORWARD, GW_CACHE_DONE, GW_CACHE_PARKED } gw_cache_step;
+/* After routing: answers from the cache (DONE, the request is ended),
+ * parks the request behind another one's fetch (PARKED, GX_CACHE_WAIT), or
+ * lets it go to the backend (FORWARD), set up to fill or revalidate. */
+gw_cache_step gw_cache_request(gw_exchange *ex, const gw_route_cache_cfg *rc);
+/* Request head rewriting for a fill: drops the client's If-None-Match and
+ * If-Modified-Since, adds the stored response's validators. */
+bool  gw_cache_skip_request_header(const gw_exchange *ex, const char *head, const http_header *h);
+void  gw_cache_request_headers(gw_exchange *ex, buf *out);
+/* Response head: Age and Cache-Status (RFC 9211). */
+void  gw_cache_response_headers(gw_exchange *ex, buf *out);
+/* The response head came (before it is relayed). TAKEN: the cache answers
+ * instead (a 304 that refreshed the stored response, or stale-if-error on
+ * a 5xx): the caller drops the backend's response and calls
+ * gw_cache_answer. */
+typedef enum { GW_CH_RELAY, GW_CH_TAKEN } gw_cache_head;
+gw_cache_head gw_cache_on_head(gw_exchange *ex, const char *head, size_t head_len);
+bool  gw_cache_answer(gw_exchange *ex);
+/* Body bytes (identity, dechunked) and the end: stores a captured response. */
+void  gw_cache_on_body(gw_exchange *ex, const char *p, size_t n);
+void  gw_cache_on_end(gw_exchange *ex, bool complete);
+/* The attempt failed with nothing sent: answers stale-if-error when it may. */
+bool  gw_cache_on_fail(gw_exchange *ex);
+/* stale-while-revalidate: refreshes v's key in the background (a ghost
+ * connection on this worker), unless a fetch of the key is running. */
+struct gw_cvar;
+void  gw_cache_refresh(gw_exchange *ex, struct gw_cvar *v);
+void  gw_cache_exchange_free(gw_exchange *ex);
+void  gw_cache_ghost_free(gw_conn *c);
+void  gw_cache_worker_free(gw_worker *w);
+const char *gw_cache_phase_str(const gw_exchange *ex);
 
 /* gw_rewrite.c */
 /* Appends the upstream request head for ex (hop-by-hop removed, forwarding

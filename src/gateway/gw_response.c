@@ -64,6 +64,8 @@ static void observe_latency(gw_exchange *ex, uint64_t now)
  * active, else as they came. */
 static void relay(gw_exchange *ex, const char *p, size_t n)
 {
+    if (ex->cx)
+        gw_cache_on_body(ex, p, n);
     if (!ex->xf) {
         buf_append(&ex->c->out, p, n);
         return;
@@ -76,7 +78,11 @@ static void relay(gw_exchange *ex, const char *p, size_t n)
 
 static void relay_chunk(void *arg, const char *p, size_t n)
 {
-    relay(arg, p, n);
+    gw_exchange *ex = arg;
+    if (ex->xf)
+        relay(ex, p, n);
+    else
+        gw_cache_on_body(ex, p, n);     /* the chunks themselves go on verbatim */
 }
 
 /* Forwards response body bytes from uin to the client. True when done. */
@@ -101,7 +107,7 @@ static bool forward_body_raw(gw_exchange *ex)
         /* Compressing: the payload goes through the chain (which frames
          * its own output); else the chunks go on verbatim. */
         long used = http_chunked_feed(&ex->resp_chunk, buf_head(&ex->uin), ex->uin.len,
-                                      ex->xf ? relay_chunk : NULL, ex);
+                                      ex->xf || ex->cx ? relay_chunk : NULL, ex);
         if (used < 0) {
             c->dead = true;        /* framing broke mid-body */
             ex->up_close = true;
@@ -194,6 +200,20 @@ void gw_response_process(gw_exchange *ex)
                 max_age = pc->sticky_max_age_us;
             }
         }
+        if (ex->cx && gw_cache_on_head(ex, buf_head(&ex->uin), (size_t)r) == GW_CH_TAKEN) {
+            /* The cache answers (a refreshing 304, or stale-if-error): the
+             * backend's response is dropped, its connection with it unless
+             * nothing follows the head. */
+            buf_consume(&ex->uin, (size_t)r);
+            if (ex->resp_body != HTTP_BODY_NONE || ex->uin.len)
+                ex->up_close = true;
+            finish_upstream(ex);
+            if (!gw_cache_answer(ex)) {
+                gw_conn_reply(c, 502, NULL, "{\"error\":\"cache refresh failed\",\"status\":502}");
+                gw_conn_request_done(c, 5);
+            }
+            return;
+        }
         gw_buf_acquire(w, &c->out);
         if (switching)
             c->close_after = false;     /* the 101 says Connection: Upgrade */
@@ -212,6 +232,8 @@ void gw_response_process(gw_exchange *ex)
         gw_arm_try_timer(ex, rt->cfg.try_timeout_us);
     }
     if (forward_body(ex)) {
+        if (ex->cx)
+            gw_cache_on_end(ex, !c->dead);
         if (ex->uin.len)
             ex->up_close = true;        /* bytes past the response: never reuse */
         finish_upstream(ex);

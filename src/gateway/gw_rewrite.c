@@ -107,6 +107,8 @@ int gw_rewrite_request(gw_exchange *ex, const char *head, buf *out)
             continue;
         if (n.len == 12 && NAME_IS(head, n, "x-request-id"))
             has_rid = true;
+        if (ex->cx && gw_cache_skip_request_header(ex, head, h))
+            continue;
         append_header_span(out, head, h);
     }
     if (ex->upgrade) {
@@ -143,6 +145,8 @@ int gw_rewrite_request(gw_exchange *ex, const char *head, buf *out)
         buf_append(out, id, 16);
         buf_append(out, "\r\n", 2);
     }
+    if (ex->cx)
+        gw_cache_request_headers(ex, out);
     return buf_append(out, "\r\n", 2);
 }
 
@@ -209,6 +213,8 @@ int gw_rewrite_response(gw_exchange *ex, const char *head, buf *out,
     }
     if (ex->security_headers)
         buf_append(out, security_block, sizeof security_block - 1);
+    if (ex->cx)
+        gw_cache_response_headers(ex, out);
     const http_header *up;
     if (r->status == 101 && ex->upgrade && (up = http_find_header(head, &r->h, "upgrade"))) {
         buf_append_str(out, "Connection: Upgrade\r\nUpgrade: ");

@@ -29,6 +29,7 @@ typedef struct gw_route {
     int       rl_class;           /* index into snap->rl, -1: none */
     bool      security_headers;
     bool      retry_unsafe;
+    const gw_route_cache_cfg *cache;   /* into the snapshot's cfg; NULL: not cached */
 } gw_route;
 
 typedef struct gw_snap {

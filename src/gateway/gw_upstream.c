@@ -55,6 +55,8 @@ gw_pool *gw_exchange_pool(gw_exchange *ex, const gw_snap *s, const gw_pool_cfg *
 static void local_reply(gw_exchange *ex, int status, const char *headers, const char *json)
 {
     gw_conn *c = ex->c;
+    if (status >= 500 && ex->cx && gw_cache_on_fail(ex))
+        return;                  /* stale-if-error: the stored response instead */
     /* An unread request body leaves no trusted boundary: close after. */
     if (!ex->req_body_done)
         c->close_after = true;
@@ -454,7 +456,14 @@ void gw_exchange_start(gw_conn *c)
     ex->retryable = gw_method_retryable(r, req->method)
                     && (req->h.body == HTTP_BODY_NONE
                         || (req->h.body == HTTP_BODY_LENGTH && req->h.content_length <= GW_BODY_RETRY_MAX));
-    gw_retry_request_begin(&rt->budget);
+    if (r->cache && gw_cache_request(ex, r->cache) != GW_CACHE_FORWARD)
+        return;                      /* answered from the cache, or parked behind a fetch */
+    gw_exchange_forward(ex);
+}
+
+void gw_exchange_forward(gw_exchange *ex)
+{
+    gw_retry_request_begin(&ex_worker(ex)->rt->budget);
     ex->counted = true;
     attempt(ex);
 }
@@ -529,6 +538,8 @@ void gw_attempt_failed(gw_exchange *ex, enum gw_fail_kind kind)
         ex->c->dead = true;      /* a response was cut short: nothing honest to add */
         return;
     }
+    if (gw_cache_on_fail(ex))
+        return;                  /* stale-if-error: the stored response instead */
     local_reply(ex, kind == GW_FAIL_TIMEOUT ? 504 : 502, NULL, fail_msgs[kind]);
 }
 

@@ -409,6 +409,7 @@ static void *worker_main(void *arg)
     while (w->conns)
         gw_conn_close(w->conns);
     gw_xform_worker_free(w);
+    gw_cache_worker_free(w);
     gw_io_free(w);
     gw_rcu_quiescent(&rt->rcu, w->id);
     return NULL;

@@ -455,7 +455,8 @@ gateway:
     def phases():
         return requests.get(gw.admin_url("/health")).json()["exchanges_by_phase"]
 
-    assert set(phases()) == {"head", "route", "queued", "connecting", "request", "response", "tunnel"}
+    assert set(phases()) == {"head", "route", "queued", "cache_wait", "connecting", "request", "response",
+                             "tunnel"}
     with cf.ThreadPoolExecutor(2) as ex:
         futs = [ex.submit(requests.get, gw.url("/slow?ms=1500"), timeout=10) for _ in range(2)]
         wait_until(lambda: phases()["request"] == 1 and phases()["queued"] == 1, 5,

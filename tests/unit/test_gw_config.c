@@ -218,3 +218,54 @@ Test(gw_config, resilience_defaults)
     expect_error("try_timeout_factor: -1\n", "try_timeout_factor", "");
     expect_error("try_timeout_min: soon\n", "try_timeout_min", "");
 }
+
+Test(gw_config, cache_keys_defaults_and_errors)
+{
+    const char *doc =
+        "cache_size: 8MiB\n"
+        "pools: [{name: p, backends: [{address: '127.0.0.1:9001'}]}]\n"
+        "routes:\n"
+        "  - prefix: /\n"
+        "    pool: p\n"
+        "    cache:\n"
+        "      enabled: true\n"
+        "      ttl: [{match: '*.js', ttl: 24h}, {match: /static/}]\n"
+        "      stale_if_error: 5m\n";
+    gw_config c;
+    cfg_error err;
+    char msg[512];
+    int rc = load(&c, doc, &err);
+    cfg_error_format(&err, msg, sizeof msg);
+    cr_assert_eq(rc, 0, "%s", msg);
+    cr_assert_eq(c.cache_size, 8u << 20);
+    cr_assert_eq(c.cache_max_object, 1u << 20);
+    const gw_route_cache_cfg *rc0 = &c.routes[0].cache;
+    cr_assert(rc0->enabled);
+    cr_assert_eq(rc0->nttl, 2);
+    cr_assert_eq(rc0->ttl[0].ttl_us, 86400ull * 1000000u);
+    cr_assert_eq(rc0->ttl[1].ttl_us, 60ull * 1000000u);       /* default TTL */
+    cr_assert_eq(rc0->sie_us, 300ull * 1000000u);
+    cr_assert_eq(rc0->swr_us, 0);
+    cr_assert_eq(rc0->lock_timeout_us, 5ull * 1000000u);
+    cfg_free(&gw_config_schema, &c);
+
+    rc = load(&c, "routes: [{prefix: /, pool: p, cache: {ttl: [{ttl: 1s}]}}]\n"
+                  "pools: [{name: p, backends: [{address: '127.0.0.1:9001'}]}]\n", &err);
+    cfg_error_format(&err, msg, sizeof msg);
+    cr_assert_eq(rc, -1);
+    cr_assert(strstr(msg, "routes[0].cache.ttl[0].match"), "%s", msg);
+    cfg_free(&gw_config_schema, &c);
+
+    rc = load(&c, "cache_size: 1MiB\ncache_max_object: 2MiB\n", &err);
+    cfg_error_format(&err, msg, sizeof msg);
+    cr_assert_eq(rc, -1);
+    cr_assert(strstr(msg, "cache_max_object"), "%s", msg);
+    cfg_free(&gw_config_schema, &c);
+
+    rc = load(&c, "routes: [{prefix: /, pool: p, cache: {lock_timeout: 0s}}]\n"
+                  "pools: [{name: p, backends: [{address: '127.0.0.1:9001'}]}]\n", &err);
+    cfg_error_format(&err, msg, sizeof msg);
+    cr_assert_eq(rc, -1);
+    cr_assert(strstr(msg, "lock_timeout"), "%s", msg);
+    cfg_free(&gw_config_schema, &c);
+}
