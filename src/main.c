@@ -20,6 +20,7 @@ static const cmd commands[] = {
     {"control", "run the control plane (autoscaler, deploys, API)",    cmd_control},
     {"bench",   "generate load with SLO thresholds",                   cmd_bench},
     {"status",  "show instances and scaling events",                   cmd_status},
+    {"shards",  "shard statistics, health and rebalance check",        cmd_shards},
     {"deploy",  "roll out a new version (rolling, blue-green, canary)", cmd_deploy},
     {"plan",    "capacity planning from figures or a bench report",     cmd_plan},
     {"doctor",  "check the fleet: instances, gateway, database, Prometheus", cmd_doctor},

@@ -35,6 +35,7 @@ void app_reply_store_error(http_ctx *c, const st_err *e)
     switch (e->code) {
     case ST_EUNAVAIL:
     case ST_ETIMEOUT:
+    case ST_EFENCED:     /* the shard map did not settle within fence_wait */
         http_ctx_add_header(c, "Retry-After", "1");
         http_reply_error(c, 503, NULL, "database unavailable: %s", e->msg);
         break;
@@ -473,6 +474,7 @@ int app_run(const app_opts *o, char *err, size_t errlen)
     http_route(r, "GET", "/cases/{id}", h_case_get, &a);
     http_route(r, "GET", "/users/{id}", h_user_get, &a);
     app_routes_write(r, &a);
+    app_routes_admin(r, &a);
 
     so.name = "app";
     so.workers = (unsigned)cfg.workers;

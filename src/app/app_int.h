@@ -89,5 +89,7 @@ int  app_reload(app *a, const app_config *running);
 /* Registers the list and write routes (app_write.c, app_users.c). */
 void app_routes_write(http_router *r, app *a);
 void app_routes_users(http_router *r, app *a);
+/* /admin/shardmap and /admin/reshard... (app_admin.c). */
+void app_routes_admin(http_router *r, app *a);
 
 #endif

@@ -28,6 +28,7 @@ int cmd_down(int argc, char **argv);
 int cmd_control(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_shards(int argc, char **argv);
 int cmd_deploy(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);

@@ -79,6 +79,8 @@ typedef struct ctl_config {
     char    *listen;           /* scaling API listener */
     char    *token;            /* admin bearer token for the API (NULL: open) */
     char    *read_token;       /* read-only bearer token (status, history) */
+    char    *app_admin_token;  /* bearer token of the instances' /admin paths */
+    double   shard_rebalance_threshold;  /* rebalance-check: share deviation flagged */
     char    *token_file;       /* files the tokens are read from (validate) */
     char    *read_token_file;
     char    *gateway_token_file;

@@ -223,6 +223,7 @@ int ctl_api_service_router(ctl_api *a)
         || http_route(r, "GET", "/api/v1/instances", h_instances, a) < 0
         || http_route(r, "POST", "/api/v1/scaling/desired", h_desired, a) < 0
         || ctl_deploy_routes(r, a->mgr, a->c) < 0
+        || ctl_shards_routes(r, a) < 0
         || (a->hooks && a->hooks->routes && a->hooks->routes(a->hooks->arg, r) < 0)) {
         http_router_free(r);
         return -1;

@@ -151,6 +151,13 @@ static const cfg_field ctl_fields[] = {
       .help = "read-only bearer token: status, metrics, history, dashboard (needs token)" },
     { .key = "read_token_file", .type = CFG_STRING, .offset = offsetof(ctl_config, read_token_file),
       .env = "HSCALE_CONTROL_READ_TOKEN_FILE", .help = "file holding the read-only token" },
+    { .key = "app_admin_token", .type = CFG_STRING, .offset = offsetof(ctl_config, app_admin_token),
+      .env = "HSCALE_APP_ADMIN_TOKEN",
+      .help = "bearer token the instances' /admin paths want (app.admin_token): shard map, resharding" },
+    { .key = "shard_rebalance_threshold", .type = CFG_DOUBLE,
+      .offset = offsetof(ctl_config, shard_rebalance_threshold), .def = "0.2", .min = 0.01,
+      .max = 10, .help = "rebalance-check flags a shard whose rows are more than this fraction"
+      " over or under its weight's share" },
     { .key = "allowed_hosts", .type = CFG_STRLIST, .offset = offsetof(ctl_config, allowed_hosts),
       .count_offset = offsetof(ctl_config, nallowed_hosts), .env = "HSCALE_CONTROL_ALLOWED_HOSTS",
       .help = "Host names the API answers besides IP addresses and localhost (DNS-rebinding guard)" },

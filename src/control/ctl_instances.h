@@ -238,6 +238,8 @@ bool         ctl_api_authorized(http_ctx *c, const ctl_config *cfg, http_role ne
  * audit ring (GET /api/v1/audit) and, through hooks->audit, the scaling
  * history. */
 void         ctl_api_audit(http_ctx *c, const ctl_hooks *hooks, const char *what);
+/* The shard management paths /api/v1/scaling/shards/... (ctl_shards.c). */
+int          ctl_shards_routes(http_router *r, ctl_api *a);
 /* Builds a->router (the service's own paths); -1 when out of memory or a
  * hook's routes fail. */
 int          ctl_api_service_router(ctl_api *a);

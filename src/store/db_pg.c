@@ -122,6 +122,8 @@ static st_code pg_code(PGconn *pg, const PGresult *res)
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     if (!state)
         return ST_EUNAVAIL;
+    if (!strcmp(state, "HSF01"))      /* a fence trigger: stale shard map */
+        return ST_EFENCED;
     if (!strncmp(state, "23", 2))
         return ST_ECONFLICT;
     if (!strncmp(state, "08", 2) || !strncmp(state, "57P", 3) || !strncmp(state, "53", 2) ||
@@ -284,11 +286,21 @@ static int pg_lag(void *h, double *lag_s, st_err *err)
     return 0;
 }
 
+/* Session setting read by the fence trigger function (schema v2). */
+static int pg_set_version(void *h, int64_t v, st_err *err)
+{
+    char num[24];
+    snprintf(num, sizeof num, "%lld", (long long)v);
+    st_val p = st_text(num);
+    return pg_exec(h, "SELECT set_config('hscale.map_version', ?, false)", &p, 1, NULL, err);
+}
+
 const st_driver st_driver_pg = {
     .name = "postgresql",
     .open = pg_open,
     .close = pg_close,
     .exec = pg_exec,
     .lag = pg_lag,
+    .set_version = pg_set_version,
     .id_type = "BIGINT",
 };

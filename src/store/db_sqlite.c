@@ -28,6 +28,7 @@ typedef struct sq_stmt {
 
 typedef struct sq_conn {
     sqlite3 *db;
+    int64_t  map_version;   /* what hscale_map_version() answers (fence triggers) */
     size_t   nstmts;
     sq_stmt  stmts[SQ_STMTS];
 } sq_conn;
@@ -50,6 +51,32 @@ static st_code sq_code(int rc)
     case SQLITE_NOMEM: return ST_ENOMEM;
     default: return ST_EQUERY;
     }
+}
+
+/* A fence trigger's RAISE(ABORT, 'hscale_fenced...') arrives as a
+ * constraint failure; it is a stale map, not a conflict. */
+static st_code sq_code_of(sqlite3 *db, int rc)
+{
+    if ((rc & 0xff) == SQLITE_CONSTRAINT && !strncmp(sqlite3_errmsg(db), "hscale_fenced", 13))
+        return ST_EFENCED;
+    return sq_code(rc);
+}
+
+/* hscale_map_version(): the shard-map version of this connection's
+ * instance, for the fence triggers (schema v2). */
+static void sq_fn_map_version(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    (void)argv;
+    const sq_conn *c = sqlite3_user_data(ctx);
+    sqlite3_result_int64(ctx, c->map_version);
+}
+
+static int sq_set_version(void *h, int64_t v, st_err *err)
+{
+    (void)err;
+    ((sq_conn *)h)->map_version = v;
+    return 0;
 }
 
 static int sq_mkdirs(const char *path)
@@ -122,6 +149,9 @@ static int sq_open(const char *url, void **out, st_err *err)
         return -1;
     }
     sqlite3_busy_timeout(c->db, SQ_BUSY_MS);
+    /* INNOCUOUS: usable from triggers even with trusted_schema off. */
+    sqlite3_create_function(c->db, "hscale_map_version", 0, SQLITE_UTF8 | SQLITE_INNOCUOUS, c,
+                            sq_fn_map_version, NULL, NULL);
     char *msg = NULL;
     rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                              " PRAGMA foreign_keys=ON;", NULL, NULL, &msg);
@@ -233,7 +263,7 @@ static int sq_exec(void *h, const char *sql, const st_val *p, size_t n, st_res *
             break;
     }
     if (rc != SQLITE_DONE) {
-        st_fail(err, sq_code(rc), "sqlite: %s", sqlite3_errmsg(c->db));
+        st_fail(err, sq_code_of(c->db, rc), "sqlite: %s", sqlite3_errmsg(c->db));
         st_res_free(r);
         goto fail;
     }
@@ -256,5 +286,6 @@ const st_driver st_driver_sqlite = {
     .close = sq_close,
     .exec = sq_exec,
     .lag = NULL,
+    .set_version = sq_set_version,
     .id_type = "INTEGER",
 };

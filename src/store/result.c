@@ -29,7 +29,7 @@ struct st_res {
 };
 
 static const char *const code_names[] = {
-    "ok", "invalid", "query", "conflict", "timeout", "unavailable", "nomem",
+    "ok", "invalid", "query", "conflict", "timeout", "unavailable", "nomem", "fenced",
 };
 
 const char *st_code_name(st_code c)

@@ -67,8 +67,11 @@ static const char *const v1[] = {
     NULL,
 };
 
+static const char *const v2[] = { NULL };   /* st_fence_migrate (fence.c) */
+
 static const st_migration migrations[] = {
     { 1, v1 },
+    { 2, v2 },
 };
 
 static int run_stmt(st_conn *c, const char *tmpl, st_err *err)
@@ -117,6 +120,8 @@ int st_schema_migrate(st_conn *c, st_err *err)
             if (run_stmt(c, *s, err) < 0)
                 goto rollback;
         }
+        if (mg->version == 2 && st_fence_migrate(c, err) < 0)
+            goto rollback;
         char now[32];
         time_t t = time(NULL);
         struct tm tm;

@@ -87,12 +87,31 @@ static st_node *pick_replica(st_store *s, st_shard *sh)
     return st_replica_pick(s, sh);
 }
 
-static int node_exec(st_node *n, const char *sql, const st_val *p, size_t np,
+/* The connection carries this instance's map version to the fence
+ * triggers; it is set again only when the map changed since. */
+static int conn_sync_version(st_store *s, st_conn *c, st_err *err)
+{
+    int64_t v = s->map_version;
+    if (c->map_version == v || !c->drv->set_version)
+        return 0;
+    if (c->drv->set_version(c->h, v, err) < 0) {
+        c->broken = err && err->code == ST_EUNAVAIL;
+        return -1;
+    }
+    c->map_version = v;
+    return 0;
+}
+
+static int node_exec(st_store *s, st_node *n, const char *sql, const st_val *p, size_t np,
                      st_res **out, st_err *err)
 {
     st_conn *c = st_pool_acquire(n->pool, err);
     if (!c)
         return -1;
+    if (!n->is_replica && conn_sync_version(s, c, err) < 0) {
+        st_pool_release(n->pool, c, false);
+        return -1;
+    }
     n->inflight++;
     int rc = st_conn_exec(c, sql, p, np, out, err);
     n->inflight--;
@@ -102,13 +121,13 @@ static int node_exec(st_node *n, const char *sql, const st_val *p, size_t np,
 
 /* The primary, unless the probe found it down: then fail at once rather
  * than make every request wait for a connect timeout. */
-static int primary_exec(st_shard *sh, const char *sql, const st_val *p, size_t np,
+static int primary_exec(st_store *s, st_shard *sh, const char *sql, const st_val *p, size_t np,
                         st_res **out, st_err *err)
 {
     if (!sh->primary.healthy)
         return st_fail(err, ST_EUNAVAIL, "shard %s: primary %s is down", sh->name,
                        sh->primary.url_safe);
-    return node_exec(&sh->primary, sql, p, np, out, err);
+    return node_exec(s, &sh->primary, sql, p, np, out, err);
 }
 
 static int shard_exec(st_store *s, st_shard *sh, st_intent intent, bool primary_only,
@@ -125,7 +144,7 @@ static int shard_exec(st_store *s, st_shard *sh, st_intent intent, bool primary_
         primary_only = false;
     st_node *rep = intent == ST_READ && !primary_only ? pick_replica(s, sh) : NULL;
     if (rep) {
-        rc = node_exec(rep, sql, p, np, out, err);
+        rc = node_exec(s, rep, sql, p, np, out, err);
         if (rc < 0 && (err->code == ST_EUNAVAIL || err->code == ST_ETIMEOUT)) {
             if (err->code == ST_EUNAVAIL) {
                 rep->healthy = false;
@@ -133,22 +152,22 @@ static int shard_exec(st_store *s, st_shard *sh, st_intent intent, bool primary_
             }
             log_warn("store: shard %s replica %s: %s; reading from the primary",
                      sh->name, rep->url_safe, err->msg);
-            rc = primary_exec(sh, sql, p, np, out, err);
+            rc = primary_exec(s, sh, sql, p, np, out, err);
         }
     } else {
-        rc = primary_exec(sh, sql, p, np, out, err);
+        rc = primary_exec(s, sh, sql, p, np, out, err);
         /* A read on a connection the server dropped (restart) is safe to
          * repeat once on a fresh one; a write's outcome is unknown. */
         if (rc < 0 && err->code == ST_EUNAVAIL && sh->primary.healthy) {
             st_pool_drop_idle(sh->primary.pool);
             if (intent == ST_READ)
-                rc = primary_exec(sh, sql, p, np, out, err);
+                rc = primary_exec(s, sh, sql, p, np, out, err);
         }
         /* The primary is gone before the probe noticed: a replica, even a
          * little behind, beats an error for a read. */
         if (rc < 0 && intent == ST_READ && err->code == ST_EUNAVAIL &&
             (rep = pick_replica(s, sh)) != NULL)
-            rc = node_exec(rep, sql, p, np, out, err);
+            rc = node_exec(s, rep, sql, p, np, out, err);
     }
     st_replica_put(sh, rep);      /* the one replica either branch picked, if any */
     st_stats_record(s, sh, st_now_us() - t0, rc == 0);
@@ -166,19 +185,75 @@ static st_shard *user_shard(st_store *s, int64_t user_id, st_err *err)
     return &s->shards[i];
 }
 
+/* A write the shard fenced (this map is older than the shard's): adopt
+ * the newest map and try again on the user's owner under it. While a
+ * cutover is under way the map is not published yet: wait a little and
+ * retry, for at most fence_wait (the pause is meant to last well under a
+ * second). A fenced write changed nothing, so repeating it is safe. */
+static bool fenced_retry(st_store *s, uint64_t deadline, int attempt)
+{
+    if (st_now_us() >= deadline)
+        return false;
+    if (st_store_map_refresh(s, NULL) != 1) {
+        struct timespec ts = { 0, (attempt < 5 ? 5 : 20) * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
+/* A write that matched no row fires no row trigger, so the fence cannot
+ * refuse it: an UPDATE or DELETE of a user moved away (and cleaned up)
+ * would quietly find nothing on its old shard. Such a result is checked
+ * against the shard's min_version: if this map is older, it is treated as
+ * fenced. Cleanup only runs after min_version is raised, so a stale
+ * "nothing there" cannot slip through; redoing a write that changed
+ * nothing is harmless. */
+static bool empty_write_is_stale(st_store *s, st_shard *sh, const st_res *r)
+{
+    if (!r || st_res_rows(r) || st_res_changes(r))
+        return false;
+    st_res *f = NULL;
+    if (primary_exec(s, sh, "SELECT min_version FROM hscale_fence WHERE id = 1", NULL, 0, &f,
+                     NULL) < 0)
+        return false;
+    bool stale = st_res_rows(f) && st_res_int(f, 0, 0) > s->map_version;
+    st_res_free(f);
+    return stale;
+}
+
 int st_query(st_store *s, int64_t user_id, st_intent intent, const char *sql,
              const st_val *params, size_t n, st_res **out, st_err *err)
 {
+    st_err local;
     if (out)
         *out = NULL;
-    st_shard *sh = user_shard(s, user_id, err);
-    if (!sh)
-        return -1;
-    bool primary = intent == ST_WRITE || recent_writer(s, user_id);
-    int rc = shard_exec(s, sh, intent, primary, sql, params, n, out, err);
-    if (intent == ST_WRITE)
-        st_note_write(s, user_id);   /* also on failure: the outcome may be unknown */
-    return rc;
+    if (!err)
+        err = &local;
+    uint64_t deadline = 0;
+    for (int attempt = 0; ; attempt++) {
+        st_shard *sh = user_shard(s, user_id, err);
+        if (!sh)
+            return -1;
+        /* Just after a map change a moved user's rows may not have reached
+         * the new owner's replicas yet: read primaries for max_lag. */
+        bool primary = intent == ST_WRITE || recent_writer(s, user_id) ||
+                       st_now_us() - s->map_changed_us < s->max_lag;
+        int rc = shard_exec(s, sh, intent, primary, sql, params, n, out, err);
+        if (intent == ST_WRITE)
+            st_note_write(s, user_id);   /* also on failure: the outcome may be unknown */
+        if (rc == 0 && intent == ST_WRITE && out && empty_write_is_stale(s, sh, *out)) {
+            st_res_free(*out);
+            *out = NULL;
+            rc = st_fail(err, ST_EFENCED, "shard %s: nothing matched under a stale shard map"
+                         " (v%lld)", sh->name, (long long)s->map_version);
+        }
+        if (rc == 0 || err->code != ST_EFENCED)
+            return rc;
+        if (!deadline)
+            deadline = st_now_us() + s->fence_wait;
+        if (!fenced_retry(s, deadline, attempt))
+            return rc;
+    }
 }
 
 int st_query_shard(st_store *s, int shard, st_intent intent, const char *sql,
@@ -216,28 +291,29 @@ int st_query_all(st_store *s, st_intent intent, const char *sql,
 {
     if (out)
         *out = NULL;
-    if (s->nshards == 1)
+    int ns = s->nshards;    /* a shard added meanwhile joins the next call */
+    if (ns == 1)
         return shard_exec(s, &s->shards[0], intent, false, sql, params, n, out, err);
-    fan_job *jobs = calloc((size_t)s->nshards, sizeof *jobs);
-    pthread_t *th = calloc((size_t)s->nshards, sizeof *th);
-    bool *started = calloc((size_t)s->nshards, sizeof *started);
+    fan_job *jobs = calloc((size_t)ns, sizeof *jobs);
+    pthread_t *th = calloc((size_t)ns, sizeof *th);
+    bool *started = calloc((size_t)ns, sizeof *started);
     if (!jobs || !th || !started) {
         free(jobs);
         free(th);
         free(started);
         return st_fail(err, ST_ENOMEM, "out of memory");
     }
-    for (int i = 0; i < s->nshards; i++) {
+    for (int i = 0; i < ns; i++) {
         jobs[i] = (fan_job){ s, i, intent, sql, params, n, NULL, { 0 }, 0 };
         /* Shard 0 runs on this thread; a failed spawn runs inline too. */
         started[i] = i > 0 && pthread_create(&th[i], NULL, fan_run, &jobs[i]) == 0;
     }
-    for (int i = 0; i < s->nshards; i++)
+    for (int i = 0; i < ns; i++)
         if (!started[i])
             fan_run(&jobs[i]);
     int rc = 0;
     st_res *merged = NULL;
-    for (int i = 0; i < s->nshards; i++) {
+    for (int i = 0; i < ns; i++) {
         if (started[i])
             pthread_join(th[i], NULL);
         if (jobs[i].rc < 0 && rc == 0) {
@@ -318,6 +394,12 @@ int st_tx_begin(st_store *s, int64_t user_id, st_tx **out, st_err *err)
             free(tx);
             return -1;
         }
+    }
+    if (conn_sync_version(s, tx->c, err) < 0) {
+        st_conn_exec(tx->c, "ROLLBACK", NULL, 0, NULL, NULL);
+        st_pool_release(sh->primary.pool, tx->c, true);
+        free(tx);
+        return -1;
     }
     *out = tx;
     return 0;

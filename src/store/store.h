@@ -56,6 +56,9 @@ typedef enum {
     ST_ETIMEOUT,    /* pool exhausted for acquire_timeout: answer 503 */
     ST_EUNAVAIL,    /* database unreachable or connection lost: answer 503 */
     ST_ENOMEM,
+    ST_EFENCED,     /* the shard refused the write: this instance's shard map
+                       is older than the shard's fence (resharding); refresh
+                       the map and retry on the new owner. st_query does it. */
 } st_code;
 
 typedef struct st_err {
@@ -298,6 +301,9 @@ typedef struct st_config {
     uint64_t      read_your_writes;   /* us; 0: off */
     uint64_t      replica_check;      /* us between replica health/lag probes */
     bool          migrate;            /* create/upgrade the schema at open */
+    uint64_t      fence_wait;         /* us a fenced write waits for the new map; 0 -> 5 s */
+    int           reshard_batch;      /* rows per copy batch; 0 -> 500 */
+    uint64_t      reshard_cleanup_delay; /* us between cutover and removing moved rows; 0 -> 3 s */
 } st_config;
 
 /* The `store:` schema; the top-level config embeds it as an object. */
@@ -416,9 +422,58 @@ int  st_store_stats_json(st_store *s, bool full, buf *out, st_err *err);
  * hscale_db_queries_total, hscale_cache_requests_total{result}. */
 void st_store_metrics_register(st_store *s);
 
+/* ---- versioned shard map and online resharding (shardmap.c, reshard*.c) --
+ *
+ * The shard map (shards, their urls and weights, the strategy) is versioned
+ * and kept in shard 0's hscale_shard_map table, the "meta" shard; at open a
+ * store adopts the newest stored version (writing version 1 from its
+ * config when there is none) and the probe thread polls for newer ones.
+ * Every write carries the map version of its instance (a session setting
+ * on its connection); each shard's fence triggers refuse a write whose
+ * version is below the shard's min_version, or below its freeze_version for
+ * a user being moved. The refusal is ST_EFENCED: st_query refreshes the map
+ * and retries on the new owner for up to fence_wait. */
+
+int64_t st_store_map_version(const st_store *s);
+/* Rereads the newest map from the meta shard and adopts it when newer
+ * (new shards get pools; the router is swapped). 1 adopted, 0 unchanged. */
+int     st_store_map_refresh(st_store *s, st_err *err);
+/* The current map as JSON: {"version":N,"strategy":"hash","shards":[...]}. */
+void    st_store_map_json(st_store *s, buf *out);
+/* Weight of a shard in the current map. */
+double  st_store_shard_weight(const st_store *s, int shard);
+
+/* A resharding request. op "add_shard": name, primary (url; empty: SQLite
+ * under data_dir), weight; "set_weights": names[i] -> weights[i]; "move"
+ * (strategy directory): user -> shard `name`. */
+typedef struct st_reshard_req {
+    char     op[16];
+    char     name[64];
+    char     primary[512];
+    double   weight;
+    char     names[16][64];
+    double   weights[16];
+    size_t   nweights;
+    int64_t  user;
+    bool     hold_before_cutover;   /* tests: stop before cutover until resumed */
+} st_reshard_req;
+
+/* Starts the coordinator on a thread of this store: copy, catch-up,
+ * cutover (brief freeze of the moving users), cleanup. -1 with err when one
+ * runs already (here or, per the meta shard, elsewhere) or the request is
+ * bad. */
+int  st_reshard_start(st_store *s, const st_reshard_req *req, st_err *err);
+/* Asks the running move to undo itself; refused (-1) once the new map is
+ * published. */
+int  st_reshard_rollback(st_store *s, st_err *err);
+/* Lets a move held before cutover go on. */
+int  st_reshard_resume(st_store *s, st_err *err);
+/* {"state":..., counts, pause, events:[...]} of the last move ("idle"). */
+void st_reshard_status_json(st_store *s, buf *out);
+
 /* ---- schema ----------------------------------------------------------- */
 
-#define ST_SCHEMA_VERSION 1
+#define ST_SCHEMA_VERSION 2
 /* Creates / upgrades the SurgiCase schema on one connection, recording the
  * version in schema_version. Idempotent. */
 int st_schema_migrate(st_conn *c, st_err *err);

@@ -209,6 +209,14 @@ static const cfg_field store_fields[] = {
       NULL, 0, 0, "interval of replica health and lag probes" },
     { "migrate", CFG_BOOL, F(st_config, migrate), "true", NULL, 0, 0, NULL, NULL, 0, 0,
       "create or upgrade the schema at start" },
+    { "fence_wait", CFG_DURATION, F(st_config, fence_wait), "5s", NULL, 0.01, 600, NULL, NULL, 0,
+      0, "a write a shard refused for a stale shard map waits this long for the new map"
+      " (resharding cutover), then 503" },
+    { "reshard_batch", CFG_INT, F(st_config, reshard_batch), "500", NULL, 1, 100000, NULL, NULL,
+      0, 0, "rows per read and per transaction while a resharding copies rows" },
+    { "reshard_cleanup_delay", CFG_DURATION, F(st_config, reshard_cleanup_delay), "3s", NULL,
+      0.01, 3600, NULL, NULL, 0, 0, "after a resharding's cutover, wait this long (instances"
+      " poll the map every replica_check) before removing moved rows from their old shards" },
 };
 
 const cfg_schema st_config_schema = { "store", store_fields,

@@ -17,6 +17,10 @@ struct st_driver {
     int  (*exec)(void *h, const char *sql, const st_val *p, size_t n, st_res **out, st_err *err);
     /* Replication lag in seconds of a replica; NULL when the driver has none. */
     int  (*lag)(void *h, double *lag_s, st_err *err);
+    /* Sets the connection's shard-map version, which the fence triggers
+     * compare with the shard's (SQLite: the hscale_map_version() function;
+     * PostgreSQL: the hscale.map_version setting). */
+    int  (*set_version)(void *h, int64_t v, st_err *err);
     /* Column type of a 64-bit primary key that aliases the row id. */
     const char *id_type;
 };
@@ -29,8 +33,17 @@ struct st_conn {
     uint64_t         last_used_us;
     uint64_t         expires_us;   /* created + jittered recycle; 0: never */
     bool             broken;
+    int64_t          map_version;   /* last set with drv->set_version */
     st_conn         *next;      /* idle list */
 };
+
+/* The map version of the resharding coordinator's SQLite connections:
+ * above any real map, so the fence lets it through and capture skips it. */
+#define ST_COORD_VERSION 9000000000000000000ll
+
+/* Schema v2 (fence.c): fence, capture and shard-map tables and triggers,
+ * run inside the migration's transaction. */
+int st_fence_migrate(st_conn *c, st_err *err);
 
 /* Closes every idle connection of a pool (its server went away: they are
  * all dead, and handing them out would fail one request each). */

@@ -75,7 +75,7 @@ static int parse_i64(const char *text, int64_t *out, const char *what, st_err *e
 
 /* Rows of shard 0's shard_directory into the router. A shard 0 that is
  * down leaves the config entries and the default shard in charge. */
-static void load_directory(st_store *s)
+void st_store_load_directory(st_store *s)
 {
     st_res *r = NULL;
     st_err err;
@@ -241,8 +241,10 @@ static void *probe_main(void *arg)
             break;
         pthread_mutex_unlock(&s->probe_mu);
         probe_all(s, pa->need);
+        if (st_map_stored_version(s, NULL) > s->map_version)
+            st_store_map_refresh(s, NULL);
         if (s->dir_reload && st_now_us() - dir_loaded >= ST_DIR_RELOAD_PROBES * s->probe_every) {
-            load_directory(s);
+            st_store_load_directory(s);
             dir_loaded = st_now_us();
         }
         pthread_mutex_lock(&s->probe_mu);
@@ -253,54 +255,94 @@ static void *probe_main(void *arg)
     return NULL;
 }
 
-static int shards_init(st_store *s, const st_config *cfg, st_err *err)
+/* Pools and stats of shard i (a free slot of s->shards); the caller
+ * publishes it by raising nshards. */
+int st_shard_setup(st_store *s, int i, const char *name, const char *primary,
+                   char *const *replicas, size_t nreplicas, st_err *err)
 {
-    const char *dir = cfg->data_dir && *cfg->data_dir ? cfg->data_dir : ST_DEFAULT_DIR;
-    s->nshards = cfg->nshards ? (int)cfg->nshards : 1;
-    s->shards = calloc((size_t)s->nshards, sizeof *s->shards);
-    if (!s->shards)
+    st_shard *sh = &s->shards[i];
+    pthread_mutex_init(&sh->stat_mu, NULL);
+    st_replicas_init(sh);
+    if (!(sh->latency = malloc(sizeof *sh->latency)))
         return st_fail(err, ST_ENOMEM, "out of memory");
-    for (int i = 0; i < s->nshards; i++) {
-        st_shard *sh = &s->shards[i];
-        const st_shard_cfg *sc = cfg->nshards ? &cfg->shards[i] : NULL;
-        pthread_mutex_init(&sh->stat_mu, NULL);
-        st_replicas_init(sh);
-        if (!(sh->latency = malloc(sizeof *sh->latency)))
-            return st_fail(err, ST_ENOMEM, "out of memory");
-        hist_init(sh->latency);
-        if (sc && sc->name && *sc->name)
-            snprintf(sh->name, sizeof sh->name, "%s", sc->name);
-        else
-            snprintf(sh->name, sizeof sh->name, "s%d", i);
-        for (int j = 0; j < i; j++)
-            if (!strcmp(s->shards[j].name, sh->name))
-                return st_fail(err, ST_EINVAL, "store.shards[%d]: duplicate shard name '%s'",
-                               i, sh->name);
-        char url[1024];
-        const char *primary = sc ? sc->primary : cfg->url;
-        if (!primary || !*primary) {
-            snprintf(url, sizeof url, "sqlite:%s/%s.db", dir, sh->name);
-            primary = url;
-        }
-        char what[64];
-        snprintf(what, sizeof what, "store.shards[%d].primary", i);
-        if (node_init(&sh->primary, primary, &cfg->pool, false, err) < 0) {
+    hist_init(sh->latency);
+    snprintf(sh->name, sizeof sh->name, "%s", name);
+    for (int j = 0; j < i; j++)
+        if (!strcmp(s->shards[j].name, sh->name))
+            return st_fail(err, ST_EINVAL, "store.shards[%d]: duplicate shard name '%s'",
+                           i, sh->name);
+    char url[1024];
+    if (!primary || !*primary) {
+        snprintf(url, sizeof url, "sqlite:%s/%s.db", s->data_dir, sh->name);
+        primary = url;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "store.shards[%d].primary", i);
+    if (node_init(&sh->primary, primary, &s->pool_cfg, false, err) < 0) {
+        st_err_prefix(err, what);
+        return -1;
+    }
+    if (!nreplicas)
+        return 0;
+    if (nreplicas > ST_MAX_REPLICAS)
+        return st_fail(err, ST_EINVAL, "store.shards[%d].replicas: at most %d, got %zu", i,
+                       ST_MAX_REPLICAS, nreplicas);
+    for (size_t r = 0; r < nreplicas; r++) {
+        if (!(sh->replicas[r] = st_replica_new(replicas[r], &s->pool_cfg, err))) {
+            snprintf(what, sizeof what, "store.shards[%d].replicas[%zu]", i, r);
             st_err_prefix(err, what);
             return -1;
         }
-        if (!sc || !sc->nreplicas)
-            continue;
-        if (sc->nreplicas > ST_MAX_REPLICAS)
-            return st_fail(err, ST_EINVAL, "store.shards[%d].replicas: at most %d, got %zu", i,
-                           ST_MAX_REPLICAS, sc->nreplicas);
-        for (size_t r = 0; r < sc->nreplicas; r++) {
-            if (!(sh->replicas[r] = st_replica_new(sc->replicas[r], &cfg->pool, err))) {
-                snprintf(what, sizeof what, "store.shards[%d].replicas[%zu]", i, r);
-                st_err_prefix(err, what);
-                return -1;
-            }
-            sh->nreplicas++;
-        }
+        sh->nreplicas++;
+    }
+    return 0;
+}
+
+void st_shard_teardown(st_shard *sh)
+{
+    bool inited = sh->latency != NULL;
+    if (sh->primary.pool)
+        node_free(&sh->primary);
+    if (inited) {
+        st_replicas_free(sh);
+        pthread_mutex_destroy(&sh->stat_mu);
+    }
+    free(sh->latency);
+    memset(sh, 0, sizeof *sh);
+}
+
+int st_shard_migrate(st_store *s, int i, st_err *err)
+{
+    st_shard *sh = &s->shards[i];
+    st_conn c = { 0 };
+    c.drv = sh->primary.drv;
+    if (c.drv->open(st_pool_url(sh->primary.pool), &c.h, err) < 0)
+        return -1;
+    int rc = migrate_on(&c, sh->name, err);
+    c.drv->close(c.h);
+    return rc;
+}
+
+static int shards_init(st_store *s, const st_config *cfg, st_err *err)
+{
+    int n = cfg->nshards ? (int)cfg->nshards : 1;
+    if (n > ST_SHARDS_CAP)
+        return st_fail(err, ST_EINVAL, "store.shards: at most %d shards", ST_SHARDS_CAP);
+    s->shards = calloc(ST_SHARDS_CAP, sizeof *s->shards);
+    if (!s->shards)
+        return st_fail(err, ST_ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        const st_shard_cfg *sc = cfg->nshards ? &cfg->shards[i] : NULL;
+        char name[64];
+        if (sc && sc->name && *sc->name)
+            snprintf(name, sizeof name, "%s", sc->name);
+        else
+            snprintf(name, sizeof name, "s%d", i);
+        s->nshards = i + 1;     /* so close tears down what was set up */
+        if (st_shard_setup(s, i, name, sc ? sc->primary : cfg->url,
+                           sc ? sc->replicas : NULL, sc ? sc->nreplicas : 0, err) < 0)
+            return -1;
+        s->weights[i] = sc && sc->weight > 0 ? sc->weight : 1;
     }
     return 0;
 }
@@ -330,6 +372,20 @@ int st_store_open(const st_config *cfg, st_store **out, st_err *err)
     s->cache_cfg.sentinel_master = NULL;
     s->cache_cfg.redis_password = NULL;
     s->cache_cfg.redis_password_file = NULL;
+    pthread_mutex_init(&s->map_mu, NULL);
+    pthread_mutex_init(&s->rs_mu, NULL);
+    s->strategy = cfg->strategy;
+    s->pool_cfg = cfg->pool;
+    s->migrate = cfg->migrate;
+    s->fence_wait = cfg->fence_wait ? cfg->fence_wait : 5000000u;
+    s->rs_batch = cfg->reshard_batch > 0 ? cfg->reshard_batch : 500;
+    s->rs_cleanup_delay = cfg->reshard_cleanup_delay ? cfg->reshard_cleanup_delay : 3000000u;
+    {
+        const char *dir = cfg->data_dir && *cfg->data_dir ? cfg->data_dir : ST_DEFAULT_DIR;
+        char *abs = realpath(dir, NULL);    /* shards added later are opened by others too */
+        snprintf(s->data_dir, sizeof s->data_dir, "%s", abs ? abs : dir);
+        free(abs);
+    }
     uint8_t tag = 0;
     if (getrandom(&tag, 1, 0) != 1)
         tag = (uint8_t)(getpid() ^ time(NULL));
@@ -355,19 +411,20 @@ int st_store_open(const st_config *cfg, st_store **out, st_err *err)
         if (!s->cache)
             goto fail;
     }
-    shard_need *need = calloc((size_t)s->nshards, sizeof *need);
+    shard_need *need = calloc(ST_SHARDS_CAP, sizeof *need);
     probe_arg *pa = malloc(sizeof *pa);
     if (!need || !pa) {
         free(need);
         free(pa);
         goto nomem;
     }
-    for (int i = 0; i < s->nshards; i++)
+    for (int i = 0; i < ST_SHARDS_CAP; i++)
         need[i].migrate = cfg->migrate;
     probe_all(s, need);     /* first probe and migration before serving */
+    st_map_open(s);         /* the stored shard map wins over the config */
     if (cfg->strategy == ST_ROUTE_DIRECTORY) {
         s->dir_reload = !cfg->ndirectory;   /* config entries must not be overridden */
-        load_directory(s);
+        st_store_load_directory(s);
         for (size_t i = 0; i < cfg->ndirectory; i++) {   /* config wins */
             int64_t user;
             int sh = shard_index(s, cfg->directory[i].shard, "directory", NULL);
@@ -405,15 +462,16 @@ void st_store_close(st_store *s)
         pthread_mutex_unlock(&s->probe_mu);
         pthread_join(s->probe_thread, NULL);
     }
-    for (int i = 0; s->shards && i < s->nshards; i++) {
-        st_shard *sh = &s->shards[i];
-        node_free(&sh->primary);
-        st_replicas_free(sh);
-        free(sh->latency);
-        pthread_mutex_destroy(&sh->stat_mu);
-    }
+    st_reshard_free(s);
+    for (int i = 0; s->shards && i < s->nshards; i++)
+        st_shard_teardown(&s->shards[i]);
     free(s->shards);
     st_router_free(s->router);
+    for (size_t i = 0; i < s->nretired; i++)
+        st_router_free(s->retired[i]);
+    free(s->retired);
+    pthread_mutex_destroy(&s->map_mu);
+    pthread_mutex_destroy(&s->rs_mu);
     st_cache_free(s->cache);
     free(s->ryw);
     for (int i = 0; i < RYW_LOCKS_N; i++)

@@ -111,16 +111,22 @@ int st_store_stats_json(st_store *s, bool full, buf *out, st_err *err)
     pthread_mutex_lock(&mu);
     int rc = 0;
     buf_append_str(out, "[");
-    for (int i = 0; i < s->nshards && rc == 0; i++) {
+    int ns = s->nshards;
+    for (int i = 0; i < ns && rc == 0; i++) {
         if (full)
             rc = st_store_stats(s, i, &st, err);
         else
             st_store_stats_fast(s, i, &st);
         if (rc < 0)
             break;
-        buf_printf(out, "%s{\"name\":\"%s\",\"queries\":%llu,\"errors\":%llu,"
+        static const char *const strategies[] = { "hash", "range", "directory" };
+        buf_printf(out, "%s{\"name\":\"%s\",\"weight\":%g,\"strategy\":\"%s\","
+                   "\"map_version\":%lld,\"max_replica_lag_seconds\":%.3f,"
+                   "\"queries\":%llu,\"errors\":%llu,"
                    "\"latency_seconds\":{\"p50\":%.6f,\"p99\":%.6f,\"mean\":%.6f},",
-                   i ? "," : "", st.name, (unsigned long long)st.queries,
+                   i ? "," : "", st.name, s->weights[i], strategies[s->strategy % 3],
+                   (long long)s->map_version, (double)s->max_lag / 1e6,
+                   (unsigned long long)st.queries,
                    (unsigned long long)st.errors, hist_quantile(&st.latency, 0.5) / 1e6,
                    hist_quantile(&st.latency, 0.99) / 1e6, hist_mean(&st.latency) / 1e6);
         if (full) {

@@ -4,7 +4,8 @@ import pytest
 
 from conftest import run_hscale
 
-COMMANDS = ["gateway", "app", "up", "down", "control", "bench", "status", "deploy", "plan", "version"]
+COMMANDS = ["gateway", "app", "up", "down", "control", "bench", "status", "shards", "deploy", "plan",
+            "version"]
 
 
 def test_no_args_prints_usage_and_exits_2():
