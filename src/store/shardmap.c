@@ -203,7 +203,8 @@ int st_map_adopt(st_store *s, const st_map *m, st_err *err)
     }
     if (m->strategy == ST_ROUTE_DIRECTORY)
         st_store_load_directory(s);
-    s->map_changed_us = st_now_us();
+    if (s->map_version > 0)      /* a change at run time, not the map found at open */
+        s->map_changed_us = st_now_us();
     s->map_version = m->version;
     log_info("store: shard map v%lld adopted (%zu shards)", (long long)m->version, m->n);
     return 0;

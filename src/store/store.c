@@ -235,9 +235,12 @@ int st_query(st_store *s, int64_t user_id, st_intent intent, const char *sql,
         if (!sh)
             return -1;
         /* Just after a map change a moved user's rows may not have reached
-         * the new owner's replicas yet: read primaries for max_lag. */
+         * the new owner's replicas yet: read primaries for max_lag (at
+         * most 30 s). */
+        uint64_t since = s->map_changed_us;
         bool primary = intent == ST_WRITE || recent_writer(s, user_id) ||
-                       st_now_us() - s->map_changed_us < s->max_lag;
+                       (since && st_now_us() - since < (s->max_lag < 30000000u ? s->max_lag
+                                                                             : 30000000u));
         int rc = shard_exec(s, sh, intent, primary, sql, params, n, out, err);
         if (intent == ST_WRITE)
             st_note_write(s, user_id);   /* also on failure: the outcome may be unknown */
