@@ -501,7 +501,10 @@ int gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen)
     rt->nworkers = n;
     int rc = 0;
     sock_listen_opts lo = { .backlog = 4096, .reuseport = true };
-    int inherited = rt->plain_on ? inherited_listener(&rt->listen) : -1;
+    /* The inherited socket is the plain listener's, or with tls_only the
+     * TLS listener's (`hscale up --tls`). */
+    int inherited = rt->plain_on ? inherited_listener(&rt->listen)
+                    : rt->tls ? inherited_listener(&rt->tls_listen) : -1;
     for (unsigned i = 0; i < n; i++)      /* an early failure closes only what opened */
         rt->workers[i].lfd = rt->workers[i].tls_lfd = rt->workers[i].redir_lfd = -1;
     for (unsigned i = 0; i < n; i++) {
@@ -544,7 +547,14 @@ int gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen)
             rc = -1;
             break;
         }
-        if ((rt->tls && open_extra(w, &rt->tls_listen, &w->tls_lfd, "tls_listen", err, errlen) < 0)
+        if (rt->tls && !rt->plain_on && inherited >= 0) {
+            w->tls_lfd = i == 0 ? inherited : fcntl(inherited, F_DUPFD_CLOEXEC, 3);
+            if (w->tls_lfd < 0 || ev_io_add(w->loop, w->tls_lfd, EV_READ, accept_io, w) < 0) {
+                snprintf(err, errlen, "dup of the inherited listener: %s", strerror(errno));
+                rc = -1;
+                break;
+            }
+        } else if ((rt->tls && open_extra(w, &rt->tls_listen, &w->tls_lfd, "tls_listen", err, errlen) < 0)
             || (rt->redir_on
                 && open_extra(w, &rt->redir_listen, &w->redir_lfd, "redirect_listen", err, errlen) < 0)) {
             rc = -1;
