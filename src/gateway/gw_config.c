@@ -231,7 +231,7 @@ static const cfg_field route_fields[] = {
       .help = "the shared HTTP cache on this route" },
     { .key = "hsts_max_age", .type = CFG_DURATION, .offset = offsetof(gw_route_cfg, hsts_max_age_us),
       .def = "0s", .max = 315360000,
-      .help = "Strict-Transport-Security max-age sent on responses over TLS (0: no HSTS header; 1y = 31536000 s is usual)" },
+      .help = "Strict-Transport-Security max-age sent on responses over TLS (0: no HSTS header; 8760h, a year, is usual)" },
     { .key = "hsts_include_subdomains", .type = CFG_BOOL, .offset = offsetof(gw_route_cfg, hsts_subdomains),
       .def = "false", .help = "add includeSubDomains to this route's HSTS header" },
 };

@@ -96,7 +96,10 @@ SSL_CTX *http_tls_server_ctx(const http_tls_params *p, char *err, size_t errlen)
         goto bad;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, p->key, SSL_FILETYPE_PEM) != 1) {
-        fail(err, errlen, "key", p->key);
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+            fail(err, errlen, "key does not match the certificate:", p->key);
+        else
+            fail(err, errlen, "key", p->key);
         goto bad;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
