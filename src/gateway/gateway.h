@@ -145,6 +145,7 @@ typedef struct gw_config {
     gw_tls_cert_cfg *tls_certs;     /* more certificates chosen by SNI */
     size_t   ntls_certs;
     int      tls_min_version;       /* GW_CFG_TLS_12 | GW_CFG_TLS_13 */
+    int      tls_max_version;       /* GW_CFG_TLS_12 | GW_CFG_TLS_13 */
     char    *tls_ciphers;           /* TLS 1.2 cipher list */
     char    *tls_ciphersuites;      /* TLS 1.3 suites */
     bool     tls_tickets;           /* stateless session resumption */

@@ -300,6 +300,9 @@ static const cfg_field gw_fields[] = {
     { .key = "tls_min_version", .type = CFG_ENUM, .offset = offsetof(gw_config, tls_min_version),
       .def = "1.2", .choices = tls_versions, .env = "HSCALE_GATEWAY_TLS_MIN_VERSION",
       .help = "lowest TLS version accepted: 1.2 | 1.3" },
+    { .key = "tls_max_version", .type = CFG_ENUM, .offset = offsetof(gw_config, tls_max_version),
+      .def = "1.3", .choices = tls_versions, .env = "HSCALE_GATEWAY_TLS_MAX_VERSION",
+      .help = "highest TLS version offered: 1.3 | 1.2 (1.2 only for clients or comparisons that need it)" },
     { .key = "tls_ciphers", .type = CFG_STRING, .offset = offsetof(gw_config, tls_ciphers),
       .def = HTTP_TLS_DEFAULT_CIPHERS, .env = "HSCALE_GATEWAY_TLS_CIPHERS",
       .help = "TLS 1.2 cipher list (OpenSSL syntax); the default is ECDHE with AES-GCM or ChaCha20-Poly1305 only" },
@@ -442,6 +445,8 @@ static int gw_validate(void *obj, cfg_error *err)
         if (c->tls_only)
             return bad(err, "tls_only", "needs tls_listen (otherwise nothing would %s)", "listen");
     }
+    if (c->tls_max_version < c->tls_min_version)
+        return bad(err, "tls_max_version", "expected at least tls_min_version (%s)", "1.3");
     for (size_t i = 0; i < c->ntls_certs; i++)
         if (!c->tls_certs[i].cert || !c->tls_certs[i].key) {
             snprintf(key, sizeof key, "tls_certs[%zu].%s", i, c->tls_certs[i].cert ? "key" : "cert");

@@ -179,9 +179,9 @@ static int new_key(gw_tls_key *k)
 }
 
 /* OpenSSL's ticket callback: enc=1 seals a new ticket under the current
- * key; enc=0 finds the key a ticket names. Returns 1 (use it), 2 (use it
- * and issue a fresh ticket: the key is an old one), 0 (unknown key: full
- * handshake), -1 (error). */
+ * key; enc=0 finds the key a ticket names. Returns 1 (sealed), 2 (use it
+ * and issue a fresh ticket), 0 (unknown or retired key: full handshake),
+ * -1 (error). */
 static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
                      EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx, int enc)
 {
@@ -205,7 +205,10 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char iv[EVP_MAX_
             rc = 0;
         } else {
             k = &t->keys[i];
-            rc = EVP_DecryptInit_ex(ectx, t->aes, NULL, k->aes, iv) == 1 ? (i == 0 ? 1 : 2) : -1;
+            /* 2: always a fresh ticket. TLS 1.3 clients use a ticket once
+             * (RFC 8446 C.4; OpenSSL's client does), so without a new one
+             * every other reconnection would be a full handshake. */
+            rc = EVP_DecryptInit_ex(ectx, t->aes, NULL, k->aes, iv) == 1 ? 2 : -1;
         }
     }
     if (rc > 0) {
@@ -229,6 +232,7 @@ static SSL_CTX *ctx_load(gw_tls *t, const gw_config *cfg, const char *cert, cons
     http_tls_params p = {
         .cert = cert, .key = key,
         .min_version = cfg->tls_min_version == GW_CFG_TLS_13 ? "1.3" : "1.2",
+        .max_version = cfg->tls_max_version == GW_CFG_TLS_12 ? "1.2" : "1.3",
         .ciphers = cfg->tls_ciphers, .suites = cfg->tls_ciphersuites,
     };
     SSL_CTX *ctx = http_tls_server_ctx(&p, err, errlen);

@@ -60,6 +60,12 @@ SSL_CTX *http_tls_server_ctx(const http_tls_params *p, char *err, size_t errlen)
         snprintf(err, errlen, "tls: minimum version: expected 1.2 or 1.3, got '%s'", p->min_version);
         return NULL;
     }
+    int maxv = p->max_version && *p->max_version ? http_tls_version(p->max_version) : TLS1_3_VERSION;
+    if (!maxv || maxv < minv) {
+        snprintf(err, errlen, "tls: maximum version: expected 1.2 or 1.3, not below the minimum, got '%s'",
+                 p->max_version);
+        return NULL;
+    }
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
@@ -67,6 +73,7 @@ SSL_CTX *http_tls_server_ctx(const http_tls_params *p, char *err, size_t errlen)
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, minv);
+    SSL_CTX_set_max_proto_version(ctx, maxv);
     /* Partial writes: the caller keeps the rest in its own buffer.
      * Released buffers: an idle connection holds no 16 KiB record buffers. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER

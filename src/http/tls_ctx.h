@@ -27,6 +27,7 @@ typedef struct http_tls_params {
     const char *cert;          /* PEM chain file (leaf first) */
     const char *key;           /* PEM private key file */
     const char *min_version;   /* "1.2" or "1.3"; NULL: 1.2 */
+    const char *max_version;   /* "1.2" or "1.3"; NULL: 1.3 */
     const char *ciphers;       /* TLS 1.2 list; NULL: HTTP_TLS_DEFAULT_CIPHERS */
     const char *suites;        /* TLS 1.3 list; NULL: HTTP_TLS_DEFAULT_SUITES */
 } http_tls_params;
