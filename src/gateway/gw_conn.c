@@ -571,6 +571,8 @@ void gw_conn_process(gw_conn *c)
         /* Idle between requests: an idle keep-alive client holds no buffers. */
         gw_buf_release(c->w, &c->in);
         gw_buf_release(c->w, &c->out);
+        if (c->ssl)
+            gw_tls_idle(c);
     }
     if (c->dead || (c->state == GC_CLOSING && c->out.len == 0))
         gw_conn_close(c);

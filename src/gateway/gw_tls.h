@@ -70,6 +70,9 @@ ssize_t gw_tls_write(gw_conn *c, const void *p, size_t n);
 bool    gw_tls_drained(const gw_conn *c);
 /* The handshake did not finish within client_header_timeout: counted. */
 void    gw_tls_timed_out(gw_conn *c);
+/* Between requests: OpenSSL's record buffers go back (an idle TLS
+ * connection holds only its SSL state). */
+void    gw_tls_idle(gw_conn *c);
 /* Sends close_notify once (non-blocking) and frees the SSL. */
 void    gw_tls_conn_free(gw_conn *c);
 

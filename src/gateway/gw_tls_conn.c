@@ -154,6 +154,13 @@ void gw_tls_timed_out(gw_conn *c)
     c->tls = GW_TLS_FAILED;
 }
 
+void gw_tls_idle(gw_conn *c)
+{
+    /* Fails harmlessly (keeps them) while a record is half read or written. */
+    if (c->tls == GW_TLS_ESTABLISHED && !SSL_has_pending(c->ssl))
+        SSL_free_buffers(c->ssl);
+}
+
 bool gw_tls_drained(const gw_conn *c)
 {
     return c->tls_drained && !SSL_has_pending(c->ssl);

@@ -388,12 +388,16 @@ static int open_extra(gw_worker *w, sock_addr *addr, int *fd, const char *what,
  * (bench/gateway_vs_peers.sh: proxy CPU per request about halves at 50
  * connections). With nothing else runnable here sched_yield returns at
  * once, so a worker with a CPU to itself only pays one system call. */
-static void after_batch(gw_worker *w, int ran)
+static void after_batch(gw_worker *w, int ran, bool woke)
 {
     gw_rt *rt = w->rt;
     metrics_inc(rt->m_batches);
     metrics_add(rt->m_callbacks, ran);
-    if (w->yield_cpu) {
+    /* Only a batch that wrote (woke a backend or a client) has anyone to
+     * wait for: a batch of TLS handshake steps or accepts alone would give
+     * its CPU away for nothing, which costs a whole time slice per step
+     * on a busy machine. */
+    if (w->yield_cpu && woke) {
         sched_yield();
         metrics_inc(rt->m_yields);
     }
@@ -442,9 +446,10 @@ static void *worker_main(void *arg)
             log_error("worker %u: event loop: %s", w->id, strerror(errno));
             break;
         }
+        bool woke = w->npend > 0;       /* output held back: the flush wakes its peers */
         gw_worker_flush(w);
         if (ran > 0)
-            after_batch(w, ran);
+            after_batch(w, ran, woke);
     }
     while (w->conns)
         gw_conn_close(w->conns);
