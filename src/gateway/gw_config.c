@@ -266,7 +266,7 @@ static const cfg_field gw_fields[] = {
       .help = "read and write each event batch's sockets in one io_uring call (falls back to plain calls when the kernel refuses)" },
     { .key = "yield_after_batch", .type = CFG_BOOL, .offset = offsetof(gw_config, yield_after_batch),
       .def = "true", .env = "HSCALE_GATEWAY_YIELD_AFTER_BATCH",
-      .help = "after handling a batch of events, let other runnable processes on the worker's CPU (backends, clients on the same machine) run before polling again, so their replies arrive as one batch" },
+      .help = "after handling a batch of events that wrote to sockets, let other runnable processes on the worker's CPU (backends, clients on the same machine) run before polling again, so their replies arrive as one batch" },
     { .key = "admin", .type = CFG_ADDR, .offset = offsetof(gw_config, admin),
       .env = "HSCALE_GATEWAY_ADMIN", .help = "admin API listener (unset: off)" },
     { .key = "admin_token", .type = CFG_STRING, .offset = offsetof(gw_config, admin_token),
