@@ -52,7 +52,10 @@ static void reload(gw_rt *rt, gw_reload_fn *fn, void *arg)
     if (!fn) {
         /* Flags only: the certificate files are read again all the same. */
         if (rt->tls) {
-            if (gw_tls_reload(rt, &rt->cfg, terr, sizeof terr) < 0)
+            pthread_mutex_lock(&rt->edit_lock);      /* rt->cfg: the API may publish */
+            int trc = gw_tls_reload(rt, &rt->cfg, terr, sizeof terr);
+            pthread_mutex_unlock(&rt->edit_lock);
+            if (trc < 0)
                 log_error("TLS reload refused, keeping the old certificates: %s", terr);
             else
                 log_info("TLS certificates reloaded from their files");

@@ -32,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/utsname.h>
+#include <unistd.h>
 
 #include "core/ev.h"
 #include "core/log.h"
@@ -224,6 +226,36 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char iv[EVP_MAX_
     return rc;
 }
 
+/* ---- kTLS ---------------------------------------------------------------- */
+
+/* Can this kernel take TLS records at all? The tls ULP is listed once
+ * registered (built in or loaded); a module that is installed but not yet
+ * loaded is loaded by the first TCP_ULP "tls" request. Without either,
+ * every connection would pay two failing setsockopt calls for nothing. */
+static bool ktls_kernel(char *why, size_t whylen)
+{
+    char ulps[256] = "";
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
+    if (f) {
+        if (!fgets(ulps, sizeof ulps, f))
+            ulps[0] = '\0';
+        fclose(f);
+    }
+    ulps[strcspn(ulps, "\n")] = '\0';
+    for (char *p = ulps, *tok; (tok = strtok_r(p, " ", &p));)
+        if (strcmp(tok, "tls") == 0)
+            return true;
+    struct utsname u;
+    char mod[512];
+    if (uname(&u) == 0) {
+        snprintf(mod, sizeof mod, "/lib/modules/%s/kernel/net/tls", u.release);
+        if (access(mod, F_OK) == 0)
+            return true;
+    }
+    snprintf(why, whylen, "the kernel has no tls module (tcp_available_ulp: %s)", ulps[0] ? ulps : "none");
+    return false;
+}
+
 /* ---- building ------------------------------------------------------------ */
 
 static SSL_CTX *ctx_load(gw_tls *t, const gw_config *cfg, const char *cert, const char *key,
@@ -255,7 +287,7 @@ static SSL_CTX *ctx_load(gw_tls *t, const gw_config *cfg, const char *cert, cons
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
         SSL_CTX_set_num_tickets(ctx, 0);
     }
-    if (cfg->tls_ktls)
+    if (t->ktls_on)
         SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, t);
@@ -351,6 +383,12 @@ int gw_tls_init(gw_rt *rt, const gw_config *cfg, char *err, size_t errlen)
     t->aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
     t->rotate_us = cfg->tls_ticket_rotate_us;
     t->ktls_wanted = cfg->tls_ktls;
+    char why[320] = "";
+    t->ktls_on = cfg->tls_ktls && ktls_kernel(why, sizeof why);
+    if (!cfg->tls_ktls)
+        log_info("TLS records: userspace OpenSSL (tls_ktls is off)");
+    else if (!t->ktls_on)
+        log_info("TLS records: userspace OpenSSL: %s", why);
     if (!t->aes || new_key(&t->keys[0]) < 0) {
         snprintf(err, errlen, "tls: cannot make a ticket key");
         gw_tls_free_obj(t);

@@ -106,9 +106,9 @@ static void note_path(gw_conn *c, gw_tls *t)
     bool ks = BIO_get_ktls_send(SSL_get_wbio(c->ssl));
     bool kr = BIO_get_ktls_recv(SSL_get_rbio(c->ssl));
     metrics_inc(ks || kr ? t->m_ktls : t->m_user);
-    if (atomic_load_explicit(&t->path_logged, memory_order_relaxed)
+    if (!t->ktls_on || atomic_load_explicit(&t->path_logged, memory_order_relaxed)
         || atomic_exchange(&t->path_logged, true))
-        return;
+        return;                 /* without kTLS, gw_tls_init said so once */
     const char *cipher = SSL_get_cipher_name(c->ssl);
     if (ks || kr)
         log_info("TLS records: kernel TLS (kTLS send %s, receive %s; %s %s)", ks ? "on" : "off",

@@ -53,7 +53,8 @@ struct gw_tls {
     EVP_CIPHER      *aes;        /* AES-256-CBC, fetched once */
     uint64_t         rotate_us, next_rotate_us;   /* main thread only */
     unsigned         rotations;
-    bool             ktls_wanted;
+    bool             ktls_wanted;  /* tls_ktls */
+    bool             ktls_on;      /* ... and the kernel can: SSL_OP_ENABLE_KTLS set */
     _Atomic bool     path_logged;  /* "kTLS" or "userspace" said once */
     _Atomic uint32_t open;         /* TLS client connections */
     metric_series   *m_full, *m_resumed, *m_fail[GW_TLS_NFAIL], *m_sni_default;
