@@ -129,8 +129,11 @@ int gw_tls_handshake(gw_conn *c)
     int rc = SSL_do_handshake(c->ssl);
     if (rc == 1) {
         c->tls = GW_TLS_ESTABLISHED;
-        metrics_inc(SSL_session_reused(c->ssl) ? t->m_resumed : t->m_full);
+        bool reused = SSL_session_reused(c->ssl);
+        metrics_inc(reused ? t->m_resumed : t->m_full);
         note_path(c, t);
+        log_debug("TLS handshake on worker %u from %s: %s, %s %s", c->w->id, c->ip,
+                  reused ? "resumed" : "full", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
         return 1;
     }
     int e = SSL_get_error(c->ssl, rc);

@@ -53,12 +53,13 @@ def _copy_pair(tmp_path, pair, stem="live"):
 class TlsGateway(Gateway):
     """A gateway with a TLS listener (flags) beside its plain one."""
 
-    def __init__(self, procs, backends, cert, key, workers=1, config=None, extra=()):
+    def __init__(self, procs, backends, cert, key, workers=1, config=None, extra=(), env=None):
         self.tls_port = free_port()
         args = ["--tls-listen", f"127.0.0.1:{self.tls_port}"]
         if cert:
             args += ["--cert", cert, "--key", key]
-        super().__init__(procs, backends, config=config, workers=workers, extra=[*args, *extra])
+        super().__init__(procs, backends, config=config, workers=workers, extra=[*args, *extra],
+                         env=env)
         wait_port(self.tls_port, proc=self.proc)
 
     def tls_url(self, path="/"):
@@ -187,7 +188,7 @@ def test_resumption_whichever_worker_accepts(procs, tmp_path, certs, version):
     on both (the kernel spreads connections by their ports; all on one
     worker has a chance of 2^-15) and every one is a resumption."""
     b = Backend(procs, "b1")
-    gw = TlsGateway(procs, [b], *certs["ec"], workers=2)
+    gw = TlsGateway(procs, [b], *certs["ec"], workers=2, env={"HSCALE_LOG_LEVEL": "debug"})
     sess = tmp_path / f"sess{version}.pem"
     # s_client reads the TLS 1.3 ticket after the handshake: keep stdin open a moment
     first = subprocess.run(["bash", "-c", f"sleep 0.3 | openssl s_client -connect 127.0.0.1:{gw.tls_port} "
@@ -200,6 +201,9 @@ def test_resumption_whichever_worker_accepts(procs, tmp_path, certs, version):
         reused += b"\nReused, TLSv1." in r.stdout
     assert reused == 16
     assert gw.metric("hscale_gateway_tls_handshakes_total", kind="resumed") >= 16
+    # the one ticket, issued by one worker, resumed on both
+    workers = set(re.findall(r"TLS handshake on worker (\d+) from [^:]+: resumed", read_log(gw.proc)))
+    assert workers == {"0", "1"}, read_log(gw.proc)[-2000:]
 
 
 def test_reload_new_cert_for_new_connections_old_one_finishes(procs, tmp_path, certs):
