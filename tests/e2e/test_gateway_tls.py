@@ -17,9 +17,9 @@ import time
 
 import pytest
 
-from conftest import free_port, read_log, wait_port
+from conftest import free_port, read_log, wait_port, wait_until
 from gw_util import Backend, Gateway, http, write_yaml
-from up_util import FAST, wait_until
+from up_util import FAST
 
 
 def _mkcert(d, name, kind, sans):
