@@ -607,7 +607,8 @@ void gw_conn_io(ev_loop *loop, int fd, unsigned events, void *arg)
     gw_conn *c = arg;
     (void)loop;
     (void)fd;
-    bool readable = events & EV_READ;
+    /* A TLS read that had to write first waits for writability, not input. */
+    bool readable = (events & EV_READ) || ((events & EV_WRITE) && c->tls_read_wants_write);
     if (events & EV_ERROR)
         c->dead = true;
     if (!c->dead && c->ssl && c->tls == GW_TLS_HANDSHAKE) {

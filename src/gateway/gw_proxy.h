@@ -296,6 +296,7 @@ struct gw_conn {
     uint8_t      lst;            /* gw_listener_kind */
     uint8_t      tls;            /* gw_tls_state while ssl is set */
     bool         tls_drained;    /* the last socket read under SSL came back short */
+    bool         tls_read_wants_write;   /* SSL_read needs the socket writable (a TLS 1.3 KeyUpdate answer) */
     struct ssl_st *ssl;          /* TLS transport (gw_tls_conn.c); NULL: plain */
     buf          in;             /* client bytes */
     buf          out;            /* bytes to the client */

@@ -179,10 +179,12 @@ ssize_t gw_tls_read(gw_conn *c, void *p, size_t n)
     }
     ERR_clear_error();
     int r = SSL_read(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+    c->tls_read_wants_write = false;
     if (r > 0)
         return r;
     int e = SSL_get_error(c->ssl, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        c->tls_read_wants_write = e == SSL_ERROR_WANT_WRITE;
         c->tls_drained = true;
         errno = EAGAIN;
         return -1;
