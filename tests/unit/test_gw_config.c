@@ -268,6 +268,7 @@ Test(gw_config, cache_keys_defaults_and_errors)
     cr_assert_eq(rc, -1);
     cr_assert(strstr(msg, "lock_timeout"), "%s", msg);
     cfg_free(&gw_config_schema, &c);
+}
 
 /* TLS keys: defaults, and every cross-field refusal names its key. */
 Test(gw_config, tls_keys_defaults_and_refusals)
