@@ -199,6 +199,7 @@ gw_conn *gw_conn_ghost(gw_worker *w, const char *head, size_t len, const gw_conn
     c->state = GC_WAIT;
     c->close_after = true;           /* one request */
     c->ghost = g;
+    c->lst = like->lst == GW_LST_TLS ? GW_LST_TLS : GW_LST_PLAIN;   /* X-Forwarded-Proto as the client's; no TLS state */
     memcpy(c->ip, like->ip, sizeof c->ip);
     c->ip_len = like->ip_len;
     memcpy(c->ip_raw, like->ip_raw, sizeof c->ip_raw);

@@ -126,7 +126,7 @@ int gw_rewrite_request(gw_exchange *ex, const char *head, buf *out)
         buf_append(out, ", ", 2);
     }
     buf_append(out, c->ip, c->ip_len);
-    if (c->ssl)
+    if (c->lst == GW_LST_TLS)      /* (a cache refresh ghost keeps its client's) */
         buf_append(out, "\r\nX-Forwarded-Proto: https\r\n", 28);
     else
         buf_append(out, "\r\nX-Forwarded-Proto: http\r\n", 27);
@@ -217,7 +217,7 @@ int gw_rewrite_response(gw_exchange *ex, const char *head, buf *out,
         buf_append(out, num, fmt_u64(num, sticky_max_age_us / 1000000u));
         buf_append_str(out, "; Path=/; HttpOnly\r\n");
     }
-    if (ex->hsts_max_age && c->ssl) {
+    if (ex->hsts_max_age && c->lst == GW_LST_TLS) {
         /* HSTS only means something over TLS (RFC 6797 7.2: ignored on http). */
         buf_append_str(out, "Strict-Transport-Security: max-age=");
         buf_append(out, num, fmt_u64(num, ex->hsts_max_age));
