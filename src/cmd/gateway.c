@@ -30,18 +30,25 @@ static const char usage[] =
     "  --backend ADDR     backend host:port; repeat for more\n"
     "  --workers N        worker threads (default: one per core)\n"
     "  --admin ADDR       admin API listener (default: off)\n"
+    "  --tls-listen ADDR  HTTPS listener; without --listen, the only one\n"
+    "  --cert FILE        PEM certificate chain for --tls-listen\n"
+    "  --key FILE         PEM private key of --cert\n"
+    "  --redirect-from ADDR  plain listener answering 301 to the https URL\n"
     "  -c, --config FILE  hscale.yaml with a gateway: section\n"
     "  --check            validate, print the effective config as JSON, exit\n"
     "  -h, --help         this text\n"
     "\n"
     "Environment: HSCALE_GATEWAY_LISTEN, HSCALE_GATEWAY_WORKERS,\n"
-    "HSCALE_GATEWAY_ADMIN, HSCALE_GATEWAY_ADMIN_TOKEN.\n";
+    "HSCALE_GATEWAY_ADMIN, HSCALE_GATEWAY_ADMIN_TOKEN, HSCALE_GATEWAY_TLS_LISTEN,\n"
+    "HSCALE_GATEWAY_TLS_CERT, HSCALE_GATEWAY_TLS_KEY. SIGHUP reloads the config file\n"
+    "and the certificate files.\n";
 
 typedef struct gw_file { gw_config gateway; } gw_file;
 
 /* What the command line said, kept for SIGHUP. */
 typedef struct gw_args {
     const char *listen, *workers, *admin, *config;
+    const char *tls_listen, *cert, *key, *redirect;
     char      **backends;
     size_t      nback;
 } gw_args;
@@ -88,7 +95,12 @@ static int load_all(const gw_args *a, gw_file *f, cfg_error *err)
         return -1;
     struct { const char *path, *val; } sets[] = {
         { "gateway.listen", a->listen }, { "gateway.workers", a->workers },
-        { "gateway.admin", a->admin },
+        { "gateway.admin", a->admin }, { "gateway.tls_listen", a->tls_listen },
+        { "gateway.tls_cert", a->cert }, { "gateway.tls_key", a->key },
+        { "gateway.redirect_listen", a->redirect },
+        /* --tls-listen without --listen: HTTPS only (the redirect listener,
+         * if any, is the plain side). */
+        { "gateway.tls_only", a->tls_listen && !a->listen ? "true" : NULL },
     };
     for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++)
         if (sets[k].val && cfg_set(&file_schema, f, sets[k].path, sets[k].val, err) < 0)
@@ -119,6 +131,7 @@ int cmd_gateway(int argc, char **argv)
         return 0;
     }
     const char *listen = NULL, *workers = NULL, *admin = NULL, *config = NULL;
+    const char *tls_listen = NULL, *cert = NULL, *key = NULL, *redirect = NULL;
     char **backends = calloc((size_t)argc, sizeof *backends);
     size_t nback = 0;
     int check = 0;
@@ -135,6 +148,14 @@ int cmd_gateway(int argc, char **argv)
             workers = v;
         else if (!missing && (v = flag_value(argc, argv, &i, "--admin", NULL, &missing)))
             admin = v;
+        else if (!missing && (v = flag_value(argc, argv, &i, "--tls-listen", NULL, &missing)))
+            tls_listen = v;
+        else if (!missing && (v = flag_value(argc, argv, &i, "--cert", NULL, &missing)))
+            cert = v;
+        else if (!missing && (v = flag_value(argc, argv, &i, "--key", NULL, &missing)))
+            key = v;
+        else if (!missing && (v = flag_value(argc, argv, &i, "--redirect-from", NULL, &missing)))
+            redirect = v;
         else if (!missing && (v = flag_value(argc, argv, &i, "--config", "-c", &missing)))
             config = v;
         else if (!missing && strcmp(argv[i], "--check") == 0)
@@ -150,7 +171,7 @@ int cmd_gateway(int argc, char **argv)
     gw_file f;
     cfg_error err;
     memset(&err, 0, sizeof err);
-    gw_args args = { listen, workers, admin, config, backends, nback };
+    gw_args args = { listen, workers, admin, config, tls_listen, cert, key, redirect, backends, nback };
     int rc = 0;
     if (load_all(&args, &f, &err) < 0) {
         rc = cfg_fail(&err, EXIT_USAGE);

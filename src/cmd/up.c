@@ -60,6 +60,8 @@ static const char usage[] =
     "  --min N           autoscaling floor (default 2)\n"
     "  --max N           autoscaling ceiling (default 10)\n"
     "  --data DIR        data directory (default ./hscale-data)\n"
+    "  --tls             serve HTTPS on the gateway listener with a self-signed\n"
+    "                    certificate for localhost (made once in DIR/tls/)\n"
     "  -c, --config FILE hscale.yaml: gateway:, control:, autoscaling: and\n"
     "                    services: (several services; see docs/control.md)\n"
     "  -h, --help        this text\n\n"
@@ -72,6 +74,7 @@ static int parse_flags(int argc, char **argv, up_flags *f)
         {"control", required_argument, NULL, 'C'},  {"instances", required_argument, NULL, 'n'},
         {"min", required_argument, NULL, 'm'},      {"max", required_argument, NULL, 'M'},
         {"data", required_argument, NULL, 'd'},     {"config", required_argument, NULL, 'c'},
+        {"tls", no_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     opterr = 0;
@@ -87,6 +90,7 @@ static int parse_flags(int argc, char **argv, up_flags *f)
         case 'M': f->max = optarg; break;
         case 'd': f->data = optarg; break;
         case 'c': f->config = optarg; break;
+        case 'T': f->tls = true; break;
         default:
             return cmd_usage_error(usage, "up", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -261,6 +265,12 @@ int cmd_up(int argc, char **argv)
         up_config_free(&u);
         return 1;
     }
+    char terr[600];
+    if (f.tls && up_tls_setup(&u, f.data, terr, sizeof terr) < 0) {
+        fprintf(stderr, "hscale up: --tls: %s\n", terr);
+        up_config_free(&u);
+        return 1;
+    }
     char perr[512];
     if (up_pidfile_write(uppid, getpid(), perr, sizeof perr) < 0)
         log_warn("pid file: %s (`hscale down` will not find this up)", perr);
@@ -310,9 +320,13 @@ int cmd_up(int argc, char **argv)
         log_error("control: %s", err);
         goto out;
     }
-    printf("hscale up: gateway   http://%s  (admin http://%s, config %s, log %s)\n"
+    printf("hscale up: gateway   %s://%s  (admin http://%s, config %s, log %s)\n"
            "           control   http://%s  (scaling API, `hscale status --control http://%s`)\n",
-           u.gateway.listen, u.gateway.admin, gwcfg, gwlog, u.fl.control.listen, u.fl.control.listen);
+           f.tls ? "https" : "http", u.gateway.listen, u.gateway.admin, gwcfg, gwlog,
+           u.fl.control.listen, u.fl.control.listen);
+    if (f.tls)
+        printf("           tls       self-signed certificate %s/tls/cert.pem "
+               "(curl --cacert it, or -k)\n", f.data);
     for (size_t i = 0; i < fl.n; i++) {
         const ctl_config *c = fl.defs[i].c;
         const ctl_autoscale_cfg *a = u.fl.nservices ? &u.fl.services[i].autoscaling : &u.fl.autoscaling;

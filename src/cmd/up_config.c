@@ -10,6 +10,8 @@
  * to the first such service. The gateway's config file is then written
  * from the result, so nothing up writes is out of the user's reach. */
 #include "cmd/up_int.h"
+#include "core/log.h"
+#include "http/tls_ctx.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -216,6 +218,34 @@ int up_gateway_write(const up_file *u, const char *path, char *err, size_t errle
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
     buf_free(&b);
     return ok ? 0 : -1;
+}
+
+int up_tls_setup(up_file *u, const char *data, char *err, size_t errlen)
+{
+    char dir[PATH_MAX], cert[PATH_MAX + 16], key[PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/tls", data);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    int made = http_tls_selfsigned(cert, key, 365, err, errlen);
+    if (made < 0)
+        return -1;
+    if (made)
+        log_info("made a self-signed certificate for localhost: %s (key %s)", cert, key);
+    cfg_error ce;
+    memset(&ce, 0, sizeof ce);
+    const cfg_schema *s = up_file_schema();
+    if (cfg_set(s, u, "gateway.tls_listen", u->gateway.listen, &ce) < 0
+        || cfg_set(s, u, "gateway.tls_only", "true", &ce) < 0
+        || cfg_set(s, u, "gateway.tls_cert", cert, &ce) < 0
+        || cfg_set(s, u, "gateway.tls_key", key, &ce) < 0) {
+        cfg_error_format(&ce, err, errlen);
+        return -1;
+    }
+    return 0;
 }
 
 void up_config_free(up_file *u)

@@ -20,6 +20,7 @@ typedef struct up_file {
 
 typedef struct up_flags {
     const char *listen, *admin, *control, *instances, *min, *max, *data, *config;
+    bool        tls;               /* --tls: HTTPS with a self-signed certificate */
 } up_flags;
 
 const cfg_schema *up_file_schema(void);
@@ -29,6 +30,10 @@ int  up_config_load(up_file *u, const up_flags *f, cfg_error *err);
 /* Writes the gateway section as the gateway's config file (JSON). */
 int  up_gateway_write(const up_file *u, const char *path, char *err, size_t errlen);
 void up_config_free(up_file *u);
+/* --tls: makes (once) a self-signed certificate for localhost in the data
+ * directory and points the gateway's only listener at it (tls_listen on
+ * the listen address, tls_only). */
+int  up_tls_setup(up_file *u, const char *data, char *err, size_t errlen);
 
 /* Pid files of the stack in its data directory (up_pidfile.c): up.pid
  * (the running `hscale up`, for `hscale down` and against a second up on

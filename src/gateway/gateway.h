@@ -105,7 +105,19 @@ typedef struct gw_route_cfg {
     bool          security_headers; /* HSTS, nosniff, frame DENY, referrer */
     bool          retry_unsafe;     /* also retry PUT/DELETE */
     gw_route_cache_cfg cache;
+    uint64_t      hsts_max_age_us;  /* Strict-Transport-Security on TLS (0: none) */
+    bool          hsts_subdomains;  /* ... with includeSubDomains */
 } gw_route_cfg;
+
+/* One more certificate for the TLS listener, picked by SNI among the DNS
+ * names (and IP addresses) it is issued for. */
+typedef struct gw_tls_cert_cfg {
+    char *cert;                     /* PEM chain file */
+    char *key;                      /* PEM key file */
+} gw_tls_cert_cfg;
+
+/* Index order of the tls_min_version choices. */
+enum { GW_CFG_TLS_12, GW_CFG_TLS_13 };
 
 typedef struct gw_ratelimit_cfg {
     char    *name;
@@ -125,6 +137,22 @@ typedef struct gw_config {
     size_t   nadmin_allowed_hosts;
     char    *admin_tls_cert;        /* both set: the admin API speaks https */
     char    *admin_tls_key;
+    /* TLS termination (gw_tls*.c) */
+    char    *tls_listen;            /* TLS client listener, NULL: none */
+    bool     tls_only;              /* with tls_listen: no plain listener on `listen` */
+    char    *tls_cert;              /* default certificate (no or unknown SNI) */
+    char    *tls_key;
+    gw_tls_cert_cfg *tls_certs;     /* more certificates chosen by SNI */
+    size_t   ntls_certs;
+    int      tls_min_version;       /* GW_CFG_TLS_12 | GW_CFG_TLS_13 */
+    int      tls_max_version;       /* GW_CFG_TLS_12 | GW_CFG_TLS_13 */
+    char    *tls_ciphers;           /* TLS 1.2 cipher list */
+    char    *tls_ciphersuites;      /* TLS 1.3 suites */
+    bool     tls_tickets;           /* stateless session resumption */
+    uint64_t tls_ticket_rotate_us;  /* a new ticket key this often */
+    bool     tls_ktls;              /* kernel TLS when the kernel and cipher allow */
+    char    *redirect_listen;       /* plain listener answering 301/308 to https */
+    int      redirect_status;       /* 301 or 308 */
     /* timeouts */
     uint64_t client_header_timeout_us;
     uint64_t client_idle_timeout_us;

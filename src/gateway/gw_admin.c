@@ -28,6 +28,7 @@
 #include "gateway/gw_api.h"
 #include "gateway/gw_cache.h"
 #include "gateway/gw_statefile.h"
+#include "gateway/gw_tls.h"
 #include "http/server.h"
 
 int gw_rt_publish(gw_rt *rt, gw_config *cfg, char *err, size_t errlen)
@@ -461,6 +462,45 @@ static void h_cache_purge(http_ctx *c, void *arg)
     reply_json(c, 200, out);
 }
 
+/* The TLS listener's certificates: read again from their files. A file
+ * that does not load is refused with the reason (422) and the running
+ * certificates stay; open connections keep theirs either way. The admin
+ * listener's own certificate (admin_tls_cert) is reloaded too. */
+static void h_tls_reload(http_ctx *c, void *arg)
+{
+    gw_rt *rt = arg;
+    if (!admin_ok(c, rt))
+        return;
+    char err[700], desc[400];
+    pthread_mutex_lock(&rt->edit_lock);
+    int rc = gw_tls_reload(rt, &rt->cfg, err, sizeof err);
+    pthread_mutex_unlock(&rt->edit_lock);
+    if (rc < 0) {
+        log_error("TLS reload refused, keeping the old certificates: %s", err);
+        http_reply_error(c, rt->tls ? 422 : 409, "tls_cert", "%s", err);
+        return;
+    }
+    if (rt->admin && http_server_tls(rt->admin) && http_server_tls_reload(rt->admin, err, sizeof err) < 0)
+        log_error("admin TLS reload refused, keeping the old certificate: %s", err);
+    gw_tls_describe(rt, desc, sizeof desc);
+    http_audit(c, NULL, "TLS certificates reloaded: %s", desc);
+    log_info("TLS certificates reloaded through the API: %s", desc);
+    json_t *j = json_pack("{s:b,s:s}", "reloaded", 1, "certificate", desc);
+    reply_json(c, 200, j);
+}
+
+static void h_tls(http_ctx *c, void *arg)
+{
+    gw_rt *rt = arg;
+    if (!authorized(c, rt))
+        return;
+    char desc[400];
+    gw_tls_describe(rt, desc, sizeof desc);
+    json_t *j = json_pack("{s:b,s:s,s:s}", "enabled", rt->tls != NULL, "certificate", desc,
+                          "listen", rt->cfg.tls_listen ? rt->cfg.tls_listen : "");
+    reply_json(c, 200, j);
+}
+
 static const char *const open_paths[] = { "/health", "/metrics", NULL };
 
 static http_router *admin_router;
@@ -493,6 +533,8 @@ int gw_admin_start(gw_rt *rt, char *err, size_t errlen)
     http_route(r, "GET", "/api/v1/audit", h_audit, rt);
     http_route(r, "GET", "/api/v1/cache", h_cache, rt);
     http_route(r, "POST", "/api/v1/cache/purge", h_cache_purge, rt);
+    http_route(r, "GET", "/api/v1/tls", h_tls, rt);
+    http_route(r, "POST", "/api/v1/tls/reload", h_tls_reload, rt);
     o.name = "gateway-admin";
     o.workers = 1;
     o.router = r;

@@ -8,6 +8,7 @@
  * names the offending key and what was expected, and the loader's
  * all-or-nothing contract means a failed reload changes nothing. */
 #include "gateway/gateway.h"
+#include "http/tls_ctx.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,6 +229,11 @@ static const cfg_field route_fields[] = {
       .def = "false", .help = "also retry PUT and DELETE" },
     { .key = "cache", .type = CFG_OBJECT, .offset = offsetof(gw_route_cfg, cache), .sub = &route_cache_schema,
       .help = "the shared HTTP cache on this route" },
+    { .key = "hsts_max_age", .type = CFG_DURATION, .offset = offsetof(gw_route_cfg, hsts_max_age_us),
+      .def = "0s", .max = 315360000,
+      .help = "Strict-Transport-Security max-age sent on responses over TLS (0: no HSTS header; 8760h, a year, is usual)" },
+    { .key = "hsts_include_subdomains", .type = CFG_BOOL, .offset = offsetof(gw_route_cfg, hsts_subdomains),
+      .def = "false", .help = "add includeSubDomains to this route's HSTS header" },
 };
 static const cfg_schema route_schema = { "route", route_fields, N(route_fields), NULL };
 
@@ -240,6 +246,16 @@ static const cfg_field rl_fields[] = {
 };
 static const cfg_schema rl_schema = { "rate_limit", rl_fields, N(rl_fields), NULL };
 
+static const cfg_field tls_cert_fields[] = {
+    { .key = "cert", .type = CFG_STRING, .offset = offsetof(gw_tls_cert_cfg, cert),
+      .help = "PEM certificate chain file (leaf first)" },
+    { .key = "key", .type = CFG_STRING, .offset = offsetof(gw_tls_cert_cfg, key),
+      .help = "PEM private key file of the certificate" },
+};
+static const cfg_schema tls_cert_schema = { "tls_cert", tls_cert_fields, N(tls_cert_fields), NULL };
+
+static const char *const tls_versions[] = { "1.2", "1.3", NULL };
+
 static const cfg_field gw_fields[] = {
     { .key = "listen", .type = CFG_ADDR, .offset = offsetof(gw_config, listen), .def = "127.0.0.1:8080",
       .env = "HSCALE_GATEWAY_LISTEN", .help = "client listener" },
@@ -250,7 +266,7 @@ static const cfg_field gw_fields[] = {
       .help = "read and write each event batch's sockets in one io_uring call (falls back to plain calls when the kernel refuses)" },
     { .key = "yield_after_batch", .type = CFG_BOOL, .offset = offsetof(gw_config, yield_after_batch),
       .def = "true", .env = "HSCALE_GATEWAY_YIELD_AFTER_BATCH",
-      .help = "after handling a batch of events, let other runnable processes on the worker's CPU (backends, clients on the same machine) run before polling again, so their replies arrive as one batch" },
+      .help = "after handling a batch of events that wrote to sockets, let other runnable processes on the worker's CPU (backends, clients on the same machine) run before polling again, so their replies arrive as one batch" },
     { .key = "admin", .type = CFG_ADDR, .offset = offsetof(gw_config, admin),
       .env = "HSCALE_GATEWAY_ADMIN", .help = "admin API listener (unset: off)" },
     { .key = "admin_token", .type = CFG_STRING, .offset = offsetof(gw_config, admin_token),
@@ -267,6 +283,47 @@ static const cfg_field gw_fields[] = {
       .help = "PEM certificate (chain) file: the admin API speaks https; reloaded on SIGHUP" },
     { .key = "admin_tls_key", .type = CFG_STRING, .offset = offsetof(gw_config, admin_tls_key),
       .env = "HSCALE_GATEWAY_ADMIN_TLS_KEY", .help = "PEM private key file of admin_tls_cert" },
+    { .key = "tls_listen", .type = CFG_ADDR, .offset = offsetof(gw_config, tls_listen),
+      .env = "HSCALE_GATEWAY_TLS_LISTEN",
+      .help = "TLS (https) client listener, served beside `listen` (unset: none)" },
+    { .key = "tls_only", .type = CFG_BOOL, .offset = offsetof(gw_config, tls_only), .def = "false",
+      .env = "HSCALE_GATEWAY_TLS_ONLY",
+      .help = "with tls_listen: no plain listener on `listen` (the --tls-listen flag without --listen sets it)" },
+    { .key = "tls_cert", .type = CFG_STRING, .offset = offsetof(gw_config, tls_cert),
+      .env = "HSCALE_GATEWAY_TLS_CERT",
+      .help = "PEM certificate chain file of tls_listen: the default certificate (no SNI, or a name no certificate has); reloaded on SIGHUP and POST /api/v1/tls/reload" },
+    { .key = "tls_key", .type = CFG_STRING, .offset = offsetof(gw_config, tls_key),
+      .env = "HSCALE_GATEWAY_TLS_KEY", .help = "PEM private key file of tls_cert" },
+    { .key = "tls_certs", .type = CFG_LIST, .offset = offsetof(gw_config, tls_certs), .sub = &tls_cert_schema,
+      .elem_size = sizeof(gw_tls_cert_cfg), .count_offset = offsetof(gw_config, ntls_certs),
+      .help = "more certificates (RSA or ECDSA), each chosen by SNI for the names it is issued for" },
+    { .key = "tls_min_version", .type = CFG_ENUM, .offset = offsetof(gw_config, tls_min_version),
+      .def = "1.2", .choices = tls_versions, .env = "HSCALE_GATEWAY_TLS_MIN_VERSION",
+      .help = "lowest TLS version accepted: 1.2 | 1.3" },
+    { .key = "tls_max_version", .type = CFG_ENUM, .offset = offsetof(gw_config, tls_max_version),
+      .def = "1.3", .choices = tls_versions, .env = "HSCALE_GATEWAY_TLS_MAX_VERSION",
+      .help = "highest TLS version offered: 1.3 | 1.2 (1.2 only for clients or comparisons that need it)" },
+    { .key = "tls_ciphers", .type = CFG_STRING, .offset = offsetof(gw_config, tls_ciphers),
+      .def = HTTP_TLS_DEFAULT_CIPHERS, .env = "HSCALE_GATEWAY_TLS_CIPHERS",
+      .help = "TLS 1.2 cipher list (OpenSSL syntax); the default is ECDHE with AES-GCM or ChaCha20-Poly1305 only" },
+    { .key = "tls_ciphersuites", .type = CFG_STRING, .offset = offsetof(gw_config, tls_ciphersuites),
+      .def = HTTP_TLS_DEFAULT_SUITES, .env = "HSCALE_GATEWAY_TLS_CIPHERSUITES",
+      .help = "TLS 1.3 cipher suites (OpenSSL syntax)" },
+    { .key = "tls_tickets", .type = CFG_BOOL, .offset = offsetof(gw_config, tls_tickets), .def = "true",
+      .env = "HSCALE_GATEWAY_TLS_TICKETS",
+      .help = "session resumption by tickets, with keys shared by every worker (false: every connection does a full handshake)" },
+    { .key = "tls_ticket_rotate", .type = CFG_DURATION, .offset = offsetof(gw_config, tls_ticket_rotate_us),
+      .def = "1h", .min = 1, .max = 604800, .env = "HSCALE_GATEWAY_TLS_TICKET_ROTATE",
+      .help = "a new ticket key this often; tickets of the two keys before it are still accepted (so a ticket lives at most 3 periods)" },
+    { .key = "tls_ktls", .type = CFG_BOOL, .offset = offsetof(gw_config, tls_ktls), .def = "true",
+      .env = "HSCALE_GATEWAY_TLS_KTLS",
+      .help = "hand record encryption to the kernel (kTLS) when the kernel has the tls module and the cipher allows; the log says which path runs" },
+    { .key = "redirect_listen", .type = CFG_ADDR, .offset = offsetof(gw_config, redirect_listen),
+      .env = "HSCALE_GATEWAY_REDIRECT_LISTEN",
+      .help = "plain listener that answers every request with redirect_status to the same URL on tls_listen (unset: none)" },
+    { .key = "redirect_status", .type = CFG_INT, .offset = offsetof(gw_config, redirect_status), .def = "301",
+      .min = 301, .max = 308, .env = "HSCALE_GATEWAY_REDIRECT_STATUS",
+      .help = "status of the redirect listener: 301 (method may become GET) or 308 (method and body kept)" },
     { .key = "client_header_timeout", .type = CFG_DURATION, .offset = offsetof(gw_config, client_header_timeout_us),
       .def = "10s", .min = 0.001, .max = 3600, .help = "whole request head must arrive within this (slowloris)" },
     { .key = "client_idle_timeout", .type = CFG_DURATION, .offset = offsetof(gw_config, client_idle_timeout_us),
@@ -373,6 +430,28 @@ static int gw_validate(void *obj, cfg_error *err)
         return bad(err, c->admin_tls_cert ? "admin_tls_key" : "admin_tls_cert",
                    "TLS needs both admin_tls_cert and admin_tls_key, got only %s",
                    c->admin_tls_cert ? "the certificate" : "the key");
+    if (c->redirect_status != 301 && c->redirect_status != 308) {
+        char got[16];
+        snprintf(got, sizeof got, "%d", c->redirect_status);
+        return bad(err, "redirect_status", "expected 301 or 308, got %s", got);
+    }
+    if (c->tls_listen) {
+        if (!c->tls_cert || !c->tls_key)
+            return bad(err, c->tls_cert ? "tls_key" : "tls_cert",
+                       "tls_listen needs tls_cert and tls_key (%s)", "PEM files");
+    } else {
+        if (c->redirect_listen)
+            return bad(err, "redirect_listen", "redirects to https need tls_listen %s", "too");
+        if (c->tls_only)
+            return bad(err, "tls_only", "needs tls_listen (otherwise nothing would %s)", "listen");
+    }
+    if (c->tls_max_version < c->tls_min_version)
+        return bad(err, "tls_max_version", "expected at least tls_min_version (%s)", "1.3");
+    for (size_t i = 0; i < c->ntls_certs; i++)
+        if (!c->tls_certs[i].cert || !c->tls_certs[i].key) {
+            snprintf(key, sizeof key, "tls_certs[%zu].%s", i, c->tls_certs[i].cert ? "key" : "cert");
+            return bad(err, key, "expected a PEM file, got %s", "nothing");
+        }
     for (size_t i = 0; i < c->npools; i++)
         for (size_t j = 0; j < i; j++)
             if (strcmp(c->pools[i].name, c->pools[j].name) == 0) {

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "gateway/gw_tls.h"
 
 const char *gw_conn_phase_str(gw_conn_phase p)
 {
@@ -47,6 +48,16 @@ void gw_conn_set_phase(gw_conn *c, gw_conn_phase p)
     atomic_fetch_sub_explicit(&c->w->nphase[c->state], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->w->nphase[p], 1, memory_order_relaxed);
     c->state = (uint8_t)p;
+}
+
+const char *gw_listener_kind_str(gw_listener_kind k)
+{
+    switch (k) {
+    case GW_LST_PLAIN:    return "plain";
+    case GW_LST_TLS:      return "tls";
+    case GW_LST_REDIRECT: return "redirect";
+    default:              return "unknown";
+    }
 }
 
 uint32_t gw_rt_phase_count(gw_rt *rt, gw_conn_phase p)
@@ -106,6 +117,8 @@ static void conn_timeout(ev_loop *loop, ev_timer *t)
         gw_conn_process(c);       /* a deferred read (see gw_conn_process) */
         return;
     }
+    if (c->ssl && c->tls == GW_TLS_HANDSHAKE)
+        gw_tls_timed_out(c);      /* counted as a handshake failure */
     if (c->state == GC_WAIT || c->state == GC_CLOSING)
         gw_conn_close(c);
 }
@@ -130,7 +143,7 @@ static void peer_text(gw_conn *c, const sock_addr *peer)
     c->ip_len = (uint8_t)strlen(c->ip);
 }
 
-void gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer)
+void gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer, gw_listener_kind kind)
 {
     gw_conn *c = gw_conn_alloc(w);
     if (!c) {
@@ -139,11 +152,18 @@ void gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer)
     }
     c->w = w;
     c->fd = fd;
+    c->lst = (uint8_t)kind;
+    if (kind == GW_LST_TLS && gw_tls_conn_new(c) < 0) {
+        close(fd);
+        gw_conn_free(w, c);
+        return;
+    }
     c->state = GC_WAIT;
     atomic_fetch_add_explicit(&w->nphase[GC_WAIT], 1, memory_order_relaxed);
     peer_text(c, peer);
     ev_timer_init(&c->timer, conn_timeout, c);
     if (ev_io_add(w->loop, fd, EV_READ | EV_WRITE, gw_conn_io, c) < 0) {
+        gw_tls_conn_free(c);
         close(fd);
         atomic_fetch_sub_explicit(&w->nphase[GC_WAIT], 1, memory_order_relaxed);
         gw_conn_free(w, c);
@@ -157,7 +177,9 @@ void gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer)
     atomic_fetch_add_explicit(&w->rt->clients, 1, memory_order_relaxed);
     metrics_add(w->rt->m_clients, 1);
     c->in_header = false;
-    ev_timer_start(w->loop, &c->timer, w->rt->cfg.client_idle_timeout_us);
+    /* A TLS handshake is bounded like a request head (slowloris). */
+    ev_timer_start(w->loop, &c->timer, c->ssl ? w->rt->cfg.client_header_timeout_us
+                                              : w->rt->cfg.client_idle_timeout_us);
 }
 
 static void ghost_start(ev_loop *loop, void *arg)
@@ -177,6 +199,7 @@ gw_conn *gw_conn_ghost(gw_worker *w, const char *head, size_t len, const gw_conn
     c->state = GC_WAIT;
     c->close_after = true;           /* one request */
     c->ghost = g;
+    c->lst = like->lst == GW_LST_TLS ? GW_LST_TLS : GW_LST_PLAIN;   /* X-Forwarded-Proto as the client's; no TLS state */
     memcpy(c->ip, like->ip, sizeof c->ip);
     c->ip_len = like->ip_len;
     memcpy(c->ip_raw, like->ip_raw, sizeof c->ip_raw);
@@ -230,6 +253,7 @@ void gw_conn_close(gw_conn *c)
     ev_timer_stop(w->loop, &c->timer);
     if (c->fd >= 0) {
         ev_io_del(w->loop, c->fd);
+        gw_tls_conn_free(c);      /* close_notify goes before the socket closes */
         close(c->fd);
     }
     if (c->ghost)
@@ -330,7 +354,8 @@ int gw_conn_flush(gw_conn *c)
     if (c->out.len && gw_conn_defer(c))
         return 0;
     while (c->out.len) {
-        ssize_t n = write(c->fd, buf_head(&c->out), c->out.len);
+        ssize_t n = c->ssl ? gw_tls_write(c, buf_head(&c->out), c->out.len)
+                           : write(c->fd, buf_head(&c->out), c->out.len);
         if (n > 0) {
             buf_consume(&c->out, (size_t)n);
             continue;
@@ -384,10 +409,14 @@ static int conn_read(gw_conn *c)
             return 0;
         }
         size_t room = buf_room(&c->in);
-        ssize_t n = read(c->fd, buf_tail(&c->in), room);
+        ssize_t n = c->ssl ? gw_tls_read(c, buf_tail(&c->in), room)
+                           : read(c->fd, buf_tail(&c->in), room);
         if (n > 0) {
             buf_commit(&c->in, (size_t)n);
-            if ((size_t)n < room && c->state != GC_TUNNEL)
+            /* A short read emptied the socket; under TLS, one record is
+             * returned at a time, so the socket read below it says. */
+            bool drained = c->ssl ? gw_tls_drained(c) : (size_t)n < room;
+            if (drained && c->state != GC_TUNNEL)
                 return 0;      /* (a tunnel reads on to EAGAIN: see gw_response_read) */
             continue;
         }
@@ -407,8 +436,9 @@ static int conn_read(gw_conn *c)
 
 char *gw_conn_rx_room(gw_conn *c, size_t *room)
 {
-    /* Only where gw_conn_io would read: never a closing or capped connection. */
-    if (c->dead || c->peer_eof || c->state == GC_CLOSING || c->in.len >= read_cap(c)
+    /* Only where gw_conn_io would read: never a closing or capped
+     * connection, and never under TLS (records must go through SSL_read). */
+    if (c->ssl || c->dead || c->peer_eof || c->state == GC_CLOSING || c->in.len >= read_cap(c)
         || !conn_make_room(c))
         return NULL;
     *room = buf_room(&c->in);
@@ -501,7 +531,10 @@ static void conn_next_request(gw_conn *c)
     if (!ex->req.h.keep_alive)
         c->close_after = true;
     gw_conn_set_phase(c, GC_PROXY);
-    gw_exchange_start(c);
+    if (c->lst == GW_LST_REDIRECT)
+        gw_redirect_reply(ex);          /* answers and ends the request */
+    else
+        gw_exchange_start(c);
 }
 
 void gw_conn_process(gw_conn *c)
@@ -539,6 +572,8 @@ void gw_conn_process(gw_conn *c)
         /* Idle between requests: an idle keep-alive client holds no buffers. */
         gw_buf_release(c->w, &c->in);
         gw_buf_release(c->w, &c->out);
+        if (c->ssl)
+            gw_tls_idle(c);
     }
     if (c->dead || (c->state == GC_CLOSING && c->out.len == 0))
         gw_conn_close(c);
@@ -573,11 +608,27 @@ void gw_conn_io(ev_loop *loop, int fd, unsigned events, void *arg)
     gw_conn *c = arg;
     (void)loop;
     (void)fd;
+    /* A TLS read that had to write first waits for writability, not input. */
+    bool readable = (events & EV_READ) || ((events & EV_WRITE) && c->tls_read_wants_write);
     if (events & EV_ERROR)
         c->dead = true;
+    if (!c->dead && c->ssl && c->tls == GW_TLS_HANDSHAKE) {
+        /* Either readiness may be the one the handshake waits for. */
+        int hs = gw_tls_handshake(c);
+        if (hs < 0)
+            c->dead = true;
+        else if (hs == 0)
+            return;
+        else {
+            /* The request may have come with the client's Finished and
+             * sit in OpenSSL's buffer already: read whatever the event. */
+            readable = true;
+            ev_timer_start(c->w->loop, &c->timer, c->w->rt->cfg.client_idle_timeout_us);
+        }
+    }
     if (!c->dead && (events & EV_WRITE) && c->out.len)
         gw_conn_flush(c);
-    if (!c->dead && (events & EV_READ)) {
+    if (!c->dead && readable) {
         if (c->state == GC_CLOSING) {
             /* Discard what a closing client still sends. */
             char sink[4096];

@@ -213,7 +213,7 @@ void gw_io_write_pending(gw_worker *w)
             const char *p;
             if (pass == 0 && c->ex && (p = gw_exchange_tx_pending(c->ex, &len)))
                 queue_op(io, c->ex->ufd, OP_EX_TX, c->ex, (void *)p, len);
-            else if (pass == 1 && c->out.len)
+            else if (pass == 1 && c->out.len && !c->ssl)   /* TLS: SSL_write, in gw_conn_flush */
                 queue_op(io, c->fd, OP_CONN_TX, c, buf_head(&c->out), c->out.len);
         }
     }

@@ -79,6 +79,11 @@ typedef struct gw_rt {
     gw_worker        *workers;
     unsigned          nworkers;
     sock_addr         listen;
+    bool              plain_on;       /* a plain listener on `listen` (not tls_only) */
+    struct gw_tls    *tls;            /* TLS termination (gw_tls.c); NULL: no tls_listen */
+    sock_addr         tls_listen;
+    sock_addr         redir_listen;   /* redirect_listen; port 0 until bound when unset */
+    bool              redir_on;
     gw_drain         *drains;         /* under edit_lock */
     http_server      *admin;
     gw_cstore        *cache;          /* the shared HTTP cache (gw_cache.c); NULL: no route caches */
@@ -189,6 +194,8 @@ typedef struct gw_exchange {
     struct gw_cx *cx;            /* the cache's state of this request (gw_cache.c); NULL: none */
     uint8_t      attempts;
     uint8_t      last_fail;      /* 1 + gw_fail_kind of the last failed attempt; 0: none */
+    bool         hsts_sub;       /* route's hsts_include_subdomains */
+    uint32_t     hsts_max_age;   /* route's hsts_max_age in seconds (0: none) */
     gw_member   *tried[4];       /* not pinned: compared by address only */
     /* request body, client -> upstream */
     uint64_t     req_body_left;  /* Content-Length bytes not yet forwarded */
@@ -260,6 +267,16 @@ typedef enum gw_conn_phase {
 
 const char *gw_conn_phase_str(gw_conn_phase p);
 
+/* Which listener accepted a client connection. */
+typedef enum gw_listener_kind {
+    GW_LST_PLAIN,        /* HTTP on `listen` */
+    GW_LST_TLS,          /* HTTPS on tls_listen: c->ssl set, c->tls its transport state */
+    GW_LST_REDIRECT,     /* HTTP on redirect_listen: every request answered 301/308 */
+    GW_NLISTENERS
+} gw_listener_kind;
+
+const char *gw_listener_kind_str(gw_listener_kind k);
+
 struct gw_conn {
     gw_worker   *w;
     int          fd;
@@ -276,6 +293,11 @@ struct gw_conn {
     char         ip[46];         /* peer address text, for X-Forwarded-For */
     unsigned char ip_raw[16];    /* peer address bytes, for rate limits and hashing */
     uint8_t      ip_raw_len;
+    uint8_t      lst;            /* gw_listener_kind */
+    uint8_t      tls;            /* gw_tls_state while ssl is set */
+    bool         tls_drained;    /* the last socket read under SSL came back short */
+    bool         tls_read_wants_write;   /* SSL_read needs the socket writable (a TLS 1.3 KeyUpdate answer) */
+    struct ssl_st *ssl;          /* TLS transport (gw_tls_conn.c); NULL: plain */
     buf          in;             /* client bytes */
     buf          out;            /* bytes to the client */
     ev_timer     timer;          /* header / idle */
@@ -292,7 +314,9 @@ struct gw_worker {
     unsigned      id;
     pthread_t     th;
     ev_loop      *loop;
-    int           lfd;
+    int           lfd;           /* plain listener, -1: none */
+    int           tls_lfd;       /* tls_listen, -1: none */
+    int           redir_lfd;     /* redirect_listen, -1: none */
     hc_pool      *idle;
     uint64_t      gen;           /* snapshot generation the cursors belong to */
     gw_lb_cursor *cursors;       /* one per pool of that generation */
@@ -372,7 +396,7 @@ void  gw_ex_set_phase(gw_exchange *ex, gw_ex_phase p);
 uint32_t gw_rt_ex_phase_count(gw_rt *rt, gw_ex_phase p);
 /* Open client connections in phase p, all workers (any thread). */
 uint32_t gw_rt_phase_count(gw_rt *rt, gw_conn_phase p);
-void  gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer);
+void  gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer, gw_listener_kind kind);
 /* A connection without a socket that runs `head` (a GET) once and discards
  * the answer (gw_cache_refresh); processed at the loop's next iteration. */
 gw_conn *gw_conn_ghost(gw_worker *w, const char *head, size_t len, const gw_conn *like,
@@ -471,6 +495,10 @@ int   gw_pick_member(gw_exchange *ex, gw_pool *p, const gw_pool_cfg *pc, uint64_
  * try_timeout_min), sets ex->try_adaptive; else, or while the p99 is
  * unknown, try_timeout. */
 uint64_t gw_try_timeout(gw_exchange *ex, const gw_pool *p);
+
+/* gw_redirect.c: the redirect listener's answer (redirect_status to the
+ * same target on tls_listen); ends the request like a local reply. */
+void  gw_redirect_reply(gw_exchange *ex);
 
 /* gw_tunnel.c: Upgrade (WebSocket) requests and the tunnel after a 101. */
 /* The request asks for a protocol switch the gateway relays: GET, no body,

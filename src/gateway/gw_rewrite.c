@@ -126,7 +126,10 @@ int gw_rewrite_request(gw_exchange *ex, const char *head, buf *out)
         buf_append(out, ", ", 2);
     }
     buf_append(out, c->ip, c->ip_len);
-    buf_append(out, "\r\nX-Forwarded-Proto: http\r\n", 27);
+    if (c->lst == GW_LST_TLS)      /* (a cache refresh ghost keeps its client's) */
+        buf_append(out, "\r\nX-Forwarded-Proto: https\r\n", 28);
+    else
+        buf_append(out, "\r\nX-Forwarded-Proto: http\r\n", 27);
     if (r->host.len) {
         buf_append(out, "X-Forwarded-Host: ", 18);
         append_slice(out, head, r->host);
@@ -150,8 +153,11 @@ int gw_rewrite_request(gw_exchange *ex, const char *head, buf *out)
     return buf_append(out, "\r\n", 2);
 }
 
+/* security_headers: its HSTS line, then the rest (a route's own
+ * hsts_max_age replaces the line on TLS connections). */
+static const char security_sts[] =
+    "Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n";
 static const char security_block[] =
-    "Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n"
     "X-Content-Type-Options: nosniff\r\n"
     "X-Frame-Options: DENY\r\n"
     "Referrer-Policy: strict-origin-when-cross-origin\r\n";
@@ -210,6 +216,16 @@ int gw_rewrite_response(gw_exchange *ex, const char *head, buf *out,
         buf_append_str(out, "; Max-Age=");
         buf_append(out, num, fmt_u64(num, sticky_max_age_us / 1000000u));
         buf_append_str(out, "; Path=/; HttpOnly\r\n");
+    }
+    if (ex->hsts_max_age && c->lst == GW_LST_TLS) {
+        /* HSTS only means something over TLS (RFC 6797 7.2: ignored on http). */
+        buf_append_str(out, "Strict-Transport-Security: max-age=");
+        buf_append(out, num, fmt_u64(num, ex->hsts_max_age));
+        if (ex->hsts_sub)
+            buf_append_str(out, "; includeSubDomains");
+        buf_append(out, "\r\n", 2);
+    } else if (ex->security_headers) {
+        buf_append(out, security_sts, sizeof security_sts - 1);
     }
     if (ex->security_headers)
         buf_append(out, security_block, sizeof security_block - 1);

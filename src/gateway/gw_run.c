@@ -30,6 +30,7 @@
 #include "gateway/gw_proxy.h"
 #include "gateway/gw_cache.h"
 #include "gateway/gw_statefile.h"
+#include "gateway/gw_tls.h"
 #include "http/server.h"
 
 static unsigned core_count(void)
@@ -49,7 +50,17 @@ static void reload(gw_rt *rt, gw_reload_fn *fn, void *arg)
             log_info("admin TLS certificate reloaded");
     }
     if (!fn) {
-        log_warn("SIGHUP ignored: running from flags, no config file to reload");
+        /* Flags only: the certificate files are read again all the same. */
+        if (rt->tls) {
+            pthread_mutex_lock(&rt->edit_lock);      /* rt->cfg: the API may publish */
+            int trc = gw_tls_reload(rt, &rt->cfg, terr, sizeof terr);
+            pthread_mutex_unlock(&rt->edit_lock);
+            if (trc < 0)
+                log_error("TLS reload refused, keeping the old certificates: %s", terr);
+            else
+                log_info("TLS certificates reloaded from their files");
+        }
+        log_warn("SIGHUP: running from flags, no config file to reload");
         return;
     }
     gw_config next;
@@ -59,9 +70,21 @@ static void reload(gw_rt *rt, gw_reload_fn *fn, void *arg)
         log_error("reload refused, configuration unchanged: %s", err);
         return;
     }
+    /* Certificates: the new configuration's files (paths may have
+     * changed). A refusal keeps the old ones and the rest of the reload. */
+    if (rt->tls) {
+        if (gw_tls_reload(rt, &next, terr, sizeof terr) < 0)
+            log_error("TLS reload refused, keeping the old certificates: %s", terr);
+        else
+            log_info("TLS certificates reloaded from their files");
+    }
     pthread_mutex_lock(&rt->edit_lock);
     if (next.listen && rt->cfg.listen && strcmp(next.listen, rt->cfg.listen) != 0)
         log_warn("reload: listen address changes need a restart; keeping %s", rt->cfg.listen);
+    if (!next.tls_listen != !rt->cfg.tls_listen
+        || (next.tls_listen && strcmp(next.tls_listen, rt->cfg.tls_listen) != 0))
+        log_warn("reload: tls_listen changes need a restart; keeping %s",
+                 rt->cfg.tls_listen ? rt->cfg.tls_listen : "none");
     size_t kept = gw_statefile_keep_dynamic(gw_rcu_read(&rt->rcu), &next);
     int rc = gw_rt_publish(rt, &next, err, sizeof err);
     pthread_mutex_unlock(&rt->edit_lock);
@@ -164,6 +187,24 @@ int gw_run(const gw_config *cfg, gw_reload_fn *reload_fn, void *arg)
         fprintf(stderr, "hscale gateway: listen: %s\n", err);
         goto out_rcu;
     }
+    rt->plain_on = !(rt->cfg.tls_listen && rt->cfg.tls_only);
+    if (rt->cfg.tls_listen) {
+        if (sock_addr_parse(rt->cfg.tls_listen, &rt->tls_listen, err, sizeof err) < 0) {
+            fprintf(stderr, "hscale gateway: tls_listen: %s\n", err);
+            goto out_rcu;
+        }
+        if (gw_tls_init(rt, &rt->cfg, err, sizeof err) < 0) {
+            fprintf(stderr, "hscale gateway: %s\n", err);
+            goto out_rcu;
+        }
+    }
+    if (rt->cfg.redirect_listen) {
+        if (sock_addr_parse(rt->cfg.redirect_listen, &rt->redir_listen, err, sizeof err) < 0) {
+            fprintf(stderr, "hscale gateway: redirect_listen: %s\n", err);
+            goto out_rcu;
+        }
+        rt->redir_on = true;
+    }
 
     sigset_t set;
     sigemptyset(&set);
@@ -187,12 +228,23 @@ int gw_run(const gw_config *cfg, gw_reload_fn *reload_fn, void *arg)
         gw_workers_drain(rt, 0);
         goto out_admin;
     }
-    char addr[80];
-    printf("gateway: listening on %s (%u workers)%s%s\n",
-           sock_addr_format(&rt->listen, addr, sizeof addr), nworkers,
+    char addr[80], taddr[80], raddr[80];
+    if (rt->plain_on)
+        sock_addr_format(&rt->listen, addr, sizeof addr);
+    else
+        snprintf(addr, sizeof addr, "-");
+    if (rt->tls)
+        sock_addr_format(&rt->tls_listen, taddr, sizeof taddr);
+    if (rt->redir_on)
+        sock_addr_format(&rt->redir_listen, raddr, sizeof raddr);
+    printf("gateway: listening on %s (%u workers)%s%s%s%s%s%s\n", addr, nworkers,
+           rt->tls ? ", https on " : "", rt->tls ? taddr : "",
+           rt->redir_on ? ", redirecting http on " : "", rt->redir_on ? raddr : "",
            rt->cfg.admin ? ", admin API on " : "", rt->cfg.admin ? rt->cfg.admin : "");
     fflush(stdout);
-    log_info("listening on %s with %u workers, %zu pools, %zu routes", addr, nworkers,
+    log_info("listening on %s%s%s%s%s with %u workers, %zu pools, %zu routes", addr,
+             rt->tls ? ", https on " : "", rt->tls ? taddr : "",
+             rt->redir_on ? ", redirect on " : "", rt->redir_on ? raddr : "", nworkers,
              rt->cfg.npools, rt->cfg.nroutes);
 
     for (;;) {
@@ -207,6 +259,7 @@ int gw_run(const gw_config *cfg, gw_reload_fn *reload_fn, void *arg)
             break;
         }
         gw_admin_tick(rt);
+        gw_tls_tick(rt);
     }
     gw_workers_drain(rt, rt->cfg.grace_us);
     rc = 0;
@@ -220,6 +273,7 @@ out_workers:
         gw_workers_join(rt);
     }
 out_rcu:
+    gw_tls_free(rt);
     gw_rcu_destroy(&rt->rcu);
 out_free:
     gw_rl_free(rt->rl);

@@ -135,6 +135,8 @@ static int build_route(gw_snap *s, size_t ri, char *err, size_t errlen)
     r->write_pool = rc->write_pool && rc->write_pool[0] ? gw_snap_find_pool(s, rc->write_pool) : -1;
     r->security_headers = rc->security_headers;
     r->cache = rc->cache.enabled ? &rc->cache : NULL;
+    r->hsts_max_age = (uint32_t)(rc->hsts_max_age_us / 1000000u);
+    r->hsts_sub = rc->hsts_subdomains;
     r->retry_unsafe = rc->retry_unsafe;
     for (size_t k = 0; k < rc->nmethods; k++) {
         int b = method_bit(rc->methods[k]);

@@ -30,6 +30,8 @@ typedef struct gw_route {
     bool      security_headers;
     bool      retry_unsafe;
     const gw_route_cache_cfg *cache;   /* into the snapshot's cfg; NULL: not cached */
+    bool      hsts_sub;           /* includeSubDomains */
+    uint32_t  hsts_max_age;       /* seconds; 0: no HSTS header (TLS only) */
 } gw_route;
 
 typedef struct gw_snap {

@@ -447,6 +447,8 @@ void gw_exchange_start(gw_conn *c)
     ex->rs = gw_worker_route_series(w, s, ri, pi);
     ex->ps = gw_worker_pool_series(w, s, pi);
     ex->security_headers = r->security_headers;
+    ex->hsts_max_age = r->hsts_max_age;
+    ex->hsts_sub = r->hsts_sub;
     if (ex->upgrade && !gw_tunnel_reserve(ex)) {
         c->close_after = true;
         local_reply(ex, 503, "Retry-After: 1\r\n",

@@ -283,6 +283,10 @@ static void accept_resume(ev_loop *loop, ev_timer *t)
     gw_worker *w = t->arg;
     if (w->lfd >= 0)
         accept_io(loop, w->lfd, EV_READ, w);
+    if (w->tls_lfd >= 0)
+        accept_io(loop, w->tls_lfd, EV_READ, w);
+    if (w->redir_lfd >= 0)
+        accept_io(loop, w->redir_lfd, EV_READ, w);
 }
 
 /* Accepts up to a burst, so a flood of connects cannot starve the
@@ -292,6 +296,8 @@ static void accept_resume(ev_loop *loop, ev_timer *t)
 static void accept_io(ev_loop *loop, int fd, unsigned events, void *arg)
 {
     gw_worker *w = arg;
+    gw_listener_kind kind = fd == w->tls_lfd ? GW_LST_TLS
+                            : fd == w->redir_lfd ? GW_LST_REDIRECT : GW_LST_PLAIN;
     for (int burst = 0;; burst++) {
         if (burst == 256) {
             ev_timer_start(loop, &w->accept_more, 0);
@@ -308,6 +314,10 @@ static void accept_io(ev_loop *loop, int fd, unsigned events, void *arg)
         }
         uint32_t max = (uint32_t)w->rt->cfg.max_clients;
         if (max && atomic_load_explicit(&w->rt->clients, memory_order_relaxed) >= max) {
+            if (kind == GW_LST_TLS) {
+                close(cfd);       /* no plain-text answer inside a TLS handshake */
+                continue;
+            }
             /* Over the global limit: refuse at once rather than queue. */
             static const char busy[] =
                 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -318,7 +328,7 @@ static void accept_io(ev_loop *loop, int fd, unsigned events, void *arg)
             close(cfd);
             continue;
         }
-        gw_conn_accepted(w, cfd, &peer);
+        gw_conn_accepted(w, cfd, &peer, kind);
     }
 }
 
@@ -328,14 +338,44 @@ static void queue_tick(ev_loop *loop, ev_timer *t)
     gw_queue_dispatch(t->arg);
 }
 
+static void close_fd_listener(gw_worker *w, int *fd)
+{
+    if (*fd >= 0) {
+        if (w->loop)
+            ev_io_del(w->loop, *fd);
+        close(*fd);
+        *fd = -1;
+    }
+}
+
 static void close_listener(gw_worker *w)
 {
-    ev_timer_stop(w->loop, &w->accept_more);
-    if (w->lfd >= 0) {
-        ev_io_del(w->loop, w->lfd);
-        close(w->lfd);
-        w->lfd = -1;
+    if (w->loop)
+        ev_timer_stop(w->loop, &w->accept_more);
+    close_fd_listener(w, &w->lfd);
+    close_fd_listener(w, &w->tls_lfd);
+    close_fd_listener(w, &w->redir_lfd);
+}
+
+/* Opens one more SO_REUSEPORT listener of this worker on *addr (the first
+ * worker binds port 0 to a real port, which the others then share). */
+static int open_extra(gw_worker *w, sock_addr *addr, int *fd, const char *what,
+                      char *err, size_t errlen)
+{
+    sock_listen_opts lo = { .backlog = 4096, .reuseport = true };
+    char why[256];
+    *fd = sock_listen(addr, &lo, why, sizeof why);
+    if (*fd < 0) {
+        snprintf(err, errlen, "%s: %s", what, why);
+        return -1;
     }
+    if (w->id == 0 && sock_addr_port(addr) == 0)
+        sock_local_addr(*fd, addr);
+    if (ev_io_add(w->loop, *fd, EV_READ, accept_io, w) < 0) {
+        snprintf(err, errlen, "%s: cannot register the listener", what);
+        return -1;
+    }
+    return 0;
 }
 
 /* Called once the writes of an iteration that ran `ran` callbacks have
@@ -348,12 +388,16 @@ static void close_listener(gw_worker *w)
  * (bench/gateway_vs_peers.sh: proxy CPU per request about halves at 50
  * connections). With nothing else runnable here sched_yield returns at
  * once, so a worker with a CPU to itself only pays one system call. */
-static void after_batch(gw_worker *w, int ran)
+static void after_batch(gw_worker *w, int ran, bool woke)
 {
     gw_rt *rt = w->rt;
     metrics_inc(rt->m_batches);
     metrics_add(rt->m_callbacks, ran);
-    if (w->yield_cpu) {
+    /* Only a batch that wrote (woke a backend or a client) has anyone to
+     * wait for: a batch of TLS handshake steps or accepts alone would give
+     * its CPU away for nothing, which costs a whole time slice per step
+     * on a busy machine. */
+    if (w->yield_cpu && woke) {
         sched_yield();
         metrics_inc(rt->m_yields);
     }
@@ -402,9 +446,10 @@ static void *worker_main(void *arg)
             log_error("worker %u: event loop: %s", w->id, strerror(errno));
             break;
         }
+        bool woke = w->npend > 0;       /* output held back: the flush wakes its peers */
         gw_worker_flush(w);
         if (ran > 0)
-            after_batch(w, ran);
+            after_batch(w, ran, woke);
     }
     while (w->conns)
         gw_conn_close(w->conns);
@@ -461,12 +506,17 @@ int gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen)
     rt->nworkers = n;
     int rc = 0;
     sock_listen_opts lo = { .backlog = 4096, .reuseport = true };
-    int inherited = inherited_listener(&rt->listen);
+    /* The inherited socket is the plain listener's, or with tls_only the
+     * TLS listener's (`hscale up --tls`). */
+    int inherited = rt->plain_on ? inherited_listener(&rt->listen)
+                    : rt->tls ? inherited_listener(&rt->tls_listen) : -1;
+    for (unsigned i = 0; i < n; i++)      /* an early failure closes only what opened */
+        rt->workers[i].lfd = rt->workers[i].tls_lfd = rt->workers[i].redir_lfd = -1;
     for (unsigned i = 0; i < n; i++) {
         gw_worker *w = &rt->workers[i];
         w->rt = rt;
         w->id = i;
-        w->lfd = -1;
+        w->lfd = w->tls_lfd = w->redir_lfd = -1;
         w->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)(i + 1) * 0xBF58476D1CE4E5B9ull) ^ ev_wall_us();
         w->free_bufs = calloc(GW_FREE_BUFS, sizeof *w->free_bufs);
         ev_timer_init(&w->qtimer, queue_tick, w);
@@ -478,25 +528,40 @@ int gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen)
             rc = -1;
             break;
         }
-        if (inherited >= 0)
+        if (!rt->plain_on)
+            w->lfd = -1;
+        else if (inherited >= 0)
             w->lfd = i == 0 ? inherited : fcntl(inherited, F_DUPFD_CLOEXEC, 3);
         else
             w->lfd = sock_listen(&rt->listen, &lo, err, errlen);
-        if (w->lfd < 0) {
+        if (rt->plain_on && w->lfd < 0) {
             if (inherited >= 0)
                 snprintf(err, errlen, "dup of the inherited listener: %s", strerror(errno));
             rc = -1;
             break;
         }
-        if (i == 0 && sock_addr_port(&rt->listen) == 0)
+        if (w->lfd >= 0 && i == 0 && sock_addr_port(&rt->listen) == 0)
             sock_local_addr(w->lfd, &rt->listen);   /* the others share the port */
         const gw_pool_cfg *p0 = rt->cfg.npools ? &rt->cfg.pools[0] : NULL;
         w->idle = hc_pool_new(w->loop, p0 ? (unsigned)p0->max_idle : 64,
                               p0 ? p0->idle_timeout_us : 0);
         if (w->idle)
             hc_pool_set_closer(w->idle, gw_utls_idle_close);   /* idle https connections */
-        if (!w->idle || ev_io_add(w->loop, w->lfd, EV_READ, accept_io, w) < 0) {
+        if (!w->idle || (w->lfd >= 0 && ev_io_add(w->loop, w->lfd, EV_READ, accept_io, w) < 0)) {
             snprintf(err, errlen, "cannot register the listener");
+            rc = -1;
+            break;
+        }
+        if (rt->tls && !rt->plain_on && inherited >= 0) {
+            w->tls_lfd = i == 0 ? inherited : fcntl(inherited, F_DUPFD_CLOEXEC, 3);
+            if (w->tls_lfd < 0 || ev_io_add(w->loop, w->tls_lfd, EV_READ, accept_io, w) < 0) {
+                snprintf(err, errlen, "dup of the inherited listener: %s", strerror(errno));
+                rc = -1;
+                break;
+            }
+        } else if ((rt->tls && open_extra(w, &rt->tls_listen, &w->tls_lfd, "tls_listen", err, errlen) < 0)
+            || (rt->redir_on
+                && open_extra(w, &rt->redir_listen, &w->redir_lfd, "redirect_listen", err, errlen) < 0)) {
             rc = -1;
             break;
         }

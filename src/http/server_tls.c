@@ -11,6 +11,7 @@
  * the context they started with (SSL_new takes one). */
 #include "server_conn.h"
 #include "../core/log.h"
+#include "http/tls_ctx.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -18,43 +19,12 @@
 #include <stdio.h>
 #include <string.h>
 
-static void tls_err(char *err, size_t errlen, const char *what, const char *path)
-{
-    unsigned long e = ERR_get_error();
-    char es[256] = "unknown error";
-    if (e)
-        ERR_error_string_n(e, es, sizeof es);
-    snprintf(err, errlen, "tls: %s %s: %s", what, path, es);
-    ERR_clear_error();
-}
-
+/* The shared loader (tls_ctx.c): the same secure defaults and refusal
+ * reasons as the gateway's client listeners. */
 static SSL_CTX *tls_load(const char *cert, const char *key, char *err, size_t errlen)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (!ctx) {
-        snprintf(err, errlen, "tls: cannot create a context");
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
-                          | SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-        tls_err(err, errlen, "certificate", cert);
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        tls_err(err, errlen, "key", key);
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        tls_err(err, errlen, "key does not match the certificate:", key);
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    return ctx;
+    http_tls_params p = { .cert = cert, .key = key };
+    return http_tls_server_ctx(&p, err, errlen);
 }
 
 int http_tls_init(http_server *s, char *err, size_t errlen)

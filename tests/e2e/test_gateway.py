@@ -300,10 +300,12 @@ gateway:
         time.sleep(0.05)
     concurrent_gets(gw)
     on = loop_counters(gw)
-    # Only the iteration that was already waiting when the reload landed
-    # may have run with the old setting.
-    assert 0 < on["yields"] <= on["batches"] - off["batches"], (off, on)
-    assert on["batches"] - off["batches"] - on["yields"] <= 1, (off, on)
+    # Every busy iteration that wrote yields; one that wrote nothing (a
+    # client's close, a timer; or the one already waiting when the reload
+    # landed) does not: the 8 clients' closes and a tenth of slack.
+    batches = on["batches"] - off["batches"]
+    assert 0 < on["yields"] <= batches, (off, on)
+    assert batches - on["yields"] <= 12 + batches // 10, (off, on)
     assert on["callbacks"] - off["callbacks"] >= 400, (off, on)
 
 

@@ -269,3 +269,48 @@ Test(gw_config, cache_keys_defaults_and_errors)
     cr_assert(strstr(msg, "lock_timeout"), "%s", msg);
     cfg_free(&gw_config_schema, &c);
 }
+
+/* TLS keys: defaults, and every cross-field refusal names its key. */
+Test(gw_config, tls_keys_defaults_and_refusals)
+{
+    static const char pools[] = "pools: [{name: p, backends: [{address: '127.0.0.1:9001'}]}]\n"
+                                "routes: [{prefix: /, pool: p, hsts_max_age: 8760h}]\n";
+    char doc[1024];
+    gw_config c;
+    cfg_error err;
+    char msg[512];
+    snprintf(doc, sizeof doc, "tls_listen: 127.0.0.1:8443\ntls_cert: c.pem\ntls_key: k.pem\n"
+             "redirect_listen: 127.0.0.1:8080\nlisten: 127.0.0.1:8081\n%s", pools);
+    int rc = load(&c, doc, &err);
+    cfg_error_format(&err, msg, sizeof msg);
+    cr_assert_eq(rc, 0, "%s", msg);
+    cr_assert_eq(c.tls_min_version, GW_CFG_TLS_12);
+    cr_assert_eq(c.tls_max_version, GW_CFG_TLS_13);
+    cr_assert(c.tls_tickets && c.tls_ktls && !c.tls_only);
+    cr_assert_eq(c.tls_ticket_rotate_us, 3600ull * 1000000);
+    cr_assert_eq(c.redirect_status, 301);
+    cr_assert(strstr(c.tls_ciphers, "ECDHE-ECDSA-AES128-GCM-SHA256") && !strstr(c.tls_ciphers, "CBC"));
+    cr_assert_eq(c.routes[0].hsts_max_age_us, 8760ull * 3600 * 1000000);
+    cfg_free(&gw_config_schema, &c);
+
+    static const struct { const char *doc, *key, *says; } bad[] = {
+        { "tls_listen: 127.0.0.1:8443\ntls_key: k.pem\n", "tls_cert", "needs tls_cert and tls_key" },
+        { "tls_listen: 127.0.0.1:8443\ntls_cert: c.pem\n", "tls_key", "needs tls_cert and tls_key" },
+        { "redirect_listen: 127.0.0.1:8080\n", "redirect_listen", "need tls_listen" },
+        { "tls_only: true\n", "tls_only", "needs tls_listen" },
+        { "redirect_status: 302\n", "redirect_status", "expected 301 or 308, got 302" },
+        { "tls_min_version: '1.3'\ntls_max_version: '1.2'\n", "tls_max_version", "at least tls_min_version" },
+        { "tls_min_version: '1.1'\n", "tls_min_version", "1.1" },
+        { "tls_listen: 127.0.0.1:8443\ntls_cert: c.pem\ntls_key: k.pem\ntls_certs: [{cert: r.pem}]\n",
+          "tls_certs[0].key", "expected a PEM file" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(doc, sizeof doc, "%s%s", bad[i].doc, pools);
+        rc = load(&c, doc, &err);
+        cfg_error_format(&err, msg, sizeof msg);
+        cr_assert_eq(rc, -1, "case %zu accepted", i);
+        cr_assert(strstr(err.key, bad[i].key), "case %zu: key '%s' (%s)", i, err.key, msg);
+        cr_assert(strstr(msg, bad[i].says), "case %zu: %s", i, msg);
+        cfg_free(&gw_config_schema, &c);
+    }
+}

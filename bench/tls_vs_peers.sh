@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# tls_vs_peers.sh -- TLS termination: hscale gateway against nginx and
+# HAProxy, same ECDSA P-256 certificate, same static nginx backend, one
+# worker each, same machine, one run (issue 24).
+#
+# Targets (each proxies to the same backend over plain keep-alive HTTP):
+#   hscale      `hscale gateway --tls-listen` at its defaults (TLS 1.2-1.3,
+#               stateless tickets), 1 worker
+#   nginx       the anchor's TLS server (edge/nginx_edge.conf): nginx 1.22's
+#               default protocols are TLS 1.0-1.2, so it speaks TLS 1.2 (with
+#               its session cache and tickets)
+#   haproxy     the anchor's TLS frontend (edge/haproxy_edge.cfg), TLS 1.2-1.3
+# and, so a protocol difference is not mistaken for a proxy difference:
+#   hscale12    hscale with tls_max_version 1.2 (nginx's protocol)
+#   nginx13     nginx with ssl_protocols TLSv1.2 TLSv1.3 (hscale's)
+#   plain       hscale's plain listener (what TLS costs hscale)
+#
+# Measures, ROUNDS interleaved rounds of DURATION s (median shown):
+#   1. memory per idle TLS client connection (IDLE connections, one request
+#      each, RSS growth of the fresh proxy process / connections)
+#   2. keep-alive: wrk -t1 -c50 over https: req/s, p99, proxy CPU per request
+#   3. a new TLS connection per request: wrk -t1 -c20 -H 'Connection: close'.
+#      wrk keeps its SSL object across reconnects (SSL_clear), so it offers
+#      the last session: these are resumed handshakes wherever the server
+#      resumes; hscale's counters say how many were full and resumed.
+#   4. full handshakes only: NEW_PROCS parallel `openssl s_time -new`
+#      clients (no resumption), connections per second and proxy CPU each.
+# Every process runs from its own config in a temp dir and is stopped by
+# PID. Env: HSCALE_BIN (build/hscale), DURATION (5), ROUNDS (3), IDLE (2000),
+# NEW_PROCS (2).
+set -u
+cd "$(dirname "$0")/.."
+HSCALE_BIN=${HSCALE_BIN:-build/hscale}
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
+IDLE=${IDLE:-2000}
+NEW_PROCS=${NEW_PROCS:-2}
+DIR=$(mktemp -d /tmp/tlsbench.XXXXXX)
+PIDS=()
+
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for f in "$DIR"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+    sleep 0.5
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+BACKEND=$(free_port); P_HS=$(free_port); P_HS12=$(free_port); P_PLAIN=$(free_port); P_ADM=$(free_port)
+P_ADM12=$(free_port); P_NG=$(free_port); P_NG13=$(free_port); P_HA=$(free_port)
+
+fill() {  # template port -> config path
+    local out="$DIR/$2-$(basename "$1")"
+    sed -e "s|@DIR@|$DIR|g" -e "s|@PORT@|$2|g" -e "s|@BACKEND@|$BACKEND|g" "$1" > "$out"
+    echo "$out"
+}
+
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+ulimit -n 20000 2>/dev/null || true
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$DIR/key.pem" \
+    -out "$DIR/cert.pem" -days 30 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null || exit 1
+cat "$DIR/cert.pem" "$DIR/key.pem" > "$DIR/both.pem"
+
+nginx -c "$(fill bench/peers/gw_backend.conf $BACKEND)" -p "$DIR" || exit 1
+wait_port $BACKEND || { echo "backend did not start"; exit 1; }
+nginx -c "$(fill bench/peers/tls_nginx.conf $P_NG)" -p "$DIR" || exit 1
+# nginx13: the same server with TLS 1.3 allowed (its own pid file)
+sed -e "s|ssl_session_cache shared:S:10m;|ssl_session_cache shared:S13:10m; ssl_protocols TLSv1.2 TLSv1.3;|" \
+    -e "s|$DIR/nginx.pid|$DIR/nginx13.pid|" -e "s|$DIR/nginx.err|$DIR/nginx13.err|" \
+    "$(fill bench/peers/tls_nginx.conf $P_NG13)" > "$DIR/nginx13.conf"
+nginx -c "$DIR/nginx13.conf" -p "$DIR" || exit 1
+haproxy -D -f "$(fill bench/peers/tls_haproxy.cfg $P_HA)" || exit 1
+[ -x "$HSCALE_BIN" ] || { echo "hscale binary $HSCALE_BIN not found (make build/hscale)"; exit 1; }
+"$HSCALE_BIN" gateway --tls-listen 127.0.0.1:$P_HS --cert "$DIR/cert.pem" --key "$DIR/key.pem" \
+    --listen 127.0.0.1:$P_PLAIN --backend 127.0.0.1:$BACKEND --workers 1 --admin 127.0.0.1:$P_ADM \
+    > "$DIR/hscale.log" 2>&1 &
+HS=$!; PIDS+=("$HS")
+HSCALE_GATEWAY_TLS_MAX_VERSION=1.2 "$HSCALE_BIN" gateway --tls-listen 127.0.0.1:$P_HS12 \
+    --cert "$DIR/cert.pem" --key "$DIR/key.pem" --backend 127.0.0.1:$BACKEND --workers 1 \
+    --admin 127.0.0.1:$P_ADM12 > "$DIR/hscale12.log" 2>&1 &
+HS12=$!; PIDS+=("$HS12")
+for p in $P_NG $P_NG13 $P_HA $P_HS $P_HS12 $P_PLAIN; do
+    wait_port "$p" || { echo "port $p did not open"; tail -3 "$DIR"/*.log "$DIR"/*.err 2>/dev/null; exit 1; }
+done
+NGW=$(pgrep -P "$(cat "$DIR/nginx.pid")" | head -1)
+NG13W=$(pgrep -P "$(cat "$DIR/nginx13.pid")" | head -1)
+HAP=$(cat "$DIR/haproxy.pid")
+
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ=$(getconf CLK_TCK)
+rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
+metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" 'index($0, k) == 1 { print $2 }'; }
+proto() {  # what a client offering TLS 1.2 and 1.3 gets
+    echo | timeout 5 openssl s_client -connect "127.0.0.1:$1" 2>/dev/null | awk '/^New,/ { sub(",", "", $2); print $2; exit }'
+}
+
+echo "== hscale $("$HSCALE_BIN" version 2>/dev/null | head -1), $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'), $(openssl version | awk '{print "OpenSSL " $2}'); ECDSA P-256 certificate; $(nproc) cores"
+for t in hscale:$P_HS hscale12:$P_HS12 nginx:$P_NG nginx13:$P_NG13 haproxy:$P_HA; do
+    printf "%s speaks %s   " "${t%%:*}" "$(proto "${t#*:}")"
+done
+echo
+
+# 1. memory, on fresh processes (after load, pooled buffers would hide it)
+echo "-- memory per idle TLS client connection ($IDLE connections, one request each, then idle 3 s)"
+for t in "hscale:$P_HS:$HS" "nginx:$P_NG:$NGW" "haproxy:$P_HA:$HAP"; do
+    IFS=: read -r n port pid <<< "$t"
+    before=$(rss_kb "$pid")
+    /usr/bin/python3 bench/peers/tls_idleconns.py 127.0.0.1 "$port" "$IDLE" 8 > "$DIR/idle.out" 2>&1 &
+    ip=$!
+    for _ in $(seq 300); do grep -q open "$DIR/idle.out" && break; sleep 0.2; done
+    sleep 3
+    after=$(rss_kb "$pid")
+    opened=$(awk '/open/ { print $2 }' "$DIR/idle.out")
+    wait "$ip" 2>/dev/null
+    kb=$(awk -v b="$before" -v a="$after" -v c="${opened:-0}" 'BEGIN { printf "%.2f", c ? (a-b)/c : 0 }')
+    printf "%-8s %6d conns  %6s KB/conn\n" "$n" "${opened:-0}" "$kb"
+    eval "MEM_$n=$kb"
+done
+awk -v h="$MEM_hscale" -v n="$MEM_nginx" -v a="$MEM_haproxy" \
+    'BEGIN { printf "memory hscale/nginx %.2f  hscale/haproxy %.2f (target <= 1.00 vs nginx)\n", h/n, h/a }'
+
+# wrk_run URL CONNS PID EXTRA... -> "rps p99_ms cpu_us_per_req"
+wrk_run() {
+    local url=$1 conns=$2 pid=$3 t0 t1
+    shift 3
+    t0=$(ticks "$pid")
+    wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$@" "$url" 2>/dev/null > "$DIR/wrk.out"
+    t1=$(ticks "$pid")
+    awk -v dt=$((t1 - t0)) -v hz="$HZ" '
+        function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+        /requests in/ { n = $1 }
+        /Requests\/sec/ { rps = $2 }
+        /^ +99%/ { p99 = ms($2) }
+        /Socket errors|Non-2xx/ { err = 1 }
+        END { printf "%d %.2f %.1f%s\n", rps, p99, n ? dt * 1e6 / hz / n : 0, err ? " ERR" : "" }' "$DIR/wrk.out"
+}
+
+TLS_TARGETS="hscale:https://127.0.0.1:$P_HS/:$HS hscale12:https://127.0.0.1:$P_HS12/:$HS12 nginx:https://127.0.0.1:$P_NG/:$NGW nginx13:https://127.0.0.1:$P_NG13/:$NG13W haproxy:https://127.0.0.1:$P_HA/:$HAP"
+
+run_table() {  # title conns targets wrk-args...
+    local title=$1 conns=$2 targets=$3
+    shift 3
+    echo "-- $title (wrk -t1 -c$conns ${DURATION}s x $ROUNDS rounds $*)"
+    rm -f "$DIR"/res.*
+    for _ in $(seq "$ROUNDS"); do
+        for t in $targets; do
+            n=${t%%:*}; rest=${t#*:}; pid=${rest##*:}; url=${rest%:*}
+            wrk_run "$url" "$conns" "$pid" "$@" >> "$DIR/res.$n"
+        done
+    done
+    printf "%-9s %10s %9s %12s\n" target req/s p99_ms cpu_us/req
+    for t in $targets; do
+        n=${t%%:*}; f="$DIR/res.$n"
+        rps=$(cut -d' ' -f1 "$f" | median); p99=$(cut -d' ' -f2 "$f" | median); cpu=$(cut -d' ' -f3 "$f" | median)
+        printf "%-9s %10s %9s %12s%s\n" "$n" "$rps" "$p99" "$cpu" "$(grep -q ERR "$f" && echo '  (errors)')"
+        eval "RPS_$n=$rps; P99_$n=$p99; CPU_$n=$cpu"
+    done
+}
+
+ratios() {  # label
+    awk -v l="$1" -v h="$RPS_hscale" -v n="$RPS_nginx" -v a="$RPS_haproxy" -v h12="$RPS_hscale12" -v n13="$RPS_nginx13" \
+        -v hc="$CPU_hscale" -v nc="$CPU_nginx" -v ac="$CPU_haproxy" -v h12c="$CPU_hscale12" -v n13c="$CPU_nginx13" \
+        'BEGIN { printf "%s: hscale/nginx %.2f  hscale/haproxy %.2f  same protocol: hscale12/nginx %.2f  hscale/nginx13 %.2f\n", l, h/n, h/a, h12/n, h/n13
+                 printf "%s CPU per request: nginx/hscale %.2f  haproxy/hscale %.2f  same protocol: nginx/hscale12 %.2f  nginx13/hscale %.2f\n", l, nc/hc, ac/hc, nc/h12c, n13c/hc }'
+}
+
+# 2. keep-alive
+run_table "TLS keep-alive" 50 "$TLS_TARGETS plain:http://127.0.0.1:$P_PLAIN/:$HS"
+ratios "keep-alive"
+awk -v t="$RPS_hscale" -v p="$RPS_plain" 'BEGIN { printf "TLS costs hscale %.0f %% of its plain keep-alive rate\n", 100 * (1 - t/p) }'
+
+# 3. new connection per request (wrk resumes where the server lets it)
+f0=$(metric $P_ADM 'hscale_gateway_tls_handshakes_total{kind="full"}'); r0=$(metric $P_ADM 'hscale_gateway_tls_handshakes_total{kind="resumed"}')
+run_table "new TLS connection per request" 20 "$TLS_TARGETS" -H "Connection: close"
+f1=$(metric $P_ADM 'hscale_gateway_tls_handshakes_total{kind="full"}'); r1=$(metric $P_ADM 'hscale_gateway_tls_handshakes_total{kind="resumed"}')
+ratios "new connections"
+echo "hscale handshakes during that run: full $((${f1%.*} - ${f0%.*})), resumed $((${r1%.*} - ${r0%.*}))"
+
+# 4. full handshakes only: openssl s_time -new (no session reuse), no HTTP
+echo "-- full handshakes only ($NEW_PROCS x openssl s_time -new, ${DURATION}s x $ROUNDS rounds)"
+rm -f "$DIR"/hs.*
+for _ in $(seq "$ROUNDS"); do
+    for t in $TLS_TARGETS; do
+        n=${t%%:*}; rest=${t#*:}; pid=${rest##*:}; url=${rest%:*}; hp=${url#https://}; hp=${hp%/}
+        t0=$(ticks "$pid")
+        sp=()
+        for k in $(seq "$NEW_PROCS"); do
+            timeout $((DURATION + 5)) openssl s_time -connect "$hp" -new -time "$DURATION" > "$DIR/st.$k" 2>&1 &
+            sp+=($!)
+        done
+        wait "${sp[@]}"
+        t1=$(ticks "$pid")
+        cat "$DIR"/st.* | awk -v dt=$((t1 - t0)) -v hz="$HZ" -v d="$DURATION" '
+            /connections in [0-9]+ real/ { n += $1; if ($4 > 0) r += $1 / $4 }
+            END { printf "%d %.1f\n", r, n ? dt * 1e6 / hz / n : 0 }' >> "$DIR/hs.$n"
+    done
+done
+printf "%-9s %10s %12s\n" target conns/s cpu_us/conn
+for t in $TLS_TARGETS; do
+    n=${t%%:*}
+    cps=$(cut -d' ' -f1 "$DIR/hs.$n" | median); cpu=$(cut -d' ' -f2 "$DIR/hs.$n" | median)
+    printf "%-9s %10s %12s\n" "$n" "$cps" "$cpu"
+    eval "RPS_$n=$cps; CPU_$n=$cpu"
+done
+ratios "full handshakes"
