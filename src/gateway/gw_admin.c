@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/log.h"
 #include "gateway/gw_api.h"
@@ -425,7 +426,33 @@ static void h_cache(http_ctx *c, void *arg)
 
 /* {"url": "http://host/path?q"} (every variant of that key), {"prefix":
  * "http://host/static/"} or {"tag": "t"} (Cache-Tag / Surrogate-Key). A
- * key is scheme, Host as the client sent it (lower-cased) and the target. */
+ * key is scheme, Host as the client sent it (lower-cased) and the target;
+ * a purge by url or prefix takes the http and the https copies alike (one
+ * resource served on both listeners: an operator purges it, not a scheme). */
+static size_t cache_purge_both(gw_cstore *st, const char *val, size_t n, bool prefix)
+{
+    size_t (*purge)(gw_cstore *, const char *, size_t) = prefix ? gw_cstore_purge_prefix
+                                                                : gw_cstore_purge;
+    size_t rest = strncasecmp(val, "https://", 8) == 0 ? 8
+                  : strncasecmp(val, "http://", 7) == 0 ? 7 : 0;
+    if (!rest)
+        return purge(st, val, n);
+    size_t total = 0;
+    static const char *const schemes[] = { "http://", "https://" };
+    for (int i = 0; i < 2; i++) {
+        size_t sl = strlen(schemes[i]), m = sl + n - rest;
+        char *k = malloc(m + 1);
+        if (!k)
+            continue;
+        memcpy(k, schemes[i], sl);
+        memcpy(k + sl, val + rest, n - rest);
+        k[m] = '\0';
+        total += purge(st, k, m);
+        free(k);
+    }
+    return total;
+}
+
 static void h_cache_purge(http_ctx *c, void *arg)
 {
     gw_rt *rt = arg;
@@ -450,10 +477,8 @@ static void h_cache_purge(http_ctx *c, void *arg)
         return;
     }
     size_t n = strlen(val), purged;
-    if (kind[0] == 'u')
-        purged = gw_cstore_purge(rt->cache, val, n);
-    else if (kind[0] == 'p')
-        purged = gw_cstore_purge_prefix(rt->cache, val, n);
+    if (kind[0] == 'u' || kind[0] == 'p')
+        purged = cache_purge_both(rt->cache, val, n, kind[0] == 'p');
     else
         purged = gw_cstore_purge_tag(rt->cache, val, n);
     http_audit(c, NULL, "cache purge by %s %s: %zu responses", kind, val, purged);

@@ -100,23 +100,26 @@ const char *gw_cx_vary_get(void *arg, const char *name, size_t nl, size_t *len)
     return head + h->value.off;
 }
 
-/* http://host/target, host lower-cased (the scheme of the listener). */
+/* scheme://host/target, host lower-cased; the scheme is the listener's
+ * (RFC 9111 2: the key is the target URI, and an https page is not an http
+ * one). */
 static bool build_key(gw_cx *cx, const gw_exchange *ex, const char *host, size_t hlen,
                       const char *target, size_t tlen)
 {
-    size_t n = 7 + hlen + tlen;
+    const char *scheme = ex->c->lst == GW_LST_TLS ? "https://" : "http://";
+    size_t sl = strlen(scheme);
+    size_t n = sl + hlen + tlen;
     if (n > CX_KEY_MAX)
         return false;
     cx->key = n < CX_KEYBUF ? cx->keybuf : malloc(n + 1);
     if (!cx->key)
         return false;
-    memcpy(cx->key, "http://", 7);
+    memcpy(cx->key, scheme, sl);
     for (size_t i = 0; i < hlen; i++)
-        cx->key[7 + i] = (char)(host[i] >= 'A' && host[i] <= 'Z' ? host[i] + 32 : host[i]);
-    memcpy(cx->key + 7 + hlen, target, tlen);
+        cx->key[sl + i] = (char)(host[i] >= 'A' && host[i] <= 'Z' ? host[i] + 32 : host[i]);
+    memcpy(cx->key + sl + hlen, target, tlen);
     cx->key[n] = '\0';
     cx->klen = n;
-    (void)ex;
     return true;
 }
 

@@ -203,9 +203,10 @@ static void purge_location(gw_exchange *ex, const char *head, const http_header 
     const char *v = head + h->value.off;
     size_t vl = h->value.len;
     char key[CX_KEY_MAX];
-    size_t hostlen = 0;
-    const char *slash = memchr(cx->key + 7, '/', cx->klen - 7);
-    hostlen = slash ? (size_t)(slash - cx->key) : cx->klen;    /* "http://host" */
+    const char *sep = strstr(cx->key, "://");
+    size_t from = sep ? (size_t)(sep + 3 - cx->key) : 0;
+    const char *slash = memchr(cx->key + from, '/', cx->klen - from);
+    size_t hostlen = slash ? (size_t)(slash - cx->key) : cx->klen;    /* "scheme://host" */
     if (vl && v[0] == '/' && (vl < 2 || v[1] != '/') && hostlen + vl < sizeof key) {
         memcpy(key, cx->key, hostlen);
         memcpy(key + hostlen, v, vl);

@@ -317,6 +317,30 @@ def test_purge_by_url_prefix_and_tag(procs, tmp_path, origin):
     assert "cache purge by tag blue" in audit
 
 
+def test_http_and_https_are_two_keys_and_a_purge_takes_both(procs, tmp_path, origin):
+    """The key carries the listener's scheme (an https page is not an http
+    one), and a purge by URL or prefix takes both copies."""
+    from tls_util import make_ca, make_leaf
+    ca = make_ca(tmp_path)
+    crt, key = make_leaf(tmp_path, ca)
+    tls_port = free_port()
+    gw = start(procs, tmp_path, origin,
+               extra_gw=f'  tls_listen: "127.0.0.1:{tls_port}"\n  tls_cert: "{crt}"\n  tls_key: "{key}"')
+    wait_port(tls_port, proc=gw.proc)
+    t = q("/s/page", cc="max-age=60")
+    host = {"Host": "shop.example"}
+    plain = lambda: requests.get(gw.url(t), headers=host)                                   # noqa: E731
+    tls = lambda: requests.get(f"https://127.0.0.1:{tls_port}{t}", headers=host, verify=str(ca[0]))  # noqa: E731
+    assert "stored" in status(plain()) and "stored" in status(tls())
+    assert "hit" in status(plain()) and "hit" in status(tls())
+    assert origin.count(t)["n"] == 2, "one fetch per scheme"
+    r = requests.post(gw.admin_url("/api/v1/cache/purge"), json={"url": f"http://shop.example{t}"})
+    assert r.status_code == 200 and r.json()["purged"] == 2, r.text
+    assert "hit" not in status(plain()) and "hit" not in status(tls())
+    r = requests.post(gw.admin_url("/api/v1/cache/purge"), json={"prefix": "https://shop.example/s/"})
+    assert r.json()["purged"] == 2, r.text
+
+
 def test_byte_budget_under_churn_bounds_memory(procs, tmp_path, origin):
     gw = start(procs, tmp_path, origin, size="1MiB", max_object="128KiB",
                env={"ASAN_OPTIONS": "quarantine_size_mb=4:detect_leaks=0"})
