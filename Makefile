@@ -106,7 +106,7 @@ fuzz: deps $(FUZZ_BIN)
 	@bash scripts/run_fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
 
 bench: deps $(BUILD)/hscale
-	@for b in bench/*.sh; do echo "== $$b"; bash $$b || exit 1; done
+	@for b in $(filter-out bench/lib.sh,$(wildcard bench/*.sh)); do echo "== $$b"; bash $$b || exit 1; done
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \

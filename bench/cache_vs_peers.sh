@@ -22,6 +22,7 @@
 # build/hscale), DURATION (s, 8), ROUNDS (3), CONNS (50), STAMPEDE (1000).
 set -u
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 HSCALE_BIN=${HSCALE_BIN:-build/hscale}
 DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-3}
@@ -32,26 +33,12 @@ chmod 755 "$DIR"
 PIDS=()
 ORIGIN=19201; SLOW=19202; P_HS=19210; P_NG=19211; P_HA=19212; P_VA=19213
 
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for f in "$DIR"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
-    sleep 0.5
-    rm -rf "$DIR"
-}
 trap cleanup EXIT
 
 fill() {  # template port -> config path
     local out="$DIR/$(basename "$1")"
     sed -e "s|@DIR@|$DIR|g" -e "s|@PORT@|$2|g" -e "s|@BACKEND@|$ORIGIN|g" -e "s|@SLOW@|$SLOW|g" "$1" > "$out"
     echo "$out"
-}
-
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
 }
 
 ulimit -n 20000 2>/dev/null || true
@@ -94,8 +81,6 @@ port_of() { local x=${1#*:}; echo "${x%%:*}"; }
 # Each target's own CPU time per request (utime+stime of its serving
 # process over the run, from /proc): on a shared 2-core machine req/s is
 # the whole box, this is what the cache itself costs.
-ticks() { [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-HZ=$(getconf CLK_TCK)
 
 # wrk_run PORT PID -> "rps p99_ms non2xx cpu_us_per_request"
 wrk_run() {
@@ -108,7 +93,6 @@ wrk_run() {
          /requests in/ { n = $1 } /Requests\/sec/ { rps = $2 } /^ +99%/ { p99 = ms($2) } / Non-2xx/ { bad = $NF }
          END { printf "%d %.2f %d %.2f\n", rps, p99, bad, n ? dt * 1e6 / hz / n : 0 }' "$DIR/wrk.out"
 }
-median() { sort -n | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
 origin_hits() { grep -cF " $1 " "$DIR/origin.access.log" 2>/dev/null || echo 0; }
 
 echo "== cache hits: wrk -t1 -c$CONNS, ${DURATION}s x $ROUNDS interleaved rounds, 1 worker each"

@@ -22,6 +22,7 @@
 # build/hscale), DURATION (s, default 8), ROUNDS (3), TUNNELS (100).
 set -u
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 HSCALE_BIN=${HSCALE_BIN:-build/hscale}
 DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-3}
@@ -35,12 +36,6 @@ ss = [socket.socket() for _ in range(6)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])')
 
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for f in "$DIR"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
-    sleep 0.5
-    rm -rf "$DIR"
-}
 trap cleanup EXIT
 
 fill() {  # template port -> config path
@@ -49,18 +44,6 @@ fill() {  # template port -> config path
         -e "s|@BACKEND@|$BACKEND|g" -e "s|@WSBACKEND@|$WSBACKEND|g" "$1" > "$out"
     echo "$out"
 }
-
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
-ticks() { [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-HZ=$(getconf CLK_TCK)
-median() { sort -n | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
 
 ulimit -n 20000 2>/dev/null || true
 # A 20 KB JSON document, the same bytes for every proxy.

@@ -23,6 +23,7 @@
 # ROUNDS (3), IDLE (8000), WORKERS_LIST ("1 2").
 set -u
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 HSCALE_BIN=${HSCALE_BIN:-build/hscale}
 DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-3}
@@ -32,12 +33,6 @@ DIR=$(mktemp -d /tmp/gwbench.XXXXXX)
 PIDS=()
 BACKEND=19001; P_HS=19100; P_NG=19101; P_HA=19102
 
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for f in "$DIR"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
-    sleep 0.5
-    rm -rf "$DIR"
-}
 trap cleanup EXIT
 
 fill() {  # template workers port -> config path
@@ -47,24 +42,14 @@ fill() {  # template workers port -> config path
     echo "$out"
 }
 
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
 stop_pidfile() { [ -f "$1" ] && kill "$(cat "$1")" 2>/dev/null; rm -f "$1"; sleep 0.3; }
 
 ulimit -n 20000 2>/dev/null || true
 nginx -c "$(fill bench/peers/gw_backend.conf 1 $BACKEND)" -p "$DIR" || exit 1
 wait_port $BACKEND || { echo "backend did not start"; exit 1; }
 
-ticks() { [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # Busy ticks of the whole machine (every CPU, everything but idle and iowait).
 box_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-HZ=$(getconf CLK_TCK)
 
 # wrk_run PORT CONNS PID -> "rps p50_ms p99_ms proxy_cpu_us box_cpu_us" (per request)
 wrk_run() {
@@ -80,8 +65,6 @@ wrk_run() {
         /^ +99%/ { p99 = ms($2) }
         END { printf "%d %.2f %.2f %.2f %.2f\n", rps, p50, p99, n ? dt * 1e6 / hz / n : 0, n ? db * 1e6 / hz / n : 0 }' "$DIR/wrk.out"
 }
-
-median() { sort -n | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
 
 rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 

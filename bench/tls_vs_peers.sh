@@ -30,6 +30,7 @@
 # NEW_PROCS (2).
 set -u
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 HSCALE_BIN=${HSCALE_BIN:-build/hscale}
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
@@ -38,12 +39,6 @@ NEW_PROCS=${NEW_PROCS:-2}
 DIR=$(mktemp -d /tmp/tlsbench.XXXXXX)
 PIDS=()
 
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for f in "$DIR"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
-    sleep 0.5
-    rm -rf "$DIR"
-}
 trap cleanup EXIT
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -54,14 +49,6 @@ fill() {  # template port -> config path
     local out="$DIR/$2-$(basename "$1")"
     sed -e "s|@DIR@|$DIR|g" -e "s|@PORT@|$2|g" -e "s|@BACKEND@|$BACKEND|g" "$1" > "$out"
     echo "$out"
-}
-
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
 }
 
 ulimit -n 20000 2>/dev/null || true
@@ -94,10 +81,7 @@ NGW=$(pgrep -P "$(cat "$DIR/nginx.pid")" | head -1)
 NG13W=$(pgrep -P "$(cat "$DIR/nginx13.pid")" | head -1)
 HAP=$(cat "$DIR/haproxy.pid")
 
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-HZ=$(getconf CLK_TCK)
 rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-median() { sort -n | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" 'index($0, k) == 1 { print $2 }'; }
 proto() {  # what a client offering TLS 1.2 and 1.3 gets
     echo | timeout 5 openssl s_client -connect "127.0.0.1:$1" 2>/dev/null | awk '/^New,/ { sub(",", "", $2); print $2; exit }'

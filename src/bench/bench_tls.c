@@ -26,6 +26,7 @@
 #include <string.h>
 #include "bench/bench.h"
 #include "bench/bench_int.h"
+#include "http/tls_ctx.h"
 
 const char *bench_tls_state_str(bench_tls_state s)
 {
@@ -57,14 +58,6 @@ static int tls_new_session(SSL *ssl, SSL_SESSION *sess)
     return 1;
 }
 
-static void tls_last_error(char *out, size_t outlen)
-{
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
-    snprintf(out, outlen, "%s", r ? r : "failed");
-    ERR_clear_error();
-}
-
 SSL_CTX *bench_tls_ctx_new(const bench_tls_opts *o, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -89,7 +82,7 @@ SSL_CTX *bench_tls_ctx_new(const bench_tls_opts *o, char *err, size_t errlen)
                            : SSL_CTX_set_default_verify_paths(ctx);
         if (ok != 1) {
             char why[160];
-            tls_last_error(why, sizeof why);
+            http_tls_last_error(why, sizeof why);
             snprintf(err, errlen, "--cacert %s: %s (expected a PEM file of CA certificates)",
                      o->cacert ? o->cacert : "(system store)", why);
             goto fail;
@@ -204,49 +197,20 @@ int bench_tls_handshake(bench_conn *c, char *err, size_t errlen, bool *fatal)
         ERR_clear_error();
     } else {
         char why[160];
-        tls_last_error(why, sizeof why);
+        http_tls_last_error(why, sizeof why);
         snprintf(err, errlen, "TLS handshake with %s: %s", name, why);
     }
     return -1;
 }
 
-/* Maps a failed SSL_read/SSL_write onto the read(2)/send(2) contract. */
-static ssize_t tls_io_result(bench_conn *c, int rc)
-{
-    int e = SSL_get_error(c->ssl, rc);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        errno = EAGAIN;
-        return -1;
-    }
-    if (e == SSL_ERROR_ZERO_RETURN) {
-        ERR_clear_error();
-        return 0;
-    }
-    int sys = errno;
-    ERR_clear_error();
-    errno = e == SSL_ERROR_SYSCALL && sys && sys != EAGAIN ? sys : EPROTO;
-    return -1;
-}
-
 ssize_t bench_tls_read(bench_conn *c, void *buf, size_t n)
 {
-    errno = 0;
-    int rc = SSL_read(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
-    return rc > 0 ? rc : tls_io_result(c, rc);
+    return http_tls_read(c->ssl, buf, n);
 }
 
 ssize_t bench_tls_write(bench_conn *c, const void *buf, size_t n)
 {
-    errno = 0;
-    int rc = SSL_write(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
-    if (rc > 0)
-        return rc;
-    ssize_t r = tls_io_result(c, rc);
-    if (r == 0) {   /* close_notify while writing: the peer is gone */
-        errno = EPIPE;
-        return -1;
-    }
-    return r;
+    return http_tls_write(c->ssl, buf, n);
 }
 
 void bench_tls_close(bench_conn *c)

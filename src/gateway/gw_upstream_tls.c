@@ -31,6 +31,7 @@
  * the SSL's app data is the member (pinned by the exchange, or by the
  * worker's hold while idle); the OpenSSL error queue is empty on return. */
 #include "gateway/gw_proxy.h"
+#include "http/tls_ctx.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -308,43 +309,14 @@ void gw_utls_timed_out(gw_exchange *ex)
     log_failure(ex, "handshake: timed out (connect_timeout)");
 }
 
-/* A failed SSL_read/SSL_write as read(2)/write(2) would say it. */
-static ssize_t utls_result(gw_exchange *ex, int rc)
-{
-    int e = SSL_get_error(ex->ussl, rc);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        errno = EAGAIN;
-        return -1;
-    }
-    if (e == SSL_ERROR_ZERO_RETURN) {
-        ERR_clear_error();
-        return 0;
-    }
-    int sys = errno;
-    ERR_clear_error();
-    errno = e == SSL_ERROR_SYSCALL && sys && sys != EAGAIN ? sys : EPROTO;
-    return -1;
-}
-
 ssize_t gw_utls_read(gw_exchange *ex, void *p, size_t n)
 {
-    errno = 0;
-    int rc = SSL_read(ex->ussl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-    return rc > 0 ? rc : utls_result(ex, rc);
+    return http_tls_read(ex->ussl, p, n);
 }
 
 ssize_t gw_utls_write(gw_exchange *ex, const void *p, size_t n)
 {
-    errno = 0;
-    int rc = SSL_write(ex->ussl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-    if (rc > 0)
-        return rc;
-    ssize_t r = utls_result(ex, rc);
-    if (r == 0) {
-        errno = EPIPE;
-        return -1;
-    }
-    return r;
+    return http_tls_write(ex->ussl, p, n);
 }
 
 static void utls_free_ssl(SSL *ssl, bool established)

@@ -13,6 +13,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -208,4 +209,42 @@ out:
     X509_free(x);
     EVP_PKEY_free(k);
     return rc;
+}
+
+static long tls_io_result(SSL *ssl, int rc)
+{
+    int e = SSL_get_error(ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        ERR_clear_error();
+        return 0;
+    }
+    int sys = errno;
+    ERR_clear_error();
+    errno = e == SSL_ERROR_SYSCALL && sys && sys != EAGAIN ? sys : EPROTO;
+    return -1;
+}
+
+long http_tls_read(SSL *ssl, void *buf, size_t n)
+{
+    errno = 0;
+    int rc = SSL_read(ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
+    return rc > 0 ? rc : tls_io_result(ssl, rc);
+}
+
+long http_tls_write(SSL *ssl, const void *buf, size_t n)
+{
+    errno = 0;
+    int rc = SSL_write(ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
+    if (rc > 0)
+        return rc;
+    long r = tls_io_result(ssl, rc);
+    if (r == 0) {   /* close_notify while writing: the peer is gone */
+        errno = EPIPE;
+        return -1;
+    }
+    return r;
 }

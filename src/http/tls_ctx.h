@@ -42,6 +42,16 @@ int http_tls_version(const char *text);
 /* The last OpenSSL error as text (and the queue cleared). */
 void http_tls_last_error(char *out, size_t outlen);
 
+struct ssl_st;
+/* SSL_read / SSL_write on a non-blocking socket, answered as read(2) and
+ * write(2) answer: bytes; 0 at the peer's close_notify (read); -1 with
+ * errno EAGAIN (the record wants the socket readable or writable), the
+ * socket's own errno, EPIPE (a close_notify met while writing) or EPROTO
+ * (a TLS failure). The error queue is left empty. Used by every
+ * non-blocking TLS client: the load tool and the gateway's https pools. */
+long http_tls_read(struct ssl_st *ssl, void *buf, size_t n);
+long http_tls_write(struct ssl_st *ssl, const void *buf, size_t n);
+
 /* Writes a self-signed ECDSA P-256 certificate for localhost, 127.0.0.1
  * and ::1 (valid `days` days) and its key (mode 0600) unless both files
  * already exist and load. 1 made, 0 kept, -1 with err set. */

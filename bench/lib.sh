@@ -1,0 +1,28 @@
+# lib.sh -- helpers the side-by-side benchmarks share; sourced after the
+# script has cd'ed to the repository root. A script sets DIR (its temp
+# directory) and PIDS (processes it started) before `trap cleanup EXIT`.
+# Every process is stopped by its PID (or the pid file it wrote into DIR);
+# nothing is looked up by name.
+
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for f in "$DIR"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+    sleep 0.5
+    rm -rf "$DIR"
+}
+
+# Waits up to 5 s for a listener on 127.0.0.1:$1.
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# CPU ticks (user + system) a process has used; 0 when it is gone.
+ticks() { [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ=$(getconf CLK_TCK)
+
+# The median of the numbers on stdin, one per line.
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
