@@ -1,6 +1,7 @@
 /* tls_ctx.c -- server TLS contexts with secure defaults, certificate and
- * key loading with a reason for every refusal, and the self-signed
- * certificate of `hscale up --tls` (see tls_ctx.h).
+ * key loading with a reason for every refusal, the self-signed
+ * certificate of `hscale up --tls`, and non-blocking SSL I/O as read(2) /
+ * write(2) (see tls_ctx.h).
  *
  * Loading never touches a context in use: callers build a new one and
  * swap it in, so a bad file leaves the running certificate serving. */

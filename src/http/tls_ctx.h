@@ -2,7 +2,10 @@
  * listeners (server_tls.c) and the gateway's client listeners (gw_tls.c):
  * one place builds a context with the project's secure defaults, loads a
  * certificate chain and its key, and says in one line why a file was
- * refused. Also makes the self-signed certificate of `hscale up --tls`.
+ * refused. Also makes the self-signed certificate of `hscale up --tls`,
+ * and maps SSL_read/SSL_write on a non-blocking socket onto read(2)/write(2)
+ * for the non-blocking TLS clients (the load tool, the gateway's https
+ * pools), so each handles EAGAIN, EOF and errors as it does in plain text.
  *
  * Secure defaults: TLS 1.2 at least; for TLS 1.2 only ECDHE key exchange
  * with AEAD ciphers (AES-GCM, ChaCha20-Poly1305), the server's order; no
