@@ -2,7 +2,8 @@
 # Runs every test of `make test`: cppcheck, the C unit tests (Criterion,
 # built with ASan+UBSan) and the end-to-end suite (pytest against the
 # sanitized binary). Prints one closing line "tests: N passed, N failed"
-# and exits non-zero when anything failed.
+# and exits non-zero when anything failed; pytest lists the 12 slowest
+# tests, so a change that makes the suite slower shows in the CI log.
 #
 # usage: run_tests.sh HSCALE_BIN UNIT_BIN...
 set -uo pipefail
@@ -41,7 +42,7 @@ done
 
 echo "== end-to-end tests"
 junit=$(mktemp /tmp/hscale-junit.XXXXXX.xml)
-HSCALE_BIN="$hscale_bin" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+HSCALE_BIN="$hscale_bin" /usr/bin/python3 -m pytest -q -p no:cacheprovider --durations=12 \
   --junitxml="$junit" tests/e2e; rc=$?
 if [ -s "$junit" ]; then
   read -r ep ef < <(/usr/bin/python3 - "$junit" <<'PY'
