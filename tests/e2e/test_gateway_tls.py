@@ -335,8 +335,9 @@ def test_cert_reload_under_wrk_load_drops_nothing(procs, tmp_path, certs):
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         reloads = 0
+        wait_until(lambda: gw.metric("hscale_gateway_tls_handshakes_total", kind="full") > 0, 10,
+                   "wrk's first handshakes")
         deadline = time.time() + 3.0
-        time.sleep(0.5)
         while time.time() < deadline:
             pair = certs["new"] if reloads % 2 == 0 else certs["ec"]
             shutil.copy(pair[0], crt)

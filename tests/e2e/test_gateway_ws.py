@@ -314,7 +314,7 @@ def test_ws_sigterm_closes_tunnels_after_grace(procs, tmp_path):
             t0 = time.time()
             gw.proc.send_signal(signal.SIGTERM)
             # Within the grace period the tunnel still carries traffic.
-            await asyncio.sleep(0.5)
+            wait_until(lambda: "draining" in read_log(gw.proc), 5, "the gateway draining")
             await ws.send("during grace")
             assert await ws.recv() == "during grace"
             with pytest.raises(websockets.ConnectionClosed):

@@ -278,6 +278,23 @@ static void *slow_read_run(void *p)
 }
 
 /* Connections the store holds on the replica, seen from the replica. */
+/* Queries of the store running on the replica now (pg_sleep: a slow read). */
+static int64_t replica_slow_reads(void)
+{
+    st_pool *p;
+    st_conn *c = conn(&p, url_r, NULL);
+    st_res *r;
+    st_err err;
+    cr_assert_eq(st_conn_exec(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
+                              " = 'hscale' AND state = 'active' AND query LIKE '%pg_sleep%'"
+                              " AND pid <> pg_backend_pid()", NULL, 0, &r, &err), 0, "%s", err.msg);
+    int64_t n = st_res_int(r, 0, 0);
+    st_res_free(r);
+    st_pool_release(p, c, true);
+    st_pool_free(p);
+    return n;
+}
+
 static int64_t replica_conns(void)
 {
     st_pool *p;
@@ -311,7 +328,9 @@ Test(store_pg, replica_removed_mid_query_drains_then_closes_and_can_come_back)
     slow_read a = { .s = s };
     pthread_t th;
     pthread_create(&th, NULL, slow_read_run, &a);
-    usleep(200000);                     /* the read is running on the replica */
+    for (int t = 0; replica_slow_reads() == 0 && t < 200; t++)
+        usleep(10000);                  /* until the read is running on the replica */
+    cr_assert_gt(replica_slow_reads(), 0, "the slow read runs on the replica");
     uint64_t t0 = st_now_us();
     cr_assert_eq(st_store_set_replicas(s, "s0", NULL, 0, &err), 0, "%s", err.msg);
     cr_expect_lt(st_now_us() - t0, 300000u, "removal does not wait for in-flight queries");

@@ -160,8 +160,9 @@ Test(sentinel, single_flight_coalesces_and_caches_nothing)
     for (int i = 0; i < 8; i++) {
         a[i] = (sf_arg){ .c = c };
         pthread_create(&th[i], NULL, sf_run, &a[i]);
-        if (i == 0)
-            usleep(50000);     /* the first is loading when the others arrive */
+        /* the first is loading when the others arrive */
+        for (int t = 0; i == 0 && loads == 0 && t < 500; t++)
+            usleep(2000);
     }
     int shared = 0;
     for (int i = 0; i < 8; i++) {
