@@ -132,7 +132,9 @@ def test_rollback_mid_copy_keeps_old_layout(procs, tmp_path):
                "copy under way")
     st, body = call(ports[0], "/admin/reshard/rollback", "POST", {})
     assert st == 200, body
-    assert json.loads(body)["state"] == "copy"
+    # asked mid-copy: the answer shows the copy, or the rollback the
+    # coordinator already began (it runs on its own thread)
+    assert json.loads(body)["state"] in ("copy", "rolling_back"), body
     status = wait_reshard(ports[0], states=("rolled_back",))
     assert not status["published"]
     assert json.loads(call(ports[0], "/admin/shardmap")[1])["version"] == 1
