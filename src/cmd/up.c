@@ -141,11 +141,12 @@ static int seed_once(const char *dir, bool seed)
  * gateway this process starts (HSCALE_GATEWAY_LISTEN_FD): while a crashed
  * gateway is restarted, connections wait in its backlog instead of being
  * refused. -1 when it cannot be opened (the gateway then binds its own). */
-static int up_listener(const char *listen)
+static int up_listener(const char *listen, bool tls)
 {
     sock_addr a;
     char err[256];
-    sock_listen_opts lo = { .backlog = 4096, .reuseport = true };
+    /* TLS clients speak first: the gateway answers a ClientHello on accept. */
+    sock_listen_opts lo = { .backlog = 4096, .reuseport = true, .defer_accept = tls };
     int fd = sock_addr_parse(listen, &a, err, sizeof err) < 0 ? -1 : sock_listen(&a, &lo, err, sizeof err);
     if (fd < 0)
         log_warn("gateway listener %s: %s (the gateway binds its own)", listen, err);
@@ -306,7 +307,7 @@ int cmd_up(int argc, char **argv)
         log_info("adopted the running gateway (pid %d)", (int)gw);
     } else {
         gw_start = 0;
-        gwfd = up_listener(u.gateway.listen);
+        gwfd = up_listener(u.gateway.listen, f.tls);
         if ((gw = spawn_gateway(gwcfg, gwlog, gwpid, gwfd)) < 0)
             goto out;
     }
@@ -361,7 +362,7 @@ int cmd_up(int argc, char **argv)
             gw = -1;
             gw_start = 0;
             if (gwfd < 0)   /* the adopted one took the listener with it */
-                gwfd = up_listener(u.gateway.listen);
+                gwfd = up_listener(u.gateway.listen, f.tls);
             if (mono_ms() - started > 60000)
                 backoff = 250;
             restart_at = mono_ms() + backoff;

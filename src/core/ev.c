@@ -232,19 +232,30 @@ int ev_io_mod(ev_loop *loop, int fd, unsigned events, ev_io_fn *fn, void *arg)
     return 0;
 }
 
-void ev_io_del(ev_loop *loop, int fd)
+static void ev_io_forget(ev_loop *loop, int fd, bool syscall)
 {
     if (fd < 0 || (size_t)fd >= loop->nslots || !loop->slots[fd].active)
         return;
     ev_slot *s = &loop->slots[fd];
     /* Fails harmlessly when the owner closed fd first (epoll already
      * forgot it); the slot is what decides delivery. */
-    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
+    if (syscall)
+        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
     s->gen++;
     s->active = 0;
     s->fn = NULL;
     s->arg = NULL;
     s->events = 0;
+}
+
+void ev_io_del(ev_loop *loop, int fd)
+{
+    ev_io_forget(loop, fd, true);
+}
+
+void ev_io_del_closing(ev_loop *loop, int fd)
+{
+    ev_io_forget(loop, fd, false);
 }
 
 /* ---- timers ----------------------------------------------------------- */

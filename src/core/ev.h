@@ -69,6 +69,11 @@ int  ev_io_mod(ev_loop *loop, int fd, unsigned events, ev_io_fn *fn, void *arg);
 /* Removes fd. Safe to call from inside its own callback; pending events for
  * it in the current batch are dropped. Does not close fd. */
 void ev_io_del(ev_loop *loop, int fd);
+/* ev_io_del for an fd the caller closes right after and never duplicated
+ * (an accepted client socket): close() takes it out of the epoll set, so
+ * the EPOLL_CTL_DEL system call is skipped. Were a duplicate open after
+ * all, its late events would carry the old generation and be dropped. */
+void ev_io_del_closing(ev_loop *loop, int fd);
 
 /* Batch hook: after each wait and before any callback runs, `each` is
  * called for every ready fd that is readable (with its callback and arg),

@@ -189,6 +189,8 @@ int sock_listen(const sock_addr *a, const sock_listen_opts *o, char *err, size_t
     else if (o && o->defer_accept &&
              setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof one) < 0)
         what = "TCP_DEFER_ACCEPT";
+    else if ((a->ss.ss_family == AF_INET || a->ss.ss_family == AF_INET6) && sock_set_nodelay(fd) < 0)
+        what = "TCP_NODELAY";
     else if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
         what = "bind";
     else if (listen(fd, backlog) < 0)
@@ -213,6 +215,21 @@ int sock_local_addr(int fd, sock_addr *out)
 
 int sock_accept(int lfd, sock_addr *peer)
 {
+    return sock_accept_ex(lfd, peer, true);
+}
+
+void sock_listener_info(int lfd, bool *nodelay, bool *defer_accept)
+{
+    int v = 0;
+    socklen_t l = sizeof v;
+    *nodelay = getsockopt(lfd, IPPROTO_TCP, TCP_NODELAY, &v, &l) == 0 && v != 0;
+    v = 0;
+    l = sizeof v;
+    *defer_accept = getsockopt(lfd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, &l) == 0 && v != 0;
+}
+
+int sock_accept_ex(int lfd, sock_addr *peer, bool set_nodelay)
+{
     sock_addr tmp = { .len = 0 };
     sock_addr *p = peer ? peer : &tmp;
     p->len = sizeof p->ss;
@@ -222,7 +239,7 @@ int sock_accept(int lfd, sock_addr *peer)
     while (fd < 0 && errno == EINTR);
     if (fd < 0)
         return -1;
-    if (p->ss.ss_family == AF_INET || p->ss.ss_family == AF_INET6)
+    if (set_nodelay && (p->ss.ss_family == AF_INET || p->ss.ss_family == AF_INET6))
         (void)sock_set_nodelay(fd);
     return fd;
 }

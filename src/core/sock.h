@@ -32,13 +32,22 @@ typedef struct sock_listen_opts {
     bool defer_accept;  /* TCP_DEFER_ACCEPT: wake only when data arrives */
 } sock_listen_opts;
 
-/* Binds and listens. Returns the fd, or -1 with a message in err. */
+/* Binds and listens, TCP_NODELAY set for the accepted sockets to inherit.
+ * Returns the fd, or -1 with a message in err. */
 int  sock_listen(const sock_addr *a, const sock_listen_opts *o, char *err, size_t errlen);
 /* The address a listening socket is bound to (for port 0). */
 int  sock_local_addr(int fd, sock_addr *out);
 /* Accepts one connection, non-blocking and close-on-exec, TCP_NODELAY set.
  * Returns the fd, or -1 with errno (EAGAIN when the queue is empty). */
 int  sock_accept(int lfd, sock_addr *peer);
+/* sock_accept for a hot accept loop: sets TCP_NODELAY on the connection
+ * only when `set_nodelay` (false when the listener has it: Linux copies it
+ * to every accepted socket, one system call less per connection). */
+int  sock_accept_ex(int lfd, sock_addr *peer, bool set_nodelay);
+/* What sockets accepted on lfd start with: TCP_NODELAY, and whether
+ * TCP_DEFER_ACCEPT holds them until their first bytes (read once per
+ * listener; a listener handed down by another process may lack either). */
+void sock_listener_info(int lfd, bool *nodelay, bool *defer_accept);
 /* Starts a non-blocking connect with TCP_NODELAY. Returns the fd (connect
  * in progress or done), or -1 with errno. */
 int  sock_connect(const sock_addr *a);

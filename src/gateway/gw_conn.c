@@ -180,6 +180,10 @@ void gw_conn_accepted(gw_worker *w, int fd, const sock_addr *peer, gw_listener_k
     /* A TLS handshake is bounded like a request head (slowloris). */
     ev_timer_start(w->loop, &c->timer, c->ssl ? w->rt->cfg.client_header_timeout_us
                                               : w->rt->cfg.client_idle_timeout_us);
+    /* A deferred accept comes with the ClientHello: answer it now, not
+     * after a trip through epoll_wait (c may be closed on return). */
+    if (c->ssl && w->lst_deferred[kind])
+        gw_conn_io(w->loop, fd, EV_READ, c);
 }
 
 static void ghost_start(ev_loop *loop, void *arg)
@@ -252,7 +256,7 @@ void gw_conn_close(gw_conn *c)
         w->pend[c->pend_idx - 1] = NULL;
     ev_timer_stop(w->loop, &c->timer);
     if (c->fd >= 0) {
-        ev_io_del(w->loop, c->fd);
+        ev_io_del_closing(w->loop, c->fd);
         gw_tls_conn_free(c);      /* close_notify goes before the socket closes */
         close(c->fd);
     }

@@ -317,6 +317,11 @@ struct gw_worker {
     int           lfd;           /* plain listener, -1: none */
     int           tls_lfd;       /* tls_listen, -1: none */
     int           redir_lfd;     /* redirect_listen, -1: none */
+    /* Per listener kind, read once (sock_listener_info): accepted sockets
+     * inherit TCP_NODELAY (no setsockopt per connection), and arrive with
+     * their first bytes (TCP_DEFER_ACCEPT: a TLS handshake starts at once). */
+    bool          lst_nodelay[GW_NLISTENERS];
+    bool          lst_deferred[GW_NLISTENERS];
     hc_pool      *idle;
     uint64_t      gen;           /* snapshot generation the cursors belong to */
     gw_lb_cursor *cursors;       /* one per pool of that generation */

@@ -304,7 +304,7 @@ static void accept_io(ev_loop *loop, int fd, unsigned events, void *arg)
             return;
         }
         sock_addr peer;
-        int cfd = sock_accept(fd, &peer);
+        int cfd = sock_accept_ex(fd, &peer, !w->lst_nodelay[kind]);
         if (cfd < 0) {
             if (errno == EINTR)
                 continue;
@@ -360,9 +360,9 @@ static void close_listener(gw_worker *w)
 /* Opens one more SO_REUSEPORT listener of this worker on *addr (the first
  * worker binds port 0 to a real port, which the others then share). */
 static int open_extra(gw_worker *w, sock_addr *addr, int *fd, const char *what,
-                      char *err, size_t errlen)
+                      bool defer, char *err, size_t errlen)
 {
-    sock_listen_opts lo = { .backlog = 4096, .reuseport = true };
+    sock_listen_opts lo = { .backlog = 4096, .reuseport = true, .defer_accept = defer };
     char why[256];
     *fd = sock_listen(addr, &lo, why, sizeof why);
     if (*fd < 0) {
@@ -559,12 +559,18 @@ int gw_workers_start(gw_rt *rt, unsigned n, char *err, size_t errlen)
                 rc = -1;
                 break;
             }
-        } else if ((rt->tls && open_extra(w, &rt->tls_listen, &w->tls_lfd, "tls_listen", err, errlen) < 0)
-            || (rt->redir_on
-                && open_extra(w, &rt->redir_listen, &w->redir_lfd, "redirect_listen", err, errlen) < 0)) {
+        } else if ((rt->tls
+                    && open_extra(w, &rt->tls_listen, &w->tls_lfd, "tls_listen", true, err, errlen) < 0)
+                   || (rt->redir_on && open_extra(w, &rt->redir_listen, &w->redir_lfd,
+                                                  "redirect_listen", false, err, errlen) < 0)) {
             rc = -1;
             break;
         }
+        const int lfds[GW_NLISTENERS] = { [GW_LST_PLAIN] = w->lfd, [GW_LST_TLS] = w->tls_lfd,
+                                          [GW_LST_REDIRECT] = w->redir_lfd };
+        for (int k = 0; k < GW_NLISTENERS; k++)
+            if (lfds[k] >= 0)
+                sock_listener_info(lfds[k], &w->lst_nodelay[k], &w->lst_deferred[k]);
     }
     if (rc < 0) {
         /* Nothing started yet: undo what was set up. */

@@ -206,6 +206,41 @@ def test_resumption_whichever_worker_accepts(procs, tmp_path, certs, version):
     assert workers == {"0", "1"}, read_log(gw.proc)[-2000:]
 
 
+def test_ticket_renewal_tls12_only_past_the_current_key_tls13_always(procs, tmp_path, certs):
+    """A TLS 1.2 client reuses its ticket, so a resumption under the current
+    key gets no new one (what sealing it costs is saved); once the key has
+    rotated, the ticket is renewed. A TLS 1.3 ticket is good for one use, so
+    every TLS 1.3 resumption gets a new one."""
+    b = Backend(procs, "b1")
+    gw = TlsGateway(procs, [b], *certs["ec"],
+                    env={"HSCALE_LOG_LEVEL": "debug", "HSCALE_GATEWAY_TLS_TICKET_ROTATE": "3s"})
+
+    def session(version, sess, first=False):
+        """One connection offering the ticket in sess (none the first time):
+        (resumed, NewSessionTicket messages seen)."""
+        r = subprocess.run(["bash", "-c", f"sleep 0.3 | openssl s_client -msg -connect "
+                            f"127.0.0.1:{gw.tls_port} {version} "
+                            f"{f'-sess_out {sess}' if first else f'-sess_in {sess}'}"],
+                           capture_output=True, timeout=10)
+        text = r.stdout.decode(errors="replace")
+        return "\nReused, TLSv1." in text, text.count("NewSessionTicket")
+
+    def rotation():
+        seen = read_log(gw.proc).count("ticket key rotated")
+        wait_until(lambda: read_log(gw.proc).count("ticket key rotated") > seen, timeout=15,
+                   what="a ticket key rotation")
+
+    s12, s13 = tmp_path / "s12.pem", tmp_path / "s13.pem"
+    rotation()                                   # then 3 s under one key
+    assert session("-tls1_2", s12, first=True) == (False, 1)   # a full handshake gets one
+    assert session("-tls1_2", s12) == (True, 0)  # the current key: kept
+    assert session("-tls1_3", s13, first=True)[1] >= 1
+    reused, tickets = session("-tls1_3", s13)
+    assert reused and tickets >= 1               # TLS 1.3: always a fresh one
+    rotation()
+    assert session("-tls1_2", s12) == (True, 1)  # sealed under the key before: renewed
+
+
 def test_reload_new_cert_for_new_connections_old_one_finishes(procs, tmp_path, certs):
     b = Backend(procs, "b1")
     crt, key = _copy_pair(tmp_path, certs["ec"])

@@ -332,6 +332,46 @@ Test(ev, del_inside_callback_drops_stale_events_on_reused_fd)
     ev_loop_free(loop);
 }
 
+static int closing_calls;
+static void on_closing(ev_loop *loop, int fd, unsigned ev, void *arg)
+{
+    (void)loop; (void)fd; (void)ev; (void)arg;
+    closing_calls++;
+}
+
+/* ev_io_del_closing skips EPOLL_CTL_DEL: the close that follows takes the
+ * fd out of epoll, the number can be registered again at once, and a
+ * duplicate left open (which keeps the old registration alive in epoll)
+ * only delivers events of an old generation, which are dropped. */
+Test(ev, del_closing_frees_the_number_and_drops_a_duplicate_s_events)
+{
+    ev_loop *loop = ev_loop_new();
+    int p[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p), 0);
+    int dup_fd = dup(p[0]);                 /* keeps the open file alive */
+    cr_assert_eq(ev_io_add(loop, p[0], EV_READ, on_closing, NULL), 0);
+    int num = p[0];
+    ev_io_del_closing(loop, num);
+    close(num);
+    int q[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, q), 0);
+    int again = q[0] == num ? q[0] : dup2(q[0], num);
+    cr_assert_eq(again, num);
+    if (q[0] != num)
+        close(q[0]);
+    cr_assert_eq(ev_io_add(loop, num, EV_READ, on_closing, NULL), 0, "the number is free again");
+    closing_calls = 0;
+    cr_assert_eq(write(p[1], "x", 1), 1);   /* the old file (via dup_fd) becomes readable */
+    ev_run_once(loop, 50);
+    cr_assert_eq(closing_calls, 0, "the closed registration's event reached the new owner");
+    cr_assert_eq(write(q[1], "y", 1), 1);
+    ev_run_once(loop, 100);
+    cr_assert_eq(closing_calls, 1);
+    ev_io_del(loop, num);
+    close(num); close(q[1]); close(dup_fd); close(p[1]);
+    ev_loop_free(loop);
+}
+
 /* ---- cross-thread ----------------------------------------------------- */
 
 #define NTHREADS 4

@@ -126,6 +126,52 @@ Test(sock, listen_connect_accept_loopback)
     close(sfd); close(cfd); close(lfd);
 }
 
+/* Listeners carry TCP_NODELAY, so a hot accept loop need not set it on
+ * each connection (Linux copies it); sock_listener_info reads both that
+ * and TCP_DEFER_ACCEPT back, which decides whether a TLS handshake may
+ * start at accept. */
+Test(sock, accepted_sockets_inherit_nodelay_and_defer_is_reported)
+{
+    sock_addr a, bound, peer;
+    char err[256];
+    cr_assert_eq(sock_addr_parse("127.0.0.1:0", &a, err, sizeof err), 0);
+    sock_listen_opts deferred = { .defer_accept = true };
+    int plain = sock_listen(&a, NULL, err, sizeof err);
+    int lazy = sock_listen(&a, &deferred, err, sizeof err);
+    cr_assert(plain >= 0 && lazy >= 0, "%s", err);
+    bool nd, df;
+    sock_listener_info(plain, &nd, &df);
+    cr_assert(nd && !df);
+    sock_listener_info(lazy, &nd, &df);
+    cr_assert(nd && df);
+
+    cr_assert_eq(sock_local_addr(plain, &bound), 0);
+    int cfd = sock_connect_blocking(&bound, 1000);
+    cr_assert_geq(cfd, 0);
+    struct pollfd lp = { .fd = plain, .events = POLLIN };
+    cr_assert_eq(poll(&lp, 1, 1000), 1);
+    int sfd = sock_accept_ex(plain, &peer, false);
+    cr_assert_geq(sfd, 0);
+    int v = 0;
+    socklen_t l = sizeof v;
+    cr_assert_eq(getsockopt(sfd, IPPROTO_TCP, TCP_NODELAY, &v, &l), 0);
+    cr_assert(v, "the accepted socket did not inherit TCP_NODELAY");
+
+    /* Deferred: no connection to accept until the client's first bytes. */
+    cr_assert_eq(sock_local_addr(lazy, &bound), 0);
+    int c2 = sock_connect_blocking(&bound, 1000);
+    cr_assert_geq(c2, 0);
+    struct pollfd dp = { .fd = lazy, .events = POLLIN };
+    cr_assert_eq(poll(&dp, 1, 200), 0, "accepted before any byte came");
+    cr_assert_eq(write(c2, "x", 1), 1);
+    cr_assert_eq(poll(&dp, 1, 1000), 1);
+    int s2 = sock_accept_ex(lazy, &peer, false);
+    cr_assert_geq(s2, 0);
+    char b;
+    cr_assert_eq(read(s2, &b, 1), 1, "the first byte is there at accept");
+    close(s2); close(c2); close(sfd); close(cfd); close(lazy); close(plain);
+}
+
 Test(sock, reuseport_two_listeners_same_port)
 {
     int port = sock_free_port();
