@@ -13,7 +13,11 @@
  *    one has piled up requests; latency alone herds every worker onto the
  *    same fastest member. A member with no sample yet costs nothing while
  *    idle and a large penalty once it holds a request, so a new member gets
- *    one request, then its real cost.
+ *    one request, then its real cost. A service that answers in bursts (a
+ *    thread pool under one interpreter lock: FastAPI `def` endpoints) gets
+ *    a lower tail from round robin: any load-aware pick refills the member
+ *    that just answered, turning its bursts of answers into bursts of
+ *    arrivals (docs/gateway.md, "When to choose round_robin").
  *  - smooth weighted round-robin (nginx's): every pick adds each candidate's
  *    weight to its current weight and takes the largest, which then pays back
  *    the total. Spreads a 5:1:1 pool as a,a,b,a,c,a,a rather than in bursts.
