@@ -20,8 +20,7 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-HSCALE=${HSCALE_BIN:-$ROOT/build/hscale}
-PY=/usr/bin/python3
+. bench/lib.sh                 # HSCALE (HSCALE_BIN), PY, free_port, ready_registered, median
 D=${D:-6}
 ROUNDS=${ROUNDS:-3}
 C=${C:-32}
@@ -41,17 +40,10 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
-port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
-# registered ready instances of service $2 on control port $1
-registered() {
-  curl -sf "http://127.0.0.1:$1/api/v1/services/$2/instances" | "$PY" -c '
-import json, sys
-print(sum(1 for i in json.load(sys.stdin)["instances"] if i["state"] == "ready" and i["registered"]))' 2>/dev/null || echo 0
-}
 wait_registered() {  # control service n timeout_s
   local deadline=$(( $(date +%s) + $4 ))
-  while [ "$(registered "$1" "$2")" -lt "$3" ]; do
+  while [ "$(ready_registered "$1" "$2")" -lt "$3" ]; do
     [ "$(date +%s)" -ge "$deadline" ] && { echo "any_service: $2 never reached $3 instances" >&2; return 1; }
     sleep 0.1
   done
@@ -64,10 +56,9 @@ wrk_run() {
                else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } p99 = v }
     END { printf "%s %s\n", rps, p99 }'
 }
-median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 # ---- 1. gateway overhead on the FastAPI service ---------------------------
-P_GW=$(port); P_AD=$(port); P_CT=$(port); P_NG=$(port)
+P_GW=$(free_port); P_AD=$(free_port); P_CT=$(free_port); P_NG=$(free_port)
 "$HSCALE" up -c examples/surgicase/hscale.yaml --data "$DIR/up1" --listen "127.0.0.1:$P_GW" \
   --admin "127.0.0.1:$P_AD" --control "127.0.0.1:$P_CT" > "$DIR/up1.log" 2>&1 &
 PIDS+=($!)
@@ -103,7 +94,7 @@ kill "$(cat "$DIR/nginx.pid")" 2>/dev/null; rm -f "$DIR/nginx.pid"
 kill "$UP1" 2>/dev/null; wait "$UP1" 2>/dev/null
 
 # ---- 2. CPU step to an added instance serving -----------------------------
-P_GW=$(port); P_AD=$(port); P_CT=$(port)
+P_GW=$(free_port); P_AD=$(free_port); P_CT=$(free_port)
 cat > "$DIR/step.yaml" <<EOF
 services:
   - name: api

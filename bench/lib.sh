@@ -4,6 +4,10 @@
 # Every process is stopped by its PID (or the pid file it wrote into DIR);
 # nothing is looked up by name.
 
+# The binary under test and the Python with the test packages.
+HSCALE=${HSCALE_BIN:-$PWD/build/hscale}
+PY=/usr/bin/python3
+
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     for f in "$DIR"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
@@ -24,5 +28,19 @@ wait_port() {
 ticks() { [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 HZ=$(getconf CLK_TCK)
 
-# The median of the numbers on stdin, one per line.
-median() { sort -n | awk '{ a[NR] = $1 } END { print (NR ? a[int((NR + 1) / 2)] : 0) }'; }
+# The median of the numbers on stdin, one per line (the mean of the middle
+# two for an even count).
+median() {
+    sort -n | awk '{ a[NR] = $1 } END { print (NR == 0) ? 0 : (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# A free loopback TCP port (bound to 0 and released).
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# How many instances of service $2 are ready and registered, asked of the
+# control plane on 127.0.0.1:$1 (0 while it does not answer).
+ready_registered() {
+    curl -sf "http://127.0.0.1:$1/api/v1/services/$2/instances" | /usr/bin/python3 -c '
+import json, sys
+print(sum(1 for i in json.load(sys.stdin)["instances"] if i["state"] == "ready" and i["registered"]))' 2>/dev/null || echo 0
+}

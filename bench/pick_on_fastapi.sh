@@ -15,8 +15,7 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-HSCALE=${HSCALE_BIN:-$ROOT/build/hscale}
-PY=/usr/bin/python3
+. bench/lib.sh                 # HSCALE (HSCALE_BIN), PY, free_port, ready_registered, median
 D=${D:-6}
 ROUNDS=${ROUNDS:-3}
 C=${C:-32}
@@ -33,12 +32,6 @@ command -v wrk >/dev/null || { echo "pick_on_fastapi: wrk not found (scripts/dep
 stop_up() { [ -n "$UP" ] && { kill "$UP" 2>/dev/null; wait "$UP" 2>/dev/null; }; UP=; }
 cleanup() { stop_up; rm -rf "$DIR"; }
 trap cleanup EXIT
-port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-registered() {
-  curl -sf "http://127.0.0.1:$1/api/v1/services/api/instances" | "$PY" -c '
-import json, sys
-print(sum(1 for i in json.load(sys.stdin)["instances"] if i["state"] == "ready" and i["registered"]))' 2>/dev/null || echo 0
-}
 # wrk -> "req/s p50_ms p99_ms"
 wrk_run() {
   wrk -t2 -c"$C" -d"${D}s" --latency "$1" 2>/dev/null | awk '
@@ -50,7 +43,6 @@ wrk_run() {
     /^ +99%/ { p99 = ms($2) }
     END { printf "%s %s %s\n", rps, p50, p99 }'
 }
-median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 # The async twin: the same app with `def` endpoints made `async def`.
 mkdir -p "$DIR/async"
@@ -64,13 +56,13 @@ one_run() {
       -e "s|workdir: examples/surgicase|workdir: $wd|" examples/surgicase/hscale.yaml > "$DIR/h.yaml"
   grep -q "algorithm: $algo" "$DIR/h.yaml" || { echo "pick_on_fastapi: could not set the algorithm" >&2; exit 1; }
   local gw ad ct
-  gw=$(port); ad=$(port); ct=$(port)
+  gw=$(free_port); ad=$(free_port); ct=$(free_port)
   rm -rf "$DIR/up"
   "$HSCALE" up -c "$DIR/h.yaml" --data "$DIR/up" --listen "127.0.0.1:$gw" \
     --admin "127.0.0.1:$ad" --control "127.0.0.1:$ct" > "$DIR/up.log" 2>&1 &
   UP=$!
   local deadline=$(( $(date +%s) + 90 ))
-  while [ "$(registered "$ct")" -lt 3 ]; do
+  while [ "$(ready_registered "$ct" api)" -lt 3 ]; do
     [ "$(date +%s)" -ge "$deadline" ] && { tail -20 "$DIR/up.log" >&2; exit 1; }
     sleep 0.2
   done

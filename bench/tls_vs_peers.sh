@@ -41,7 +41,6 @@ PIDS=()
 
 trap cleanup EXIT
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 BACKEND=$(free_port); P_HS=$(free_port); P_HS12=$(free_port); P_PLAIN=$(free_port); P_ADM=$(free_port)
 P_ADM12=$(free_port); P_NG=$(free_port); P_NG13=$(free_port); P_HA=$(free_port)
 
