@@ -256,12 +256,16 @@ static json_t *statistics(http_ctx *c, const ctl_api *a)
     return out;
 }
 
+/* The shard statistics for a caller with the read role; NULL when it was
+ * refused or the statistics could not be gathered (answered either way). */
+static json_t *read_statistics(http_ctx *c, const ctl_api *a)
+{
+    return sh_read(c, a) ? statistics(c, a) : NULL;
+}
+
 static void h_statistics(http_ctx *c, void *arg)
 {
-    const ctl_api *a = arg;
-    if (!sh_read(c, a))
-        return;
-    json_t *j = statistics(c, a);
+    json_t *j = read_statistics(c, arg);
     if (j)
         reply_json(c, 200, j);
 }
@@ -269,9 +273,7 @@ static void h_statistics(http_ctx *c, void *arg)
 static void h_health(http_ctx *c, void *arg)
 {
     const ctl_api *a = arg;
-    if (!sh_read(c, a))
-        return;
-    json_t *st = statistics(c, a);
+    json_t *st = read_statistics(c, a);
     if (!st)
         return;
     int ninst = (int)json_integer_value(json_object_get(st, "instances"));
@@ -330,9 +332,7 @@ static void h_health(http_ctx *c, void *arg)
 static void h_rebalance(http_ctx *c, void *arg)
 {
     const ctl_api *a = arg;
-    if (!sh_read(c, a))
-        return;
-    json_t *st = statistics(c, a);
+    json_t *st = read_statistics(c, a);
     if (!st)
         return;
     double thr = a->c->shard_rebalance_threshold;

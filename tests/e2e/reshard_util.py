@@ -9,6 +9,8 @@ import time
 import urllib.error
 import urllib.request
 
+from conftest import wait_until
+
 
 def call(port, path, method="GET", body=None, token=None, timeout=10):
     data = json.dumps(body).encode() if body is not None else None
@@ -108,18 +110,28 @@ class Load:
 
 
 def wait_reshard(port, states=("done",), timeout=120, token=None):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
+    """Polls the app's /admin/reshard (the suite's wait_until) until the
+    resharding is in one of `states`; an end it was not waiting for fails
+    at once."""
+    seen = {}
+
+    def reached():
         st, body = call(port, "/admin/reshard", token=token)
-        if st == 200:
-            last = json.loads(body)
-            if last["state"] in states:
-                return last
-            if last["state"] in ("failed", "rolled_back", "done"):
-                raise AssertionError(f"resharding ended {last['state']}: {last}")
-        time.sleep(0.05)
-    raise AssertionError(f"resharding did not reach {states}: {last}")
+        if st != 200:
+            return None
+        last = seen["last"] = json.loads(body)
+        if last["state"] in states:
+            return last
+        if last["state"] in ("failed", "rolled_back", "done"):
+            raise AssertionError(f"resharding ended {last['state']}: {last}")
+        return None
+
+    try:
+        return wait_until(reached, timeout, what=f"resharding in {states}", step=0.05)
+    except AssertionError as e:
+        if "timed out" not in str(e):
+            raise                   # an end it was not waiting for
+        raise AssertionError(f"resharding did not reach {states}: {seen.get('last')}") from None
 
 
 def placement(rows_by_shard):

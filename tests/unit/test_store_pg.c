@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ut_wait.h"
 #include "store/store_int.h"
 
 const char *__lsan_default_suppressions(void);
@@ -328,9 +329,7 @@ Test(store_pg, replica_removed_mid_query_drains_then_closes_and_can_come_back)
     slow_read a = { .s = s };
     pthread_t th;
     pthread_create(&th, NULL, slow_read_run, &a);
-    for (int t = 0; replica_slow_reads() == 0 && t < 200; t++)
-        usleep(10000);                  /* until the read is running on the replica */
-    cr_assert_gt(replica_slow_reads(), 0, "the slow read runs on the replica");
+    cr_assert(UT_WAIT_UNTIL(replica_slow_reads() > 0, 2000), "the slow read runs on the replica");
     uint64_t t0 = st_now_us();
     cr_assert_eq(st_store_set_replicas(s, "s0", NULL, 0, &err), 0, "%s", err.msg);
     cr_expect_lt(st_now_us() - t0, 300000u, "removal does not wait for in-flight queries");

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ut_wait.h"
 #include "store/store.h"
 #include "store/store_priv.h"
 
@@ -91,22 +92,28 @@ static int64_t count(const char *file, const char *sql, int64_t arg)
     return n;
 }
 
-static const char *wait_state(st_store *s, const char *want)
+/* The coordinator's state now, in `state` (static: the last one read). */
+static const char *state_of(st_store *s)
 {
     static char state[32];
-    for (int i = 0; i < 400; i++) {
-        buf b;
-        buf_init(&b);
-        st_reshard_status_json(s, &b);
-        buf_append(&b, "", 1);
-        const char *p = strstr(buf_head(&b), "\"state\":\"");
-        snprintf(state, sizeof state, "%.*s", p ? (int)strcspn(p + 9, "\"") : 0, p ? p + 9 : "");
-        buf_free(&b);
-        if (!strcmp(state, want) || !strcmp(state, "failed") || !strcmp(state, "rolled_back"))
-            return state;
-        usleep(20000);
-    }
+    buf b;
+    buf_init(&b);
+    st_reshard_status_json(s, &b);
+    buf_append(&b, "", 1);
+    const char *p = strstr(buf_head(&b), "\"state\":\"");
+    snprintf(state, sizeof state, "%.*s", p ? (int)strcspn(p + 9, "\"") : 0, p ? p + 9 : "");
+    buf_free(&b);
     return state;
+}
+
+/* Waits up to 8 s for `want`, or an end (failed, rolled_back) it did not
+ * want; returns the state last read. */
+static const char *wait_state(st_store *s, const char *want)
+{
+    const char *st = "";
+    UT_WAIT_UNTIL((st = state_of(s), !strcmp(st, want) || !strcmp(st, "failed")
+                   || !strcmp(st, "rolled_back")), 8000);
+    return st;
 }
 
 Test(store_reshard, add_shard_moves_a_third_and_fences_the_stale_store)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ut_wait.h"
 #include "store/store_int.h"
 
 const char *__lsan_default_suppressions(void);
@@ -160,9 +161,8 @@ Test(sentinel, single_flight_coalesces_and_caches_nothing)
     for (int i = 0; i < 8; i++) {
         a[i] = (sf_arg){ .c = c };
         pthread_create(&th[i], NULL, sf_run, &a[i]);
-        /* the first is loading when the others arrive */
-        for (int t = 0; i == 0 && loads == 0 && t < 500; t++)
-            usleep(2000);
+        if (i == 0)     /* the first is loading when the others arrive */
+            cr_assert(UT_WAIT_UNTIL(loads > 0, 1000), "the first loader never ran");
     }
     int shared = 0;
     for (int i = 0; i < 8; i++) {
