@@ -25,6 +25,9 @@
 #      resumes; hscale's counters say how many were full and resumed.
 #   4. full handshakes only: NEW_PROCS parallel `openssl s_time -new`
 #      clients (no resumption), connections per second and proxy CPU each.
+# Each wrk table also shows wrk's own CPU, in % of one core: near 100 %,
+# the client's single thread set the pace and the rates say little about
+# the servers; their CPU per request (from /proc) still does.
 # Every process runs from its own config in a temp dir and is stopped by
 # PID. Env: HSCALE_BIN (build/hscale), DURATION (5), ROUNDS (3), IDLE (2000),
 # NEW_PROCS (2).
@@ -111,20 +114,25 @@ done
 awk -v h="$MEM_hscale" -v n="$MEM_nginx" -v a="$MEM_haproxy" \
     'BEGIN { printf "memory hscale/nginx %.2f  hscale/haproxy %.2f (target <= 1.00 vs nginx)\n", h/n, h/a }'
 
-# wrk_run URL CONNS PID EXTRA... -> "rps p99_ms cpu_us_per_req"
+# wrk_run URL CONNS PID EXTRA... -> "rps p99_ms cpu_us_per_req client_cpu_pct"
+# The client's share of a core says whether a rate is the proxy's: wrk's
+# one thread at ~100 % means the client set the pace, not the server.
 wrk_run() {
     local url=$1 conns=$2 pid=$3 t0 t1
     shift 3
     t0=$(ticks "$pid")
-    wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$@" "$url" 2>/dev/null > "$DIR/wrk.out"
+    /usr/bin/time -f '%U %S' -o "$DIR/wrk.time" \
+        wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$@" "$url" 2>/dev/null > "$DIR/wrk.out"
     t1=$(ticks "$pid")
-    awk -v dt=$((t1 - t0)) -v hz="$HZ" '
+    awk -v dt=$((t1 - t0)) -v hz="$HZ" -v d="$DURATION" -v wt="$(tail -1 "$DIR/wrk.time")" '
         function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
         /requests in/ { n = $1 }
         /Requests\/sec/ { rps = $2 }
         /^ +99%/ { p99 = ms($2) }
         /Socket errors|Non-2xx/ { err = 1 }
-        END { printf "%d %.2f %.1f%s\n", rps, p99, n ? dt * 1e6 / hz / n : 0, err ? " ERR" : "" }' "$DIR/wrk.out"
+        END { split(wt, c, " ")
+              printf "%d %.2f %.1f %.0f%s\n", rps, p99, n ? dt * 1e6 / hz / n : 0, 100 * (c[1] + c[2]) / d,
+                     err ? " ERR" : "" }' "$DIR/wrk.out"
 }
 
 TLS_TARGETS="hscale:https://127.0.0.1:$P_HS/:$HS hscale12:https://127.0.0.1:$P_HS12/:$HS12 nginx:https://127.0.0.1:$P_NG/:$NGW nginx13:https://127.0.0.1:$P_NG13/:$NG13W haproxy:https://127.0.0.1:$P_HA/:$HAP"
@@ -140,11 +148,12 @@ run_table() {  # title conns targets wrk-args...
             wrk_run "$url" "$conns" "$pid" "$@" >> "$DIR/res.$n"
         done
     done
-    printf "%-9s %10s %9s %12s\n" target req/s p99_ms cpu_us/req
+    printf "%-9s %10s %9s %12s %10s\n" target req/s p99_ms cpu_us/req wrk_cpu%
     for t in $targets; do
         n=${t%%:*}; f="$DIR/res.$n"
         rps=$(cut -d' ' -f1 "$f" | median); p99=$(cut -d' ' -f2 "$f" | median); cpu=$(cut -d' ' -f3 "$f" | median)
-        printf "%-9s %10s %9s %12s%s\n" "$n" "$rps" "$p99" "$cpu" "$(grep -q ERR "$f" && echo '  (errors)')"
+        wcpu=$(cut -d' ' -f4 "$f" | median)
+        printf "%-9s %10s %9s %12s %10s%s\n" "$n" "$rps" "$p99" "$cpu" "$wcpu" "$(grep -q ERR "$f" && echo '  (errors)')"
         eval "RPS_$n=$rps; P99_$n=$p99; CPU_$n=$cpu"
     done
 }

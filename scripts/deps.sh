@@ -22,6 +22,7 @@ PACKAGES=(
   varnish                   # bench/cache_vs_peers.sh: the cache peers (with nginx proxy_cache, HAProxy cache)
   chromium openssl          # openssl: test_security.py makes its certificates
   sslscan                   # test_gateway_tls.py: no weak protocol or cipher on the defaults
+  strace                    # test_gateway_tls.py: the system calls one TLS connection costs the gateway
   # the seeds' stacks (examples/, end-to-end tests and benchmarks; Celery on a Redis broker)
   python3-fastapi python3-uvicorn python3-locust nodejs python3-celery python3-redis
   python3-websockets python3-brotli   # the gateway's WebSocket and compression tests

@@ -371,6 +371,12 @@ int gw_conn_flush(gw_conn *c)
         c->dead = true;
         return -1;
     }
+    /* TLS: the records written above (with close_notify when this is the
+     * last of the connection) leave in one write. */
+    if (c->ssl && gw_tls_flush(c, c->state == GC_CLOSING) < 0) {
+        c->dead = true;
+        return -1;
+    }
     return 0;
 }
 
@@ -579,7 +585,7 @@ void gw_conn_process(gw_conn *c)
         if (c->ssl)
             gw_tls_idle(c);
     }
-    if (c->dead || (c->state == GC_CLOSING && c->out.len == 0))
+    if (c->dead || (c->state == GC_CLOSING && c->out.len == 0 && !c->tls_out_blocked))
         gw_conn_close(c);
 }
 
@@ -616,6 +622,8 @@ void gw_conn_io(ev_loop *loop, int fd, unsigned events, void *arg)
     bool readable = (events & EV_READ) || ((events & EV_WRITE) && c->tls_read_wants_write);
     if (events & EV_ERROR)
         c->dead = true;
+    if (events & EV_READ)
+        c->tls_drained = false;   /* a read edge: the socket under SSL has bytes again */
     if (!c->dead && c->ssl && c->tls == GW_TLS_HANDSHAKE) {
         /* Either readiness may be the one the handshake waits for. */
         int hs = gw_tls_handshake(c);
@@ -630,7 +638,7 @@ void gw_conn_io(ev_loop *loop, int fd, unsigned events, void *arg)
             ev_timer_start(c->w->loop, &c->timer, c->w->rt->cfg.client_idle_timeout_us);
         }
     }
-    if (!c->dead && (events & EV_WRITE) && c->out.len)
+    if (!c->dead && (events & EV_WRITE) && (c->out.len || c->tls_out_blocked))
         gw_conn_flush(c);
     if (!c->dead && readable) {
         if (c->state == GC_CLOSING) {

@@ -295,9 +295,14 @@ struct gw_conn {
     uint8_t      ip_raw_len;
     uint8_t      lst;            /* gw_listener_kind */
     uint8_t      tls;            /* gw_tls_state while ssl is set */
-    bool         tls_drained;    /* the last socket read under SSL came back short */
+    /* The socket under SSL was found empty (a short read or EAGAIN);
+     * cleared by the next read edge. Until then gw_tls_bio.c answers a
+     * read with "retry" and no system call. */
+    bool         tls_drained;
     bool         tls_read_wants_write;   /* SSL_read needs the socket writable (a TLS 1.3 KeyUpdate answer) */
+    bool         tls_out_blocked;        /* tls_out met EAGAIN: EV_WRITE pushes it, close waits */
     struct ssl_st *ssl;          /* TLS transport (gw_tls_conn.c); NULL: plain */
+    buf          tls_out;        /* sealed records not yet on the socket (gw_tls_bio.c) */
     buf          in;             /* client bytes */
     buf          out;            /* bytes to the client */
     ev_timer     timer;          /* header / idle */

@@ -393,6 +393,12 @@ int gw_tls_init(gw_rt *rt, const gw_config *cfg, char *err, size_t errlen)
         log_info("TLS records: userspace OpenSSL (tls_ktls is off)");
     else if (!t->ktls_on)
         log_info("TLS records: userspace OpenSSL: %s", why);
+    /* kTLS takes records into the kernel only on OpenSSL's socket BIO. */
+    if (!t->ktls_on && !(t->bio = gw_tls_bio_method_new())) {
+        snprintf(err, errlen, "tls: out of memory");
+        gw_tls_free_obj(t);
+        return -1;
+    }
     if (!t->aes || new_key(&t->keys[0]) < 0) {
         snprintf(err, errlen, "tls: cannot make a ticket key");
         gw_tls_free_obj(t);
@@ -420,6 +426,7 @@ void gw_tls_free_obj(gw_tls *t)
         return;
     set_free(t->set);
     EVP_CIPHER_free(t->aes);
+    BIO_meth_free(t->bio);
     OPENSSL_cleanse(t->keys, sizeof t->keys);
     pthread_rwlock_destroy(&t->lock);
     free(t);

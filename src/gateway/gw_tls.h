@@ -68,12 +68,19 @@ ssize_t gw_tls_write(gw_conn *c, const void *p, size_t n);
  * without waiting (the socket read came back short and OpenSSL holds no
  * record), the TLS form of "a short read drained the socket". */
 bool    gw_tls_drained(const gw_conn *c);
+/* After gw_conn_flush handed c->out to gw_tls_write: the queued records
+ * go to the socket in one write, with close_notify first appended when
+ * `last` (the connection closes after them). 0 all written, 1 the rest
+ * waits for writability (c->tls_out_blocked), -1 the connection failed. */
+int     gw_tls_flush(gw_conn *c, bool last);
 /* The handshake did not finish within client_header_timeout: counted. */
 void    gw_tls_timed_out(gw_conn *c);
-/* Between requests: OpenSSL's record buffers go back (an idle TLS
- * connection holds only its SSL state). */
+/* Between requests: what is queued goes out (a ticket, when no request
+ * came with the client's Finished), and OpenSSL's record buffers go back
+ * (an idle TLS connection holds only its SSL state). */
 void    gw_tls_idle(gw_conn *c);
-/* Sends close_notify once (non-blocking) and frees the SSL. */
+/* Sends close_notify (unless gw_tls_flush did) and what is queued, one
+ * non-blocking try, and frees the SSL. */
 void    gw_tls_conn_free(gw_conn *c);
 
 #endif

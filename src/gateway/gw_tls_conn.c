@@ -36,7 +36,7 @@ void gw_tls_count_failure(gw_tls *t, int reason)
         metrics_inc(t->m_fail[reason]);
 }
 
-/* Socket reads under SSL: a short one (or EAGAIN) drained the socket. */
+/* kTLS path (OpenSSL's socket BIO): a short socket read drained it. */
 static long rbio_cb(BIO *b, int oper, const char *argp, size_t len, int argi, long argl, int ret,
                     size_t *processed)
 {
@@ -50,21 +50,38 @@ static long rbio_cb(BIO *b, int oper, const char *argp, size_t len, int argi, lo
     return ret;
 }
 
+/* The socket's BIO: gw_tls_bio.c's, or with kTLS OpenSSL's own. */
+static int attach_socket(gw_conn *c, SSL *ssl, const gw_tls *t)
+{
+    if (t->bio) {
+        BIO *b = gw_tls_bio_new(t->bio, c);
+        if (!b)
+            return -1;
+        SSL_set_bio(ssl, b, b);        /* one reference, for both directions */
+        return 0;
+    }
+    if (SSL_set_fd(ssl, c->fd) != 1)
+        return -1;
+    BIO *rb = SSL_get_rbio(ssl);
+    BIO_set_callback_ex(rb, rbio_cb);
+    BIO_set_callback_arg(rb, (char *)c);
+    return 0;
+}
+
 int gw_tls_conn_new(gw_conn *c)
 {
     gw_tls *t = c->w->rt->tls;
     SSL *ssl = gw_tls_ssl_new(t);
-    if (!ssl || SSL_set_fd(ssl, c->fd) != 1) {
+    if (!ssl || attach_socket(c, ssl, t) < 0) {
         SSL_free(ssl);
         ERR_clear_error();
         return -1;
     }
     SSL_set_accept_state(ssl);
-    BIO *rb = SSL_get_rbio(ssl);
-    BIO_set_callback_ex(rb, rbio_cb);
-    BIO_set_callback_arg(rb, (char *)c);
     c->ssl = ssl;
     c->tls = GW_TLS_HANDSHAKE;
+    c->tls_drained = false;
+    c->tls_out_blocked = false;
     atomic_fetch_add_explicit(&t->open, 1, memory_order_relaxed);
     return 0;
 }
@@ -128,6 +145,14 @@ int gw_tls_handshake(gw_conn *c)
     ERR_clear_error();
     int rc = SSL_do_handshake(c->ssl);
     if (rc == 1) {
+        /* A TLS 1.2 server ends on its Finished, which the client waits
+         * for; TLS 1.3 ends on a session ticket, which can go with the
+         * response. */
+        if (SSL_version(c->ssl) < TLS1_3_VERSION && gw_tls_bio_push(c) < 0) {
+            gw_tls_count_failure(t, GW_TLS_FAIL_CLOSED);
+            c->tls = GW_TLS_FAILED;
+            return -1;
+        }
         c->tls = GW_TLS_ESTABLISHED;
         bool reused = SSL_session_reused(c->ssl);
         metrics_inc(reused ? t->m_resumed : t->m_full);
@@ -137,9 +162,12 @@ int gw_tls_handshake(gw_conn *c)
         return 1;
     }
     int e = SSL_get_error(c->ssl, rc);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+    /* Waiting for the client: the flight goes out now (and an alert, on
+     * failure, is worth one try). */
+    int pushed = gw_tls_bio_push(c);
+    if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) && pushed >= 0)
         return 0;
-    int reason = fail_reason(e);
+    int reason = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? GW_TLS_FAIL_CLOSED : fail_reason(e);
     gw_tls_count_failure(t, reason);
     if (log_get_level() <= LOG_DEBUG) {
         char why[256];
@@ -159,9 +187,24 @@ void gw_tls_timed_out(gw_conn *c)
 
 void gw_tls_idle(gw_conn *c)
 {
+    /* What waited for a response that is not coming (a ticket when the
+     * request did not come with the client's Finished) goes now. */
+    if (c->tls_out.len && gw_tls_bio_push(c) < 0)
+        c->dead = true;
     /* Fails harmlessly (keeps them) while a record is half read or written. */
     if (c->tls == GW_TLS_ESTABLISHED && !SSL_has_pending(c->ssl))
         SSL_free_buffers(c->ssl);
+}
+
+int gw_tls_flush(gw_conn *c, bool last)
+{
+    if (last && c->tls == GW_TLS_ESTABLISHED) {
+        ERR_clear_error();
+        SSL_shutdown(c->ssl);          /* close_notify joins the queue */
+        ERR_clear_error();
+        c->tls = GW_TLS_SHUTDOWN;
+    }
+    return gw_tls_bio_push(c);
 }
 
 bool gw_tls_drained(const gw_conn *c)
@@ -185,7 +228,8 @@ ssize_t gw_tls_read(gw_conn *c, void *p, size_t n)
     int e = SSL_get_error(c->ssl, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
         c->tls_read_wants_write = e == SSL_ERROR_WANT_WRITE;
-        c->tls_drained = true;
+        if (e == SSL_ERROR_WANT_READ)
+            c->tls_drained = true;
         errno = EAGAIN;
         return -1;
     }
@@ -230,6 +274,9 @@ void gw_tls_conn_free(gw_conn *c)
         SSL_shutdown(c->ssl);
         c->tls = GW_TLS_SHUTDOWN;
     }
+    if (c->tls_out.len && c->tls != GW_TLS_FAILED)
+        gw_tls_bio_push(c);
+    gw_buf_release(c->w, &c->tls_out);
     ERR_clear_error();
     SSL_free(c->ssl);
     c->ssl = NULL;

@@ -53,6 +53,7 @@ struct gw_tls {
     EVP_CIPHER      *aes;        /* AES-256-CBC, fetched once */
     uint64_t         rotate_us, next_rotate_us;   /* main thread only */
     unsigned         rotations;
+    BIO_METHOD      *bio;          /* gw_tls_bio.c's socket BIO (without kTLS) */
     bool             ktls_wanted;  /* tls_ktls */
     bool             ktls_on;      /* ... and the kernel can: SSL_OP_ENABLE_KTLS set */
     _Atomic bool     path_logged;  /* "kTLS" or "userspace" said once */
@@ -66,5 +67,13 @@ void gw_tls_free_obj(gw_tls *t);
 SSL *gw_tls_ssl_new(gw_tls *t);
 /* Counts a failed handshake under its reason. */
 void gw_tls_count_failure(gw_tls *t, int reason);
+
+/* gw_tls_bio.c: the client socket's BIO (reads skip an empty socket,
+ * writes queue in c->tls_out). */
+BIO_METHOD *gw_tls_bio_method_new(void);
+BIO        *gw_tls_bio_new(const BIO_METHOD *m, gw_conn *c);
+/* Writes c->tls_out: 0 all written, 1 the rest waits for EV_WRITE
+ * (c->tls_out_blocked), -1 the socket failed. */
+int         gw_tls_bio_push(gw_conn *c);
 
 #endif

@@ -301,6 +301,98 @@ def test_invalid_file_refused_with_reason_old_kept(procs, tmp_path, certs):
     assert get_on(new)[0] == 200
 
 
+def one_request(port, ca, version, path="/"):
+    """One TLS connection, one request with `Connection: close`, driven by
+    an SSLObject over a raw socket so the bytes on the wire are ours to
+    see. Under TLS 1.3 the client's Finished and the request go in one
+    segment, as wrk's and browsers' do. Returns (what the first read after
+    the request decrypts to, whether close_notify was in it too)."""
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.minimum_version = ctx.maximum_version = version
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(out.read())
+                data = s.recv(65536)
+                assert data, "closed during the handshake"
+                inc.write(data)
+        obj.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(out.read())
+        inc.write(s.recv(65536))
+    got = b""
+    try:
+        while chunk := obj.read(65536):      # b"" once close_notify is read
+            got += chunk
+    except ssl.SSLWantReadError:
+        return got, False
+    return got, True
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3],
+                         ids=["tls1.2", "tls1.3"])
+def test_ticket_response_and_close_notify_arrive_together(procs, certs, version):
+    """What the gateway sends after the handshake leaves in one write: the
+    response, close_notify and, under TLS 1.3, the session ticket, which
+    waits for the response (200 ms away here) instead of going alone."""
+    b = Backend(procs, "b1")
+    gw = TlsGateway(procs, [b], *certs["ec"])
+    got, closed = one_request(gw.tls_port, certs["ec"][0], version, "/slow?ms=200")
+    assert got.startswith(b"HTTP/1.1 200") and b'"slow": true' in got, got
+    assert closed, got
+
+
+def _traced_threads(pid, tracer):
+    tasks = os.listdir(f"/proc/{pid}/task")
+    for t in tasks:
+        with open(f"/proc/{pid}/task/{t}/status") as f:
+            if f"TracerPid:\t{tracer}\n" not in f.read():
+                return False
+    return bool(tasks)
+
+
+def test_system_calls_per_connection(procs, tmp_path, certs):
+    """strace on the gateway while 10 clients each make one TLS connection
+    with one request. Per connection: TLS 1.3 writes twice (its flight;
+    ticket, response and close_notify) and TLS 1.2 three times (one more
+    flight); no read comes back EAGAIN (a socket found empty is not asked
+    again before its next read edge), and OpenSSL's fork checks make no
+    getpid calls (core/pid.c)."""
+    b = Backend(procs, "b1")
+    gw = TlsGateway(procs, [b], *certs["ec"])
+    log = tmp_path / "st"
+    st = procs.start(["strace", "-f", "-ff", "-qq", "-yy", "-s", "0", "-o", log,
+                      "-e", "trace=read,write,writev,getpid", "-p", str(gw.proc.pid)], name="strace")
+    wait_until(lambda: _traced_threads(gw.proc.pid, st.pid), timeout=15, what="strace on every thread")
+    ports = {}
+    for version, n in ((ssl.TLSVersion.TLSv1_3, 10), (ssl.TLSVersion.TLSv1_2, 10)):
+        for _ in range(n):
+            got, closed = one_request(gw.tls_port, certs["ec"][0], version)
+            assert got.startswith(b"HTTP/1.1 200") and closed, got
+        ports[version] = n
+    procs.stop(st, sig=signal.SIGINT)
+    call = re.compile(r"^(read|write|writev)\(\d+<TCP:\[127\.0\.0\.1:(\d+)->127\.0\.0\.1:(\d+)\]>"
+                      r".*\) = (-?\d+)")
+    per_conn, getpids = {}, 0
+    for f in tmp_path.glob("st.*"):
+        for line in f.read_text(errors="replace").splitlines():
+            getpids += line.startswith("getpid(")
+            m = call.match(line)
+            if m and int(m.group(2)) == gw.tls_port:
+                c = per_conn.setdefault(int(m.group(3)), {"w": 0, "r": 0, "eagain": 0})
+                c["w" if m.group(1).startswith("write") else "r"] += 1
+                c["eagain"] += m.group(1) == "read" and "EAGAIN" in line
+    assert len(per_conn) == sum(ports.values()), per_conn
+    writes = sorted(c["w"] for c in per_conn.values())
+    assert writes == [2] * 10 + [3] * 10, per_conn
+    assert all(c["eagain"] == 0 for c in per_conn.values()), per_conn
+    assert getpids == 0
+
+
 @pytest.mark.parametrize("status", [301, 308])
 def test_redirect_listener(procs, tmp_path, certs, status):
     b = Backend(procs, "b1")
