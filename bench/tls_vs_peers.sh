@@ -25,9 +25,10 @@
 #      resumes; hscale's counters say how many were full and resumed.
 #   4. full handshakes only: NEW_PROCS parallel `openssl s_time -new`
 #      clients (no resumption), connections per second and proxy CPU each.
-# Each wrk table also shows wrk's own CPU, in % of one core: near 100 %,
-# the client's single thread set the pace and the rates say little about
-# the servers; their CPU per request (from /proc) still does.
+# Each table also shows the client's own CPU in % of one core (wrk's one
+# thread; the s_time processes summed): near 100 % per client thread, the
+# client set the pace and the rates say little about the servers; their
+# CPU per request (from /proc) still does.
 # Every process runs from its own config in a temp dir and is stopped by
 # PID. Env: HSCALE_BIN (build/hscale), DURATION (5), ROUNDS (3), IDLE (2000),
 # NEW_PROCS (2).
@@ -186,21 +187,24 @@ for _ in $(seq "$ROUNDS"); do
         t0=$(ticks "$pid")
         sp=()
         for k in $(seq "$NEW_PROCS"); do
-            timeout $((DURATION + 5)) openssl s_time -connect "$hp" -new -time "$DURATION" > "$DIR/st.$k" 2>&1 &
+            /usr/bin/time -f '%U %S' -o "$DIR/st.$k.time" timeout $((DURATION + 5)) \
+                openssl s_time -connect "$hp" -new -time "$DURATION" > "$DIR/st.$k" 2>&1 &
             sp+=($!)
         done
         wait "${sp[@]}"
         t1=$(ticks "$pid")
-        cat "$DIR"/st.* | awk -v dt=$((t1 - t0)) -v hz="$HZ" -v d="$DURATION" '
+        ccpu=$(for k in $(seq "$NEW_PROCS"); do tail -1 "$DIR/st.$k.time"; done | awk '{ s += $1 + $2 } END { print s }')
+        cat "$DIR"/st.[0-9] "$DIR"/st.[0-9][0-9] 2>/dev/null | awk -v dt=$((t1 - t0)) -v hz="$HZ" -v d="$DURATION" -v cc="$ccpu" '
             /connections in [0-9]+ real/ { n += $1; if ($4 > 0) r += $1 / $4 }
-            END { printf "%d %.1f\n", r, n ? dt * 1e6 / hz / n : 0 }' >> "$DIR/hs.$n"
+            END { printf "%d %.1f %.0f\n", r, n ? dt * 1e6 / hz / n : 0, 100 * cc / d }' >> "$DIR/hs.$n"
     done
 done
-printf "%-9s %10s %12s\n" target conns/s cpu_us/conn
+printf "%-9s %10s %12s %13s\n" target conns/s cpu_us/conn clients_cpu%
 for t in $TLS_TARGETS; do
     n=${t%%:*}
     cps=$(cut -d' ' -f1 "$DIR/hs.$n" | median); cpu=$(cut -d' ' -f2 "$DIR/hs.$n" | median)
-    printf "%-9s %10s %12s\n" "$n" "$cps" "$cpu"
+    ccpu=$(cut -d' ' -f3 "$DIR/hs.$n" | median)
+    printf "%-9s %10s %12s %13s\n" "$n" "$cps" "$cpu" "$ccpu"
     eval "RPS_$n=$cps; CPU_$n=$cpu"
 done
 ratios "full handshakes"
