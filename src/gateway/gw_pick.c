@@ -163,6 +163,14 @@ int gw_pick_member(gw_exchange *ex, gw_pool *p, const gw_pool_cfg *pc, uint64_t 
         return -1;
     slow_scan(p, cur, now);
     int i = gw_lb_pick(p, cur, key, klen, exclude, now);
+    if (i < 0 && exclude >= 0) {
+        /* The member that just failed is the only one left to take the
+         * retry: it goes back there (as HAProxy's retries do) rather than
+         * ending as "no backend available" (a refused or reset connection
+         * under a burst is often gone on the next try). Ejected, slow or
+         * unhealthy members are still not picked. */
+        i = gw_lb_pick(p, cur, key, klen, -1, now);
+    }
     if (i >= 0 && pc->max_conn > 0
         && atomic_load_explicit(&p->members[i]->inflight, memory_order_relaxed) >= (uint32_t)pc->max_conn) {
         /* Full: one more try elsewhere, then the pool is busy. */

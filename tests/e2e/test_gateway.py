@@ -6,6 +6,8 @@ import hashlib
 import json
 import signal
 import socket
+import struct
+import threading
 import time
 
 from gw_util import http as requests  # noqa: E402 (default timeouts)
@@ -140,6 +142,44 @@ def test_no_backend_answers_503_json_with_retry_after(procs):
     assert r.status_code == 503
     assert r.headers["Retry-After"] == "1"
     assert r.json()["error"] == "no backend available"
+
+
+def test_a_retry_on_a_pool_of_one_goes_back_to_its_member(procs):
+    """The only member resets the first connection (as a backend whose
+    listen queue overflowed under a burst may): the GET is retried on that
+    member and answered, not turned into 503 "no backend available"."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(16)
+    tries = []                       # requests for /x (health checks are answered apart)
+
+    def serve():
+        while True:
+            try:
+                s, _ = lst.accept()
+            except OSError:
+                return
+            head = s.recv(65536)
+            if head.startswith(b"GET /x ") and not tries:
+                tries.append(head)   # the first: reset, no answer
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
+                continue
+            if head.startswith(b"GET /x "):
+                tries.append(head)
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            s.close()
+    threading.Thread(target=serve, daemon=True).start()
+
+    class One:
+        addr = f"127.0.0.1:{lst.getsockname()[1]}"
+    gw = Gateway(procs, [One()])
+    try:
+        r = requests.get(gw.url("/x"))
+        assert (r.status_code, r.text) == (200, "ok")
+        assert len(tries) == 2, "retried on the same member"
+    finally:
+        lst.close()
 
 
 def test_routes_read_write_split_and_weights(procs, tmp_path):
