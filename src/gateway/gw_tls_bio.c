@@ -29,9 +29,9 @@
  *    end under TLS 1.2, whose client waits for the server's Finished),
  *    application records by gw_conn_flush (gw_tls_flush), and what is
  *    left when the connection goes idle (gw_tls_idle) or closes. So a TLS
- *    1.3 ticket leaves with the response when the request came with the
- *    client's Finished (as wrk's, curl's and browsers' do), and alone, at
- *    once, when the client waits (s_client, a preconnect).
+ *    1.3 ticket leaves with the response when the request is read with
+ *    the client's Finished (as wrk's is), and alone, at once, when the
+ *    connection goes idle first (s_client, a preconnect).
  *  - c->tls_out_blocked: the socket refused bytes (EAGAIN); the next
  *    EV_WRITE pushes, and a closing connection waits for the queue.
  *  - Memory: the queue's buffer goes back to the worker once empty, so an
