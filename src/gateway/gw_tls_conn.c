@@ -196,14 +196,21 @@ void gw_tls_idle(gw_conn *c)
         SSL_free_buffers(c->ssl);
 }
 
+/* close_notify, once: it joins the queue (or, with kTLS, goes out). */
+static void tls_close_notify(gw_conn *c)
+{
+    if (c->tls != GW_TLS_ESTABLISHED)
+        return;
+    ERR_clear_error();
+    SSL_shutdown(c->ssl);
+    ERR_clear_error();
+    c->tls = GW_TLS_SHUTDOWN;
+}
+
 int gw_tls_flush(gw_conn *c, bool last)
 {
-    if (last && c->tls == GW_TLS_ESTABLISHED) {
-        ERR_clear_error();
-        SSL_shutdown(c->ssl);          /* close_notify joins the queue */
-        ERR_clear_error();
-        c->tls = GW_TLS_SHUTDOWN;
-    }
+    if (last)
+        tls_close_notify(c);
     return gw_tls_bio_push(c);
 }
 
@@ -269,11 +276,8 @@ void gw_tls_conn_free(gw_conn *c)
     if (!c->ssl)
         return;
     gw_tls *t = c->w->rt->tls;
-    if (c->tls == GW_TLS_ESTABLISHED) {
-        /* One try at close_notify: the socket is non-blocking and closes next. */
-        SSL_shutdown(c->ssl);
-        c->tls = GW_TLS_SHUTDOWN;
-    }
+    /* One try at close_notify: the socket is non-blocking and closes next. */
+    tls_close_notify(c);
     if (c->tls_out.len && c->tls != GW_TLS_FAILED)
         gw_tls_bio_push(c);
     gw_buf_release(c->w, &c->tls_out);
