@@ -248,7 +248,7 @@ static const cfg_schema rl_schema = { "rate_limit", rl_fields, N(rl_fields), NUL
 
 static const cfg_field tls_cert_fields[] = {
     { .key = "cert", .type = CFG_STRING, .offset = offsetof(gw_tls_cert_cfg, cert),
-      .help = "PEM certificate chain file (leaf first)" },
+      .help = "PEM certificate chain file (leaf first, then its intermediates: sent as is)" },
     { .key = "key", .type = CFG_STRING, .offset = offsetof(gw_tls_cert_cfg, key),
       .help = "PEM private key file of the certificate" },
 };
@@ -291,7 +291,7 @@ static const cfg_field gw_fields[] = {
       .help = "with tls_listen: no plain listener on `listen` (the --tls-listen flag without --listen sets it)" },
     { .key = "tls_cert", .type = CFG_STRING, .offset = offsetof(gw_config, tls_cert),
       .env = "HSCALE_GATEWAY_TLS_CERT",
-      .help = "PEM certificate chain file of tls_listen: the default certificate (no SNI, or a name no certificate has); reloaded on SIGHUP and POST /api/v1/tls/reload" },
+      .help = "PEM certificate chain file of tls_listen (leaf first, then its intermediates: sent as is): the default certificate (no SNI, or a name no certificate has); reloaded on SIGHUP and POST /api/v1/tls/reload" },
     { .key = "tls_key", .type = CFG_STRING, .offset = offsetof(gw_config, tls_key),
       .env = "HSCALE_GATEWAY_TLS_KEY", .help = "PEM private key file of tls_cert" },
     { .key = "tls_certs", .type = CFG_LIST, .offset = offsetof(gw_config, tls_certs), .sub = &tls_cert_schema,

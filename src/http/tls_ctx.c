@@ -77,9 +77,12 @@ SSL_CTX *http_tls_server_ctx(const http_tls_params *p, char *err, size_t errlen)
     SSL_CTX_set_min_proto_version(ctx, minv);
     SSL_CTX_set_max_proto_version(ctx, maxv);
     /* Partial writes: the caller keeps the rest in its own buffer.
-     * Released buffers: an idle connection holds no 16 KiB record buffers. */
+     * Released buffers: an idle connection holds no 16 KiB record buffers.
+     * No auto chain: the chain sent is the certificate file's, as loaded;
+     * without it OpenSSL would try to build one from the context's (empty)
+     * store on every full handshake, an X509_verify_cert each time. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
-                          | SSL_MODE_RELEASE_BUFFERS);
+                          | SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE
                              | SSL_OP_NO_COMPRESSION);
     const char *ciphers = p->ciphers && *p->ciphers ? p->ciphers : HTTP_TLS_DEFAULT_CIPHERS;

@@ -182,6 +182,49 @@ gateway:
     assert gw.metric("hscale_gateway_tls_sni_default_total") >= 1
 
 
+def _mkchain(d):
+    """A root CA, an intermediate CA and a leaf for localhost signed by the
+    intermediate; returns (root, leaf+intermediate file, leaf-only file, key)."""
+    def req(name, subj, signer=None, ca=False):
+        key, crt = d / f"{name}.key", d / f"{name}.crt"
+        ext = d / f"{name}.ext"
+        ext.write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n" if ca
+                       else "subjectAltName=DNS:localhost\n")
+        subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", d / f"{name}.csr", "-subj", subj],
+                       check=True, capture_output=True)
+        sign = ["-signkey", key] if signer is None else ["-CA", signer[0], "-CAkey", signer[1]]
+        subprocess.run(["openssl", "x509", "-req", "-in", d / f"{name}.csr", "-out", crt, "-days", "30",
+                        "-extfile", ext, *sign], check=True, capture_output=True)
+        return crt, key
+    root = req("root", "/CN=hscale test root", ca=True)
+    inter = req("inter", "/CN=hscale test intermediate", signer=root, ca=True)
+    leaf = req("leaf", "/CN=localhost", signer=inter)
+    full = d / "fullchain.crt"
+    full.write_text(leaf[0].read_text() + inter[0].read_text())
+    return str(root[0]), str(full), str(leaf[0]), str(leaf[1])
+
+
+def test_the_certificate_files_chain_is_sent_as_loaded(procs, tmp_path):
+    """The chain a client gets is the certificate file's: leaf then
+    intermediate, so a client trusting only the root verifies it. A file
+    with the leaf alone sends the leaf alone, and that client then cannot
+    verify: the intermediate must be in the file."""
+    root, full, leaf_only, key = _mkchain(tmp_path)
+    b = Backend(procs, "b1")
+    req = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    gw = TlsGateway(procs, [b], full, key)
+    out = s_client(gw.tls_port, "-servername", "localhost", "-CAfile", root, "-verify_return_error",
+                   "-verify_hostname", "localhost", "-showcerts", data=req)
+    assert "Verify return code: 0 (ok)" in out and "HTTP/1.1 200" in out, out
+    assert out.count("-----BEGIN CERTIFICATE-----") == 2, out
+    gw2 = TlsGateway(procs, [b], leaf_only, key)
+    out = s_client(gw2.tls_port, "-servername", "localhost", "-CAfile", root, "-verify_return_error",
+                   "-showcerts", data=req)
+    assert out.count("-----BEGIN CERTIFICATE-----") == 1, out
+    assert "unable to get local issuer certificate" in out, out
+
+
 @pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
 def test_resumption_whichever_worker_accepts(procs, tmp_path, certs, version):
     """2 workers, each with its own SO_REUSEPORT socket: 16 resumptions land
