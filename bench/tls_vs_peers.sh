@@ -25,13 +25,22 @@
 #      resumes; hscale's counters say how many were full and resumed.
 #   4. full handshakes only: NEW_PROCS parallel `openssl s_time -new`
 #      clients (no resumption), connections per second and proxy CPU each.
+#   5. 2, 3 and 4 again with every proxy held to CAP % of one core by a
+#      CPU quota of its own (a cgroup; needs root). On two cores the client
+#      (and in 2 the backend) share the machine with the proxy, and a
+#      client's half of a handshake costs as much as the server's, so in
+#      2-4 the client or the whole machine sets the pace. Capped, the client
+#      and the backend have more CPU than the proxy, and the rates are the
+#      proxies' own: requests or connections per second per CAP % of a
+#      core. Skipped, with the reason, without a writable cgroup CPU
+#      controller.
 # Each table also shows the client's own CPU in % of one core (wrk's one
-# thread; the s_time processes summed): near 100 % per client thread, the
-# client set the pace and the rates say little about the servers; their
-# CPU per request (from /proc) still does.
+# thread; the s_time processes summed) and the proxy's: near 100 % per
+# client thread, the client set the pace and the rates say little about the
+# servers; their CPU per request (from /proc) still does.
 # Every process runs from its own config in a temp dir and is stopped by
 # PID. Env: HSCALE_BIN (build/hscale), DURATION (5), ROUNDS (3), IDLE (2000),
-# NEW_PROCS (2).
+# NEW_PROCS (2), CAP (30).
 set -u
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -40,10 +49,41 @@ DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
 IDLE=${IDLE:-2000}
 NEW_PROCS=${NEW_PROCS:-2}
+CAP=${CAP:-30}
 DIR=$(mktemp -d /tmp/tlsbench.XXXXXX)
 PIDS=()
+CGROUPS=()   # the cgroups section 5 made, removed on exit
 
-trap cleanup EXIT
+# cap_cpu NAME PID: PID (all its threads) into a cgroup of its own allowed
+# CAP % of one core (cgroup v2 cpu.max, or v1 cfs quota), over 10 ms
+# periods so throttling stays finer than a request. Fails when there is no
+# writable CPU controller.
+cap_cpu() {
+    local g
+    if [ -w /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+        echo +cpu > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
+        g=/sys/fs/cgroup/hscale-tlsbench-$$-$1
+        mkdir "$g" 2>/dev/null && CGROUPS+=("$g") || return 1
+        echo "$((CAP * 100)) 10000" > "$g/cpu.max" || return 1
+    elif [ -w /sys/fs/cgroup/cpu/cgroup.procs ]; then
+        g=/sys/fs/cgroup/cpu/hscale-tlsbench-$$-$1
+        mkdir "$g" 2>/dev/null && CGROUPS+=("$g") || return 1
+        echo 10000 > "$g/cpu.cfs_period_us" && echo $((CAP * 100)) > "$g/cpu.cfs_quota_us" || return 1
+    else
+        return 1
+    fi
+    echo "$2" > "$g/cgroup.procs"
+}
+uncap_all() {  # every capped process back to the root group, groups removed
+    local g p
+    for g in "${CGROUPS[@]}"; do
+        for p in $(cat "$g/cgroup.procs" 2>/dev/null); do echo "$p" > "$(dirname "$g")/cgroup.procs"; done
+        rmdir "$g" 2>/dev/null
+    done
+    CGROUPS=()
+}
+
+trap 'uncap_all; cleanup' EXIT
 
 BACKEND=$(free_port); P_HS=$(free_port); P_HS12=$(free_port); P_PLAIN=$(free_port); P_ADM=$(free_port)
 P_ADM12=$(free_port); P_NG=$(free_port); P_NG13=$(free_port); P_HA=$(free_port)
@@ -115,25 +155,25 @@ done
 awk -v h="$MEM_hscale" -v n="$MEM_nginx" -v a="$MEM_haproxy" \
     'BEGIN { printf "memory hscale/nginx %.2f  hscale/haproxy %.2f (target <= 1.00 vs nginx)\n", h/n, h/a }'
 
-# wrk_run URL CONNS PID EXTRA... -> "rps p99_ms cpu_us_per_req client_cpu_pct"
+# wrk_run URL CONNS PID EXTRA... -> "rps p99_ms cpu_us_per_req client_cpu_pct proxy_cpu_pct"
 # The client's share of a core says whether a rate is the proxy's: wrk's
 # one thread at ~100 % means the client set the pace, not the server.
 wrk_run() {
-    local url=$1 conns=$2 pid=$3 t0 t1
+    local url=$1 conns=$2 pid=$3 t0 t1 w0 w1
     shift 3
-    t0=$(ticks "$pid")
+    t0=$(ticks "$pid"); w0=$(date +%s%N)
     /usr/bin/time -f '%U %S' -o "$DIR/wrk.time" \
         wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$@" "$url" 2>/dev/null > "$DIR/wrk.out"
-    t1=$(ticks "$pid")
-    awk -v dt=$((t1 - t0)) -v hz="$HZ" -v d="$DURATION" -v wt="$(tail -1 "$DIR/wrk.time")" '
+    t1=$(ticks "$pid"); w1=$(date +%s%N)
+    awk -v dt=$((t1 - t0)) -v hz="$HZ" -v d="$(((w1 - w0) / 1000000))e-3" -v wt="$(tail -1 "$DIR/wrk.time")" '
         function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
         /requests in/ { n = $1 }
         /Requests\/sec/ { rps = $2 }
         /^ +99%/ { p99 = ms($2) }
         /Socket errors|Non-2xx/ { err = 1 }
         END { split(wt, c, " ")
-              printf "%d %.2f %.1f %.0f%s\n", rps, p99, n ? dt * 1e6 / hz / n : 0, 100 * (c[1] + c[2]) / d,
-                     err ? " ERR" : "" }' "$DIR/wrk.out"
+              printf "%d %.2f %.1f %.0f %.0f%s\n", rps, p99, n ? dt * 1e6 / hz / n : 0, 100 * (c[1] + c[2]) / d,
+                     100 * dt / hz / d, err ? " ERR" : "" }' "$DIR/wrk.out"
 }
 
 TLS_TARGETS="hscale:https://127.0.0.1:$P_HS/:$HS hscale12:https://127.0.0.1:$P_HS12/:$HS12 nginx:https://127.0.0.1:$P_NG/:$NGW nginx13:https://127.0.0.1:$P_NG13/:$NG13W haproxy:https://127.0.0.1:$P_HA/:$HAP"
@@ -149,12 +189,12 @@ run_table() {  # title conns targets wrk-args...
             wrk_run "$url" "$conns" "$pid" "$@" >> "$DIR/res.$n"
         done
     done
-    printf "%-9s %10s %9s %12s %10s\n" target req/s p99_ms cpu_us/req wrk_cpu%
+    printf "%-9s %10s %9s %12s %10s %10s\n" target req/s p99_ms cpu_us/req wrk_cpu% proxy_cpu%
     for t in $targets; do
         n=${t%%:*}; f="$DIR/res.$n"
         rps=$(cut -d' ' -f1 "$f" | median); p99=$(cut -d' ' -f2 "$f" | median); cpu=$(cut -d' ' -f3 "$f" | median)
-        wcpu=$(cut -d' ' -f4 "$f" | median)
-        printf "%-9s %10s %9s %12s %10s%s\n" "$n" "$rps" "$p99" "$cpu" "$wcpu" "$(grep -q ERR "$f" && echo '  (errors)')"
+        wcpu=$(cut -d' ' -f4 "$f" | median); pcpu=$(cut -d' ' -f5 "$f" | median)
+        printf "%-9s %10s %9s %12s %10s %10s%s\n" "$n" "$rps" "$p99" "$cpu" "$wcpu" "$pcpu" "$(grep -q ERR "$f" && echo '  (errors)')"
         eval "RPS_$n=$rps; P99_$n=$p99; CPU_$n=$cpu"
     done
 }
@@ -172,39 +212,64 @@ ratios "keep-alive"
 awk -v t="$RPS_hscale" -v p="$RPS_plain" 'BEGIN { printf "TLS costs hscale %.0f %% of its plain keep-alive rate\n", 100 * (1 - t/p) }'
 
 # 3. new connection per request (wrk resumes where the server lets it)
-f0=$(metric $P_ADM 'hscale_gateway_tls_handshakes_total{kind="full"}'); r0=$(metric $P_ADM 'hscale_gateway_tls_handshakes_total{kind="resumed"}')
-run_table "new TLS connection per request" 20 "$TLS_TARGETS" -H "Connection: close"
-f1=$(metric $P_ADM 'hscale_gateway_tls_handshakes_total{kind="full"}'); r1=$(metric $P_ADM 'hscale_gateway_tls_handshakes_total{kind="resumed"}')
-ratios "new connections"
-echo "hscale handshakes during that run: full $((${f1%.*} - ${f0%.*})), resumed $((${r1%.*} - ${r0%.*}))"
+new_conn_table() {  # title
+    local f0 r0 f1 r1
+    f0=$(metric $P_ADM 'hscale_gateway_tls_handshakes_total{kind="full"}'); r0=$(metric $P_ADM 'hscale_gateway_tls_handshakes_total{kind="resumed"}')
+    run_table "$1" 20 "$TLS_TARGETS" -H "Connection: close"
+    f1=$(metric $P_ADM 'hscale_gateway_tls_handshakes_total{kind="full"}'); r1=$(metric $P_ADM 'hscale_gateway_tls_handshakes_total{kind="resumed"}')
+    ratios "new connections"
+    echo "hscale handshakes during that run: full $((${f1%.*} - ${f0%.*})), resumed $((${r1%.*} - ${r0%.*}))"
+}
 
 # 4. full handshakes only: openssl s_time -new (no session reuse), no HTTP
-echo "-- full handshakes only ($NEW_PROCS x openssl s_time -new, ${DURATION}s x $ROUNDS rounds)"
-rm -f "$DIR"/hs.*
-for _ in $(seq "$ROUNDS"); do
-    for t in $TLS_TARGETS; do
-        n=${t%%:*}; rest=${t#*:}; pid=${rest##*:}; url=${rest%:*}; hp=${url#https://}; hp=${hp%/}
-        t0=$(ticks "$pid")
-        sp=()
-        for k in $(seq "$NEW_PROCS"); do
-            /usr/bin/time -f '%U %S' -o "$DIR/st.$k.time" timeout $((DURATION + 5)) \
-                openssl s_time -connect "$hp" -new -time "$DURATION" > "$DIR/st.$k" 2>&1 &
-            sp+=($!)
+full_table() {  # title
+    local n rest pid url hp t0 t1 w0 w1 sp k ccpu cps cpu pcpu
+    echo "-- $1 ($NEW_PROCS x openssl s_time -new, ${DURATION}s x $ROUNDS rounds)"
+    rm -f "$DIR"/hs.*
+    for _ in $(seq "$ROUNDS"); do
+        for t in $TLS_TARGETS; do
+            n=${t%%:*}; rest=${t#*:}; pid=${rest##*:}; url=${rest%:*}; hp=${url#https://}; hp=${hp%/}
+            t0=$(ticks "$pid"); w0=$(date +%s%N)
+            sp=()
+            for k in $(seq "$NEW_PROCS"); do
+                /usr/bin/time -f '%U %S' -o "$DIR/st.$k.time" timeout $((DURATION + 5)) \
+                    openssl s_time -connect "$hp" -new -time "$DURATION" > "$DIR/st.$k" 2>&1 &
+                sp+=($!)
+            done
+            wait "${sp[@]}"
+            t1=$(ticks "$pid"); w1=$(date +%s%N)
+            ccpu=$(for k in $(seq "$NEW_PROCS"); do tail -1 "$DIR/st.$k.time"; done | awk '{ s += $1 + $2 } END { print s }')
+            cat "$DIR"/st.[0-9] "$DIR"/st.[0-9][0-9] 2>/dev/null | awk -v dt=$((t1 - t0)) -v hz="$HZ" -v d="$(((w1 - w0) / 1000000))e-3" -v cc="$ccpu" '
+                /connections in [0-9]+ real/ { n += $1; if ($4 > 0) r += $1 / $4 }
+                END { printf "%d %.1f %.0f %.0f\n", r, n ? dt * 1e6 / hz / n : 0, 100 * cc / d, 100 * dt / hz / d }' >> "$DIR/hs.$n"
         done
-        wait "${sp[@]}"
-        t1=$(ticks "$pid")
-        ccpu=$(for k in $(seq "$NEW_PROCS"); do tail -1 "$DIR/st.$k.time"; done | awk '{ s += $1 + $2 } END { print s }')
-        cat "$DIR"/st.[0-9] "$DIR"/st.[0-9][0-9] 2>/dev/null | awk -v dt=$((t1 - t0)) -v hz="$HZ" -v d="$DURATION" -v cc="$ccpu" '
-            /connections in [0-9]+ real/ { n += $1; if ($4 > 0) r += $1 / $4 }
-            END { printf "%d %.1f %.0f\n", r, n ? dt * 1e6 / hz / n : 0, 100 * cc / d }' >> "$DIR/hs.$n"
     done
+    printf "%-9s %10s %12s %13s %10s\n" target conns/s cpu_us/conn clients_cpu% proxy_cpu%
+    for t in $TLS_TARGETS; do
+        n=${t%%:*}
+        cps=$(cut -d' ' -f1 "$DIR/hs.$n" | median); cpu=$(cut -d' ' -f2 "$DIR/hs.$n" | median)
+        ccpu=$(cut -d' ' -f3 "$DIR/hs.$n" | median); pcpu=$(cut -d' ' -f4 "$DIR/hs.$n" | median)
+        printf "%-9s %10s %12s %13s %10s\n" "$n" "$cps" "$cpu" "$ccpu" "$pcpu"
+        eval "RPS_$n=$cps; CPU_$n=$cpu"
+    done
+    ratios "full handshakes"
+}
+
+new_conn_table "new TLS connection per request"
+full_table "full handshakes only"
+
+# 5. 3 and 4 with every proxy held to CAP % of a core (its own cgroup)
+echo "-- every proxy held to $CAP % of one core (a CPU quota each): the clients have more CPU than the proxy"
+capped=1
+for t in hscale:$HS hscale12:$HS12 nginx:$NGW nginx13:$NG13W haproxy:$HAP; do
+    cap_cpu "${t%%:*}" "${t#*:}" || { capped=0; break; }
 done
-printf "%-9s %10s %12s %13s\n" target conns/s cpu_us/conn clients_cpu%
-for t in $TLS_TARGETS; do
-    n=${t%%:*}
-    cps=$(cut -d' ' -f1 "$DIR/hs.$n" | median); cpu=$(cut -d' ' -f2 "$DIR/hs.$n" | median)
-    ccpu=$(cut -d' ' -f3 "$DIR/hs.$n" | median)
-    printf "%-9s %10s %12s %13s\n" "$n" "$cps" "$cpu" "$ccpu"
-    eval "RPS_$n=$cps; CPU_$n=$cpu"
-done
-ratios "full handshakes"
+if [ "$capped" = 1 ]; then
+    run_table "TLS keep-alive, proxies at $CAP % of a core" 50 "$TLS_TARGETS"
+    ratios "keep-alive"
+    new_conn_table "new TLS connection per request, proxies at $CAP % of a core"
+    full_table "full handshakes only, proxies at $CAP % of a core"
+else
+    echo "skipped: no writable cgroup CPU controller here (cgroup v2 cpu.max or v1 cpu.cfs_quota_us; needs root)"
+fi
+uncap_all
