@@ -348,6 +348,24 @@ void gw_worker_flush(gw_worker *w)
     w->defer = true;
 }
 
+int gw_conn_tls_seal(gw_conn *c)
+{
+    while (c->out.len) {
+        ssize_t n = gw_tls_write(c, buf_head(&c->out), c->out.len);
+        if (n > 0) {
+            buf_consume(&c->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        c->dead = true;
+        return -1;
+    }
+    if (c->state == GC_CLOSING)
+        gw_tls_close_notify(c);
+    return 0;
+}
+
 /* Writes until done or EAGAIN. Returns -1 when the connection closed. */
 int gw_conn_flush(gw_conn *c)
 {
@@ -357,9 +375,18 @@ int gw_conn_flush(gw_conn *c)
     }
     if (c->out.len && gw_conn_defer(c))
         return 0;
+    if (c->ssl) {
+        /* The records (and close_notify) leave in one write. */
+        if (gw_conn_tls_seal(c) < 0)
+            return -1;
+        if (gw_tls_push(c) < 0) {
+            c->dead = true;
+            return -1;
+        }
+        return 0;
+    }
     while (c->out.len) {
-        ssize_t n = c->ssl ? gw_tls_write(c, buf_head(&c->out), c->out.len)
-                           : write(c->fd, buf_head(&c->out), c->out.len);
+        ssize_t n = write(c->fd, buf_head(&c->out), c->out.len);
         if (n > 0) {
             buf_consume(&c->out, (size_t)n);
             continue;
@@ -368,12 +395,6 @@ int gw_conn_flush(gw_conn *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return 0;
-        c->dead = true;
-        return -1;
-    }
-    /* TLS: the records written above (with close_notify when this is the
-     * last of the connection) leave in one write. */
-    if (c->ssl && gw_tls_flush(c, c->state == GC_CLOSING) < 0) {
         c->dead = true;
         return -1;
     }

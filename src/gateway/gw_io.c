@@ -8,7 +8,10 @@
  * io_uring: after each epoll wait every readable client and upstream
  * socket is read in one io_uring_enter (before any callback runs), and at
  * the end of the iteration everything held back for writing
- * (gw_conn_defer) is sent in one more.
+ * (gw_conn_defer) is sent in one more. A TLS connection joins that write
+ * batch: its response is sealed into its record queue first
+ * (gw_conn_tls_seal, with close_notify when it closes after it), and the
+ * queue is what is sent. Reads of TLS connections stay with OpenSSL.
  *
  * The batch does not change what the event handlers see. A read lands
  * exactly where conn_read / up_read would have put it, and the handler is
@@ -33,10 +36,11 @@
 #include <sys/socket.h>
 
 #include "core/log.h"
+#include "gateway/gw_tls.h"
 
 #define GW_IO_OPS 256u   /* ring size: one epoll batch (EV_BATCH) of reads */
 
-enum { OP_CONN_RX, OP_EX_RX, OP_CONN_TX, OP_EX_TX };
+enum { OP_CONN_RX, OP_EX_RX, OP_CONN_TX, OP_EX_TX, OP_CONN_TLS_TX };
 
 typedef struct gw_io_op {
     void    *obj;        /* gw_conn or gw_exchange */
@@ -185,6 +189,13 @@ static void apply_writes(gw_io *io)
 {
     run_ops(io);
     for (unsigned i = 0; i < io->nops; i++) {
+        if (io->ops[i].kind == OP_CONN_TLS_TX) {
+            /* After a ring failure -EAGAIN may mean "not run": 0 has the
+             * queue pushed with a plain write (which meets a real EAGAIN
+             * again, at the cost of one call). */
+            gw_tls_sent(io->ops[i].obj, io->broken && io->res[i] == -EAGAIN ? 0 : io->res[i]);
+            continue;
+        }
         if (io->res[i] <= 0)
             continue;              /* full socket or error: the write path sees it */
         if (io->ops[i].kind == OP_CONN_TX)
@@ -213,8 +224,11 @@ void gw_io_write_pending(gw_worker *w)
             const char *p;
             if (pass == 0 && c->ex && (p = gw_exchange_tx_pending(c->ex, &len)))
                 queue_op(io, c->ex->ufd, OP_EX_TX, c->ex, (void *)p, len);
-            else if (pass == 1 && c->out.len && !c->ssl)   /* TLS: SSL_write, in gw_conn_flush */
+            else if (pass == 1 && c->out.len && !c->ssl)
                 queue_op(io, c->fd, OP_CONN_TX, c, buf_head(&c->out), c->out.len);
+            else if (pass == 1 && c->out.len && !c->tls_out_blocked && gw_tls_queued(c)
+                     && gw_conn_tls_seal(c) == 0 && c->tls_out.len && !c->tls_out_blocked)
+                queue_op(io, c->fd, OP_CONN_TLS_TX, c, buf_head(&c->tls_out), c->tls_out.len);
         }
     }
     if (io->nops)

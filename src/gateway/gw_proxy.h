@@ -422,6 +422,11 @@ void  gw_conn_reply(gw_conn *c, int status, const char *extra_headers, const cha
 void  gw_conn_process(gw_conn *c);
 /* Writes queued output. -1 (and c->dead) when the client is gone. */
 int   gw_conn_flush(gw_conn *c);
+/* TLS: c->out through SSL_write into the record queue c->tls_out
+ * (gw_tls_bio.c), then close_notify when the connection closes after it;
+ * nothing is pushed (gw_conn_flush or gw_io.c's batch does). -1 (and
+ * c->dead) when the connection failed; c->out keeps what did not fit. */
+int   gw_conn_tls_seal(gw_conn *c);
 /* While the worker dispatches a batch of events, a write is held back and
  * c is listed instead: true when it was. */
 bool  gw_conn_defer(gw_conn *c);

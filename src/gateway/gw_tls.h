@@ -68,18 +68,30 @@ ssize_t gw_tls_write(gw_conn *c, const void *p, size_t n);
  * without waiting (the socket read came back short and OpenSSL holds no
  * record), the TLS form of "a short read drained the socket". */
 bool    gw_tls_drained(const gw_conn *c);
-/* After gw_conn_flush handed c->out to gw_tls_write: the queued records
- * go to the socket in one write, with close_notify first appended when
- * `last` (the connection closes after them). 0 all written, 1 the rest
- * waits for writability (c->tls_out_blocked), -1 the connection failed. */
-int     gw_tls_flush(gw_conn *c, bool last);
+/* The connection closes once its records are out: close_notify joins
+ * them (once; the state becomes SHUTDOWN). */
+void    gw_tls_close_notify(gw_conn *c);
+/* The queued records (c->tls_out) go to the socket in one write. 0 all
+ * written, 1 the rest waits for writability (c->tls_out_blocked), -1 the
+ * connection failed. */
+int     gw_tls_push(gw_conn *c);
+/* True when c's records queue in c->tls_out (gw_tls_bio.c), so gw_io.c's
+ * write batch may send them; false with kTLS, whose SSL_write goes to the
+ * kernel itself (OpenSSL's socket BIO), and for a plain connection. */
+bool    gw_tls_queued(const gw_conn *c);
+/* gw_io.c's batch sent c->tls_out; res is what the send returned: bytes
+ * (what is left waits for writability: the socket took less, so it is
+ * full), -EAGAIN (full: waits for writability), 0 (not sent, the ring
+ * failed: pushed now with write(2)), any other error (the client is gone:
+ * c->dead). */
+void    gw_tls_sent(gw_conn *c, int res);
 /* The handshake did not finish within client_header_timeout: counted. */
 void    gw_tls_timed_out(gw_conn *c);
 /* Between requests: what is queued goes out (a ticket, when no request
  * came with the client's Finished), and OpenSSL's record buffers go back
  * (an idle TLS connection holds only its SSL state). */
 void    gw_tls_idle(gw_conn *c);
-/* Sends close_notify (unless gw_tls_flush did) and what is queued, one
+/* Sends close_notify (unless gw_tls_close_notify did) and what is queued, one
  * non-blocking try, and frees the SSL. */
 void    gw_tls_conn_free(gw_conn *c);
 

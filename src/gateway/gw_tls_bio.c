@@ -1,7 +1,8 @@
 /* gw_tls_bio.c -- the socket under a TLS client connection: an OpenSSL
  * BIO whose reads skip a socket known to be empty and whose writes are
  * queued, then pushed to the socket in one write at the connection's own
- * flush points (gw_tls_flush).
+ * flush points (gw_tls_push), or sent with the worker's other sockets in
+ * one io_uring call (gw_io.c, gw_tls_sent).
  *
  * Why ours and not OpenSSL's socket BIO: on a connection that makes one
  * request, system calls are most of the cost (each is several µs here,
@@ -27,7 +28,8 @@
  *  - OpenSSL's BIO_flush is a no-op here: the handshake's flights are
  *    pushed by gw_tls_handshake when it waits for the client (and at its
  *    end under TLS 1.2, whose client waits for the server's Finished),
- *    application records by gw_conn_flush (gw_tls_flush), and what is
+ *    application records by gw_conn_flush or gw_io.c's write batch
+ *    (gw_conn_tls_seal, then gw_tls_push or gw_tls_sent), and what is
  *    left when the connection goes idle (gw_tls_idle) or closes. So a TLS
  *    1.3 ticket leaves with the response when the request is read with
  *    the client's Finished (as wrk's is), and alone, at once, when the
@@ -167,6 +169,31 @@ BIO *gw_tls_bio_new(const BIO_METHOD *m, gw_conn *c)
     if (b)
         BIO_set_data(b, c);
     return b;
+}
+
+void gw_tls_sent(gw_conn *c, int res)
+{
+    buf *q = &c->tls_out;
+    if (res == 0) {
+        /* Not sent (the ring failed): the plain write now, so a closing
+         * connection does not wait for a writability edge that is not
+         * coming. */
+        if (gw_tls_bio_push(c) < 0)
+            c->dead = true;
+        return;
+    }
+    if (res < 0 && res != -EAGAIN && res != -EWOULDBLOCK) {
+        c->dead = true;                /* reset, broken pipe: the client is gone */
+        return;
+    }
+    if (res > 0)
+        buf_consume(q, (size_t)res < q->len ? (size_t)res : q->len);
+    if (q->len == 0) {
+        gw_buf_release(c->w, q);
+        c->tls_out_blocked = false;
+    } else {
+        c->tls_out_blocked = true;     /* the socket took less, or none: it is full */
+    }
 }
 
 int gw_tls_bio_push(gw_conn *c)

@@ -197,7 +197,7 @@ void gw_tls_idle(gw_conn *c)
 }
 
 /* close_notify, once: it joins the queue (or, with kTLS, goes out). */
-static void tls_close_notify(gw_conn *c)
+void gw_tls_close_notify(gw_conn *c)
 {
     if (c->tls != GW_TLS_ESTABLISHED)
         return;
@@ -207,11 +207,14 @@ static void tls_close_notify(gw_conn *c)
     c->tls = GW_TLS_SHUTDOWN;
 }
 
-int gw_tls_flush(gw_conn *c, bool last)
+int gw_tls_push(gw_conn *c)
 {
-    if (last)
-        tls_close_notify(c);
     return gw_tls_bio_push(c);
+}
+
+bool gw_tls_queued(const gw_conn *c)
+{
+    return c->ssl && c->w->rt->tls->bio;   /* our BIO exactly when kTLS is off */
 }
 
 bool gw_tls_drained(const gw_conn *c)
@@ -277,7 +280,7 @@ void gw_tls_conn_free(gw_conn *c)
         return;
     gw_tls *t = c->w->rt->tls;
     /* One try at close_notify: the socket is non-blocking and closes next. */
-    tls_close_notify(c);
+    gw_tls_close_notify(c);
     if (c->tls_out.len && c->tls != GW_TLS_FAILED)
         gw_tls_bio_push(c);
     gw_buf_release(c->w, &c->tls_out);
