@@ -389,6 +389,61 @@ def test_ticket_response_and_close_notify_arrive_together(procs, certs, version)
     assert closed, got
 
 
+@pytest.mark.parametrize("io_uring", [True, False], ids=["io_uring", "plain"])
+def test_large_responses_through_a_full_socket_arrive_whole_and_in_order(procs, certs, io_uring):
+    """Two pipelined requests on one TLS 1.3 connection, 8 MB then 1000
+    bytes with Connection: close, read by a client with a small receive
+    buffer in small steps: the socket fills again and again, so records
+    wait for writability (with io_uring, the batch's send meets the full
+    socket too). Both responses arrive whole and in order, then
+    close_notify: the close waited for the queue to drain."""
+    b = Backend(procs, "b1")
+    gw = TlsGateway(procs, [b], *certs["ec"], env={"HSCALE_GATEWAY_IO_URING": "true" if io_uring else "false"})
+    ctx = ssl.create_default_context(cafile=certs["ec"][0])
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    big = 8_000_000
+    got, closed = bytearray(), False
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", gw.tls_port))
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(out.read())
+                data = s.recv(65536)
+                assert data, "closed during the handshake"
+                inc.write(data)
+        obj.write(f"GET /big?n={big} HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                  f"GET /big?n=1000 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(out.read())
+        while not closed:
+            data = s.recv(4096)
+            if not data:
+                break                      # EOF without close_notify: closed asserts it
+            inc.write(data)
+            try:
+                while chunk := obj.read(65536):
+                    got += chunk
+                closed = True              # b"": close_notify
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLZeroReturnError:
+                closed = True
+    assert closed, f"no close_notify after {len(got)} bytes"
+    head1, rest = bytes(got).split(b"\r\n\r\n", 1)
+    assert head1.startswith(b"HTTP/1.1 200") and f"content-length: {big}".encode() in head1.lower(), head1
+    assert rest[:big] == b"x" * big
+    head2, body2 = rest[big:].split(b"\r\n\r\n", 1)
+    assert head2.startswith(b"HTTP/1.1 200"), head2
+    assert body2 == b"x" * 1000, body2[:200]
+    assert "ERROR" not in read_log(gw.proc)
+
+
 def _traced_threads(pid, tracer):
     tasks = os.listdir(f"/proc/{pid}/task")
     for t in tasks:

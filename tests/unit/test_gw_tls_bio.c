@@ -2,7 +2,8 @@
  * non-blocking socketpair: writes queue until a push, a record that does
  * not fit leaves with the queue in one writev and in order, back-pressure
  * reaches the caller as a retry, a socket known empty is not read, and EOF
- * is reported. */
+ * is reported; what the write batch (gw_io.c) sent is taken off the queue
+ * (gw_tls_sent). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -143,4 +144,49 @@ Test(gw_tls_bio, eof_is_reported_to_openssl)
     cr_assert_eq(BIO_read(b, in, sizeof in), 0);
     cr_assert_not(BIO_should_retry(b));
     cr_assert(BIO_eof(b));
+}
+
+/* gw_io.c's write batch sent the queue: what its send returned decides. */
+Test(gw_tls_bio, a_batch_send_short_of_the_queue_leaves_the_rest_queued_and_waits)
+{
+    char out[64];
+    cr_assert_eq(BIO_write(b, "ticket|response|notify", 22), 22);
+    cr_assert_eq(write(c.fd, "ticket|", 7), 7);    /* as the batch's send of 7 bytes */
+    gw_tls_sent(&c, 7);
+    cr_assert_eq(c.tls_out.len, 15);
+    cr_assert(c.tls_out_blocked, "the socket took less: EV_WRITE pushes the rest");
+    cr_assert_not(c.dead);
+    cr_assert_eq(gw_tls_bio_push(&c), 0);           /* EV_WRITE */
+    cr_assert_eq(drain(out, sizeof out), 22);
+    cr_assert_arr_eq(out, "ticket|response|notify", 22);
+    cr_assert_not(c.tls_out_blocked);
+}
+
+Test(gw_tls_bio, a_batch_send_that_took_it_all_releases_the_queue)
+{
+    char out[64];
+    cr_assert_eq(BIO_write(b, "response", 8), 8);
+    cr_assert_eq(write(c.fd, buf_head(&c.tls_out), 8), 8);
+    gw_tls_sent(&c, 8);
+    cr_assert_null(c.tls_out.data);
+    cr_assert_not(c.tls_out_blocked);
+    cr_assert_eq(drain(out, sizeof out), 8);
+}
+
+Test(gw_tls_bio, a_batch_send_met_a_full_socket_or_a_gone_client_or_a_failed_ring)
+{
+    char out[64];
+    cr_assert_eq(BIO_write(b, "response", 8), 8);
+    gw_tls_sent(&c, -EAGAIN);                      /* full: nothing went */
+    cr_assert_eq(c.tls_out.len, 8);
+    cr_assert(c.tls_out_blocked);
+    cr_assert_not(c.dead);
+    c.tls_out_blocked = false;
+    gw_tls_sent(&c, 0);                            /* the ring failed: a plain write now */
+    cr_assert_null(c.tls_out.data);
+    cr_assert_eq(drain(out, sizeof out), 8);
+    cr_assert_arr_eq(out, "response", 8);
+    cr_assert_eq(BIO_write(b, "more", 4), 4);
+    gw_tls_sent(&c, -ECONNRESET);
+    cr_assert(c.dead, "the client is gone");
 }
