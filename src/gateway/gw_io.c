@@ -11,7 +11,11 @@
  * (gw_conn_defer) is sent in one more. A TLS connection joins that write
  * batch: its response is sealed into its record queue first
  * (gw_conn_tls_seal, with close_notify when it closes after it), and the
- * queue is what is sent. Reads of TLS connections stay with OpenSSL.
+ * queue is what is sent (gw_tls_sent: a short send leaves the rest for
+ * EV_WRITE). A connection already waiting for writability is left to its
+ * own flush, as are kTLS connections (OpenSSL's socket BIO writes to the
+ * kernel itself: nothing is queued). Reads of TLS connections stay with
+ * OpenSSL.
  *
  * The batch does not change what the event handlers see. A read lands
  * exactly where conn_read / up_read would have put it, and the handler is

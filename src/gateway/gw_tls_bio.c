@@ -34,8 +34,9 @@
  *    1.3 ticket leaves with the response when the request is read with
  *    the client's Finished (as wrk's is), and alone, at once, when the
  *    connection goes idle first (s_client, a preconnect).
- *  - c->tls_out_blocked: the socket refused bytes (EAGAIN); the next
- *    EV_WRITE pushes, and a closing connection waits for the queue.
+ *  - c->tls_out_blocked: the socket refused bytes (EAGAIN, or the write
+ *    batch's send came back short); the next EV_WRITE pushes, and a
+ *    closing connection waits for the queue.
  *  - Memory: the queue's buffer goes back to the worker once empty, so an
  *    idle connection holds none.
  *
