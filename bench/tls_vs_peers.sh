@@ -35,9 +35,11 @@
 #      core. Skipped, with the reason, without a writable cgroup CPU
 #      controller.
 # Each table also shows the client's own CPU in % of one core (wrk's one
-# thread; the s_time processes summed) and the proxy's: near 100 % per
-# client thread, the client set the pace and the rates say little about the
-# servers; their CPU per request (from /proc) still does.
+# thread; the s_time processes summed) and the proxy's. wrk's stays near
+# 100 % even against a capped proxy that makes a third of the connections
+# (it spins while it waits), so it does not say who set the pace; a proxy
+# at its CAP does. The proxies' CPU per request (from /proc) holds either
+# way.
 # Every process runs from its own config in a temp dir and is stopped by
 # PID. Env: HSCALE_BIN (build/hscale), DURATION (5), ROUNDS (3), IDLE (2000),
 # NEW_PROCS (2), CAP (30).
