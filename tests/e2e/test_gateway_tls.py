@@ -344,6 +344,20 @@ def test_invalid_file_refused_with_reason_old_kept(procs, tmp_path, certs):
     assert get_on(new)[0] == 200
 
 
+def memory_handshake(s, obj, inc, out):
+    """Drives an SSLObject's handshake over the raw socket s (its BIOs inc
+    and out): the client's flights out, the server's in."""
+    while True:
+        try:
+            obj.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            s.sendall(out.read())
+            data = s.recv(65536)
+            assert data, "closed during the handshake"
+            inc.write(data)
+
+
 def one_request(port, ca, version, path="/"):
     """One TLS connection, one request with `Connection: close`, driven by
     an SSLObject over a raw socket so the bytes on the wire are ours to
@@ -355,15 +369,7 @@ def one_request(port, ca, version, path="/"):
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        while True:
-            try:
-                obj.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                s.sendall(out.read())
-                data = s.recv(65536)
-                assert data, "closed during the handshake"
-                inc.write(data)
+        memory_handshake(s, obj, inc, out)
         obj.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
         s.sendall(out.read())
         inc.write(s.recv(65536))
@@ -409,15 +415,7 @@ def test_large_responses_through_a_full_socket_arrive_whole_and_in_order(procs, 
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
         s.settimeout(30)
         s.connect(("127.0.0.1", gw.tls_port))
-        while True:
-            try:
-                obj.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                s.sendall(out.read())
-                data = s.recv(65536)
-                assert data, "closed during the handshake"
-                inc.write(data)
+        memory_handshake(s, obj, inc, out)
         obj.write(f"GET /big?n={big} HTTP/1.1\r\nHost: localhost\r\n\r\n"
                   f"GET /big?n=1000 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
         s.sendall(out.read())
