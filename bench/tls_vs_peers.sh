@@ -34,6 +34,14 @@
 #      proxies' own: requests or connections per second per CAP % of a
 #      core. Skipped, with the reason, without a writable cgroup CPU
 #      controller.
+#   6. the library's floor: bench/tls_floor.c runs hscale's server settings
+#      against an OpenSSL client in memory (no socket, no proxy) and times
+#      only the server's OpenSSL calls, full and resumed, TLS 1.2 and 1.3.
+#      What a proxy spends per connection above that floor (its own code,
+#      the kernel, colder caches) is the only part it can cut; the floor
+#      also bounds the ratios: a TLS 1.3 resumption cannot cost less than
+#      its floor, whatever the proxy around it does. (The floor counts a
+#      request and its response; the s_time handshakes of 4 carry none.)
 # Each table also shows the client's own CPU in % of one core (wrk's one
 # thread; the s_time processes summed) and the proxy's. wrk's stays near
 # 100 % even against a capped proxy that makes a third of the connections
@@ -256,9 +264,15 @@ full_table() {  # title
     done
     ratios "full handshakes"
 }
+keep_cpu() {  # PREFIX: the last table's CPU per connection, kept for section 6
+    local n
+    for n in hscale hscale12 nginx nginx13 haproxy; do eval "$1_$n=\$CPU_$n"; done
+}
 
 new_conn_table "new TLS connection per request"
+keep_cpu NEW
 full_table "full handshakes only"
+keep_cpu FULL
 
 # 5. 3 and 4 with every proxy held to CAP % of a core (its own cgroup)
 echo "-- every proxy held to $CAP % of one core (a CPU quota each): the clients have more CPU than the proxy"
@@ -270,8 +284,43 @@ if [ "$capped" = 1 ]; then
     run_table "TLS keep-alive, proxies at $CAP % of a core" 50 "$TLS_TARGETS"
     ratios "keep-alive"
     new_conn_table "new TLS connection per request, proxies at $CAP % of a core"
+    keep_cpu NEWCAP
     full_table "full handshakes only, proxies at $CAP % of a core"
+    keep_cpu FULLCAP
 else
     echo "skipped: no writable cgroup CPU controller here (cgroup v2 cpu.max or v1 cpu.cfs_quota_us; needs root)"
 fi
 uncap_all
+
+# 6. the library's floor, and what each proxy spends above it
+echo "-- the library's floor: OpenSSL alone, in memory (bench/tls_floor.c: hscale's server settings, the server's calls timed)"
+mkdir -p build/bench
+if ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -Wshadow -Isrc bench/tls_floor.c src/http/tls_ctx.c \
+        -o build/bench/tls_floor -lssl -lcrypto; then
+    for kind in full resumed; do
+        for v in 1.3 1.2; do
+            for _ in $(seq "$ROUNDS"); do build/bench/tls_floor "$DIR/cert.pem" "$DIR/key.pem" $kind $v 2000; done \
+                | awk '{ print $4 }' | median > "$DIR/floor.$kind.$v"
+            printf "%-8s TLS %s  %8s us/conn\n" $kind $v "$(cat "$DIR/floor.$kind.$v")"
+        done
+    done
+    echo "CPU per connection above the floor (the proxy's own code, the kernel, colder caches):"
+    printf "%-9s %5s %-10s %12s %8s %12s %8s\n" target TLS table new_conn_us above full_us above
+    for sfx in "" CAP; do
+        for t in hscale:1.3 hscale12:1.2 nginx:1.2 nginx13:1.3 haproxy:1.3; do
+            n=${t%%:*}; v=${t#*:}
+            eval "nc=\${NEW${sfx}_$n:-}; fc=\${FULL${sfx}_$n:-}"
+            [ -n "$nc" ] || continue
+            awk -v n="$n" -v v="$v" -v tb="${sfx:+$CAP %}" -v nc="$nc" -v fc="$fc" \
+                -v nf="$(cat "$DIR/floor.resumed.$v")" -v ff="$(cat "$DIR/floor.full.$v")" \
+                'BEGIN { printf "%-9s %5s %-10s %12.1f %8.1f %12.1f %8.1f\n", n, v, tb ? tb : "uncapped", nc, nc - nf, fc, fc - ff }'
+        done
+        eval "ng=\${NEW${sfx}_nginx:-}; ngf=\${FULL${sfx}_nginx:-}"
+        [ -n "$ng" ] || continue
+        awk -v tb="${sfx:+at $CAP %}" -v ng="$ng" -v ngf="$ngf" -v f13="$(cat "$DIR/floor.resumed.1.3")" \
+            -v ff13="$(cat "$DIR/floor.full.1.3")" \
+            'BEGIN { printf "the most hscale at TLS 1.3 can make against nginx at TLS 1.2 %s, spending nothing above the floor: new connections %.2fx, full handshakes %.2fx (target 1.30x)\n", tb ? tb : "uncapped", ng / f13, ngf / ff13 }'
+    done
+else
+    echo "skipped: bench/tls_floor.c did not build"
+fi

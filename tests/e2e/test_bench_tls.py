@@ -5,13 +5,16 @@ What is checked is what the handshake counters mean: with keep-alive one
 handshake per connection; with --new-conn one per request, all full, or
 nearly all resumed with --tls-resume (TLS 1.2 session ids and TLS 1.3
 tickets alike); an untrusted certificate or a wrong name stops the run at
-once with the reason and the flag that fixes it.
+once with the reason and the flag that fixes it. bench/tls_floor.c, the
+library's floor in bench/tls_vs_peers.sh, resumes exactly when asked.
 """
 import json
+import os
+import subprocess
 
 import pytest
 
-from conftest import run_hscale
+from conftest import ROOT, run_hscale
 from tls_util import make_ca, make_leaf, start_nginx_tls
 
 
@@ -107,3 +110,24 @@ def test_tls_flags_are_checked_before_any_load(tls_server, tmp_path):
     assert r.returncode == 2 and "--cacert" in r.stderr and "PEM" in r.stderr, r.stderr
     r = run_hscale("bench", f"https://127.0.0.1:{port}/", "--cacert", tmp_path / "none.pem")
     assert r.returncode == 2 and "cannot read" in r.stderr, r.stderr
+
+
+def test_the_library_floor_resumes_as_asked(tmp_path):
+    """bench/tls_floor.c (the floor under every proxy in tls_vs_peers.sh)
+    really resumes when asked and only then: its bound on what hscale can
+    reach rests on resumed handshakes being resumed."""
+    exe = tmp_path / "tls_floor"
+    subprocess.run(["cc", "-std=c11", "-D_GNU_SOURCE", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow",
+                    "-I", os.path.join(ROOT, "src"), os.path.join(ROOT, "bench/tls_floor.c"),
+                    os.path.join(ROOT, "src/http/tls_ctx.c"), "-o", exe, "-lssl", "-lcrypto"],
+                   check=True, capture_output=True)
+    ca = make_ca(tmp_path)
+    cert, key = make_leaf(tmp_path, ca)
+    for kind, version in (("full", "1.2"), ("full", "1.3"), ("resumed", "1.2"), ("resumed", "1.3")):
+        r = subprocess.run([exe, cert, key, kind, version, "20"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        words = r.stdout.split()
+        assert words[:3] == [kind, "TLS", version + ":"] and float(words[3]) > 0, r.stdout
+        assert words[-2] == ("20/20" if kind == "resumed" else "0/20"), r.stdout
+    r = subprocess.run([exe, cert, key, "resumed", "1.4"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "usage" in r.stderr, r.stderr
