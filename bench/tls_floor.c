@@ -9,10 +9,10 @@
  * server's calls are timed (thread CPU time; the timer's own cost,
  * calibrated first, is taken off), so the client's half is not counted.
  *
- * The server's context is hscale's: http_tls_server_ctx() (the gateway's
- * protocols, ciphers, groups, modes) plus what the gateway's ctx_load adds
- * (stateless tickets through a key callback, one TLS 1.3 ticket, no
- * session cache, read-ahead, ALPN http/1.1).
+ * The server's context is the gateway's: http_tls_server_ctx() (protocols,
+ * ciphers, groups, modes) and http_tls_server_sessions() (stateless tickets
+ * through a key callback, one TLS 1.3 ticket, no session cache,
+ * read-ahead), plus ALPN http/1.1 as gw_tls.c selects it.
  *
  * Usage: tls_floor CERT KEY full|resumed 1.2|1.3 [connections, 2000]
  * Prints: "<mode> TLS <v>: <µs> us/conn (server, OpenSSL only), <r>/<n> resumed"
@@ -106,13 +106,7 @@ static SSL_CTX *tf_server_ctx(const char *cert, const char *key, const char *max
         fprintf(stderr, "tls_floor: %s\n", err);
         return NULL;
     }
-    static const unsigned char sid[] = "hscale-gateway";
-    SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    SSL_CTX_set_read_ahead(ctx, 1);
-    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tf_ticket_cb);
-    SSL_CTX_set_num_tickets(ctx, 1);
+    http_tls_server_sessions(ctx, tf_ticket_cb);
     SSL_CTX_set_alpn_select_cb(ctx, tf_alpn_cb, NULL);
     return ctx;
 }

@@ -124,6 +124,27 @@ bad:
     return NULL;
 }
 
+void http_tls_server_sessions(SSL_CTX *ctx, http_tls_ticket_cb tickets)
+{
+    static const unsigned char sid[] = "hscale-gateway";
+    SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* A client that closes without close_notify (most do, after a
+     * response) is an ordinary EOF: HTTP framing, not the close, says
+     * where a message ends. */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Records are read ahead into OpenSSL's buffer: one read(2) per
+     * batch of records, not two per record (header, then body). */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    if (tickets) {
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tickets);
+        SSL_CTX_set_num_tickets(ctx, 1);   /* TLS 1.3: one ticket per handshake (default 2) */
+    } else {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 0);
+    }
+}
+
 /* ---- self-signed certificate ------------------------------------------ */
 
 static bool files_load(const char *cert, const char *key)

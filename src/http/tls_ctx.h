@@ -39,13 +39,25 @@ typedef struct http_tls_params {
  * loaded and matched. NULL with err set ("tls: certificate FILE: reason"). */
 struct ssl_ctx_st *http_tls_server_ctx(const http_tls_params *p, char *err, size_t errlen);
 
+struct ssl_st;
+struct evp_cipher_ctx_st;
+struct evp_mac_ctx_st;
+/* A ticket-key callback (SSL_CTX_set_tlsext_ticket_key_evp_cb's type). */
+typedef int (*http_tls_ticket_cb)(struct ssl_st *ssl, unsigned char name[16], unsigned char *iv,
+                                  struct evp_cipher_ctx_st *ectx, struct evp_mac_ctx_st *hctx, int enc);
+
+/* The gateway's sessions and records on a server context: no server-side
+ * session cache; stateless tickets sealed by `tickets` (NULL: no tickets),
+ * one per TLS 1.3 handshake; a close without close_notify is an ordinary
+ * EOF; records read ahead. bench/tls_floor.c measures with the same. */
+void http_tls_server_sessions(struct ssl_ctx_st *ctx, http_tls_ticket_cb tickets);
+
 /* "1.2" -> TLS1_2_VERSION, "1.3" -> TLS1_3_VERSION; 0 for anything else. */
 int http_tls_version(const char *text);
 
 /* The last OpenSSL error as text (and the queue cleared). */
 void http_tls_last_error(char *out, size_t outlen);
 
-struct ssl_st;
 /* SSL_read / SSL_write on a non-blocking socket, answered as read(2) and
  * write(2) answer: bytes; 0 at the peer's close_notify (read); -1 with
  * errno EAGAIN (the record wants the socket readable or writable), the
