@@ -12,7 +12,7 @@
  * The server's context is the gateway's: http_tls_server_ctx() (protocols,
  * ciphers, groups, modes) and http_tls_server_sessions() (stateless tickets
  * through a key callback, one TLS 1.3 ticket, no session cache,
- * read-ahead), plus ALPN http/1.1 as gw_tls.c selects it.
+ * read-ahead), and ALPN http/1.1 (http_tls_select_http11), as gw_tls.c.
  *
  * Usage: tls_floor CERT KEY full|resumed 1.2|1.3 [connections, 2000]
  * Prints: "<mode> TLS <v>: <µs> us/conn (server, OpenSSL only), <r>/<n> resumed"
@@ -59,19 +59,6 @@ static int tf_ticket_cb(SSL *ssl, unsigned char name[16], unsigned char iv[EVP_M
     return EVP_MAC_CTX_set_params(hctx, params) == 1 ? rc : -1;
 }
 
-static int tf_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                      const unsigned char *in, unsigned inlen, void *arg)
-{
-    (void)ssl;
-    (void)arg;
-    static const unsigned char h11[] = "\x08http/1.1";
-    unsigned char *sel;
-    if (SSL_select_next_proto(&sel, outlen, h11, sizeof h11 - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_NOACK;
-    *out = sel;
-    return SSL_TLSEXT_ERR_OK;
-}
-
 static double tf_cpu_us(void)
 {
     struct timespec t;
@@ -107,7 +94,7 @@ static SSL_CTX *tf_server_ctx(const char *cert, const char *key, const char *max
         return NULL;
     }
     http_tls_server_sessions(ctx, tf_ticket_cb);
-    SSL_CTX_set_alpn_select_cb(ctx, tf_alpn_cb, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, http_tls_select_http11, NULL);
     return ctx;
 }
 

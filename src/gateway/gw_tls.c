@@ -159,19 +159,6 @@ static int sni_cb(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
-static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                   const unsigned char *in, unsigned int inlen, void *arg)
-{
-    static const unsigned char h11[] = "\x08http/1.1";
-    (void)ssl;
-    (void)arg;
-    unsigned char *sel;
-    if (SSL_select_next_proto(&sel, outlen, h11, sizeof h11 - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_NOACK;     /* no http/1.1 offered: go on without ALPN */
-    *out = sel;
-    return SSL_TLSEXT_ERR_OK;
-}
-
 /* ---- ticket keys --------------------------------------------------------- */
 
 static int new_key(gw_tls_key *k)
@@ -279,7 +266,7 @@ static SSL_CTX *ctx_load(gw_tls *t, const gw_config *cfg, const char *cert, cons
         SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, t);
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, http_tls_select_http11, NULL);
     SSL_CTX_set_app_data(ctx, t);
     return ctx;
 }

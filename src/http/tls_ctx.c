@@ -145,6 +145,19 @@ void http_tls_server_sessions(SSL_CTX *ctx, http_tls_ticket_cb tickets)
     }
 }
 
+int http_tls_select_http11(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                           const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const unsigned char h11[] = "\x08http/1.1";
+    (void)ssl;
+    (void)arg;
+    unsigned char *sel;
+    if (SSL_select_next_proto(&sel, outlen, h11, sizeof h11 - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;     /* no http/1.1 offered: go on without ALPN */
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
 /* ---- self-signed certificate ------------------------------------------ */
 
 static bool files_load(const char *cert, const char *key)

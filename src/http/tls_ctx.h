@@ -52,6 +52,12 @@ typedef int (*http_tls_ticket_cb)(struct ssl_st *ssl, unsigned char name[16], un
  * EOF; records read ahead. bench/tls_floor.c measures with the same. */
 void http_tls_server_sessions(struct ssl_ctx_st *ctx, http_tls_ticket_cb tickets);
 
+/* An ALPN select callback (SSL_CTX_set_alpn_select_cb) for an HTTP/1.1
+ * server: http/1.1 when the client offers it, else no ALPN at all (the
+ * handshake goes on; a client offering only h2 gets HTTP/1.1 unasked). */
+int http_tls_select_http11(struct ssl_st *ssl, const unsigned char **out, unsigned char *outlen,
+                           const unsigned char *in, unsigned int inlen, void *arg);
+
 /* "1.2" -> TLS1_2_VERSION, "1.3" -> TLS1_3_VERSION; 0 for anything else. */
 int http_tls_version(const char *text);
 
